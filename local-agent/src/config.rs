@@ -1,0 +1,314 @@
+//! The agent's configuration: defaults, then `config.toml`, then environment variables (the
+//! original system's names where it had them), then command-line flags.
+//!
+//! ```toml
+//! folders = ["~/notes"]              # what `local-agent index` indexes with no arguments
+//! [model]
+//! dir = "/opt/models/bge-small-zh"  # MODEL_DIR
+//! ort_dylib_path = "/opt/ort/libonnxruntime.so.1.31.1"   # ORT_DYLIB_PATH
+//! threads = 2
+//! [index.chunking]
+//! max_tokens = 256
+//! overlap_tokens = 32
+//! [search]
+//! semantic_weight = 1.0
+//! [server]
+//! listen = "127.0.0.1:8001"
+//! api_key = "…"                      # LOCAL_RAG_API_KEY
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::chunk::ChunkSettings;
+use crate::embed::EmbedderOptions;
+use crate::error::{Error, Result};
+use crate::indexer::IndexSettings;
+use crate::search::SearchSettings;
+use crate::vector_index::VectorSettings;
+
+/// A secret string whose `Debug` output hides it, so configs can be logged.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// Compares with a candidate in constant time (BLAKE3 hashes compare in constant time).
+    pub fn matches(&self, candidate: &str) -> bool {
+        blake3::hash(self.0.as_bytes()) == blake3::hash(candidate.as_bytes())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `config.toml` as written; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Where indexes and caches live.
+    pub data_dir: Option<PathBuf>,
+    /// Folders indexed when `local-agent index` gets none.
+    pub folders: Vec<PathBuf>,
+    /// Embedding model and runtime.
+    pub model: ModelSection,
+    /// Index building.
+    pub index: IndexSection,
+    /// Retrieval.
+    pub search: SearchSettings,
+    /// HTTP API.
+    pub server: ServerSection,
+}
+
+/// `[model]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSection {
+    /// Model folder (`model.onnx` + `tokenizer.json`).
+    pub dir: Option<PathBuf>,
+    /// ONNX Runtime shared library.
+    pub ort_dylib_path: Option<PathBuf>,
+    /// Threads per inference.
+    pub threads: Option<usize>,
+    /// Texts per inference batch when indexing.
+    pub batch_size: Option<usize>,
+}
+
+/// `[index]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexSection {
+    /// Chunk sizes.
+    pub chunking: Option<ChunkSettings>,
+    /// HNSW parameters.
+    pub vectors: Option<VectorSettings>,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address of the HTTP API (loopback by default).
+    pub listen: Option<SocketAddr>,
+    /// Key required on the HTTP API.
+    pub api_key: Option<Secret>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Where indexes and caches live.
+    pub data_dir: PathBuf,
+    /// Folders indexed when none are named.
+    pub folders: Vec<PathBuf>,
+    /// Runtime library, model folder, threads.
+    pub embedder: EmbedderOptions,
+    /// Index building.
+    pub index: IndexSettings,
+    /// Retrieval.
+    pub search: SearchSettings,
+    /// Address of the HTTP API.
+    pub listen: SocketAddr,
+    /// Key required on the HTTP API (`LOCAL_RAG_API_KEY`), if any.
+    pub api_key: Option<Secret>,
+}
+
+/// Default address of the HTTP API: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8001";
+
+/// Where the values came from, besides the config file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data-dir` (or `DATA_DIR`).
+    pub data_dir: Option<PathBuf>,
+    /// `--config` (or `LOCAL_AGENT_CONFIG`).
+    pub config: Option<PathBuf>,
+}
+
+/// Reads an environment variable; empty counts as unset.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+}
+
+impl AgentConfig {
+    /// Resolves the configuration: flags > environment > config file > defaults.
+    pub fn load(overrides: &Overrides) -> Result<Self> {
+        let default_data_dir = || dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("notion-llm");
+        let early_data_dir = overrides.data_dir.clone().or_else(|| env("DATA_DIR").map(PathBuf::from));
+        let config_path = overrides.config.clone().or_else(|| {
+            let candidate = early_data_dir.clone().unwrap_or_else(default_data_dir).join("config.toml");
+            candidate.is_file().then_some(candidate)
+        });
+        let file = match &config_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|error| Error::Config {
+                    path: path.clone(),
+                    message: format!("cannot read it: {error}"),
+                })?;
+                toml::from_str::<ConfigFile>(&text)
+                    .map_err(|error| Error::Config { path: path.clone(), message: error.to_string() })?
+            }
+            None => ConfigFile::default(),
+        };
+        let relative_to = config_path.as_deref().and_then(Path::parent).map(Path::to_owned);
+        let resolve = |path: PathBuf| match &relative_to {
+            Some(base) => base.join(expand_home(path)),
+            None => expand_home(path),
+        };
+
+        let data_dir = early_data_dir.or_else(|| file.data_dir.clone().map(resolve)).unwrap_or_else(default_data_dir);
+        let runtime = default_runtime_dir();
+        let runtime_library = env("ORT_DYLIB_PATH")
+            .map(PathBuf::from)
+            .or_else(|| file.model.ort_dylib_path.clone().map(resolve))
+            .unwrap_or_else(|| runtime.join("onnxruntime").join(ORT_LIBRARY_NAME));
+        let model_dir = env("MODEL_DIR")
+            .map(PathBuf::from)
+            .or_else(|| file.model.dir.clone().map(resolve))
+            .unwrap_or_else(|| runtime.join("models").join(DEFAULT_MODEL));
+        let threads = file.model.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, |n| n.get()).min(4)
+        });
+        let listen = match env("LOCAL_AGENT_LISTEN") {
+            Some(text) => text.parse().map_err(|error| Error::Config {
+                path: "LOCAL_AGENT_LISTEN".into(),
+                message: format!("{text:?} is not an address like 127.0.0.1:8001: {error}"),
+            })?,
+            None => file.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
+        };
+        let api_key = env("LOCAL_RAG_API_KEY").map(Secret::new).or(file.server.api_key);
+        let config = Self {
+            data_dir,
+            folders: file.folders.into_iter().map(resolve).collect(),
+            embedder: EmbedderOptions { runtime_library, model_dir, threads },
+            index: IndexSettings {
+                chunking: file.index.chunking.unwrap_or_default(),
+                vectors: file.index.vectors.unwrap_or_default(),
+                batch_size: file.model.batch_size.unwrap_or(32),
+            },
+            search: file.search,
+            listen,
+            api_key,
+        };
+        config.validate(config_path.as_deref())?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: Option<&Path>) -> Result<()> {
+        let fail = |message: String| Err(Error::Config { path: path.unwrap_or(Path::new("config")).to_owned(), message });
+        let chunking = self.index.chunking;
+        if chunking.max_tokens < 32 || chunking.overlap_tokens >= chunking.max_tokens / 2 {
+            return fail(format!(
+                "index.chunking: max_tokens must be at least 32 and overlap_tokens under half of it (got {} and {})",
+                chunking.max_tokens, chunking.overlap_tokens
+            ));
+        }
+        let search = &self.search;
+        if search.keyword_weight < 0.0 || search.semantic_weight < 0.0 || search.rrf_k <= 0.0 {
+            return fail("search: weights must be ≥ 0 and rrf_k > 0".into());
+        }
+        if search.candidates == 0 {
+            return fail("search.candidates must be at least 1".into());
+        }
+        let vectors = self.index.vectors;
+        if vectors.connectivity < 2 || vectors.expansion_add == 0 || vectors.expansion_search == 0 {
+            return fail("index.vectors: connectivity ≥ 2 and expansions ≥ 1 are required".into());
+        }
+        if self.api_key.as_ref().is_some_and(|key| key.0.len() < 8) {
+            return fail("the API key (LOCAL_RAG_API_KEY) must be at least 8 characters".into());
+        }
+        Ok(())
+    }
+}
+
+/// The model `scripts/setup.sh` installs.
+pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
+
+#[cfg(target_os = "macos")]
+const ORT_LIBRARY_NAME: &str = "libonnxruntime.1.31.1.dylib";
+#[cfg(windows)]
+const ORT_LIBRARY_NAME: &str = "onnxruntime.dll";
+#[cfg(not(any(target_os = "macos", windows)))]
+const ORT_LIBRARY_NAME: &str = "libonnxruntime.so.1.31.1";
+
+/// Where `scripts/setup.sh` put the runtime: `$NOTION_LLM_RUNTIME`, else the nearest
+/// `.runtime/` above the executable or the working directory (a checkout), else the user's
+/// data directory.
+pub fn default_runtime_dir() -> PathBuf {
+    if let Some(dir) = env("NOTION_LLM_RUNTIME") {
+        return PathBuf::from(dir);
+    }
+    let starts = [std::env::current_exe().ok(), std::env::current_dir().ok()];
+    for start in starts.into_iter().flatten() {
+        for dir in start.ancestors() {
+            let candidate = dir.join(".runtime");
+            if candidate.join("onnxruntime").is_dir() || candidate.join("models").is_dir() {
+                return candidate;
+            }
+        }
+    }
+    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("notion-llm").join("runtime")
+}
+
+fn expand_home(path: PathBuf) -> PathBuf {
+    match (path.strip_prefix("~"), dirs::home_dir()) {
+        (Ok(rest), Some(home)) => home.join(rest),
+        _ => path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_leak_through_debug_and_compare_exactly() {
+        let secret = Secret::new("hunter2-long");
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
+        assert!(secret.matches("hunter2-long"));
+        assert!(!secret.matches("hunter2-lon"));
+    }
+
+    #[test]
+    fn a_config_file_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "folders = [\"notes\"]\n[index.chunking]\nmax_tokens = 128\noverlap_tokens = 16\n[server]\nlisten = \"127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        let overrides = Overrides { data_dir: Some(dir.path().join("data")), config: Some(path.clone()) };
+        let config = AgentConfig::load(&overrides).unwrap();
+        assert_eq!(config.folders, [dir.path().join("notes")], "relative to the config file");
+        assert_eq!(config.index.chunking.max_tokens, 128);
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.data_dir, dir.path().join("data"));
+
+        std::fs::write(&path, "[server]\nlisten = 5\n").unwrap();
+        assert!(AgentConfig::load(&overrides).is_err());
+        std::fs::write(&path, "unknown_key = 1\n").unwrap();
+        let error = AgentConfig::load(&overrides).unwrap_err().to_string();
+        assert!(error.contains("unknown_key"), "{error}");
+        std::fs::write(&path, "[index.chunking]\nmax_tokens = 64\noverlap_tokens = 40\n").unwrap();
+        assert!(AgentConfig::load(&overrides).is_err());
+    }
+
+    #[test]
+    fn the_shipped_example_config_parses() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/config.toml");
+        let text = std::fs::read_to_string(example).expect("examples/config.toml exists");
+        toml::from_str::<ConfigFile>(&text).unwrap();
+    }
+}

@@ -1,0 +1,353 @@
+//! Sentence embeddings with ONNX Runtime (`ort`, loaded dynamically) and `tokenizers`.
+//!
+//! Any BERT-style sentence-embedding model folder works: `model.onnx` + `tokenizer.json`, and
+//! optionally the sentence-transformers files `sentence_bert_config.json` (`max_seq_length`) and
+//! `1_Pooling/config.json` (mean or CLS pooling). Inputs are padded to the longest text of a
+//! batch and truncated at the model's limit; batches are formed from texts of similar length
+//! so little time is spent on padding. Vectors are L2-normalised, so a dot product is a cosine.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::Tensor;
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::error::{Error, Result};
+
+/// How token vectors become one sentence vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Average of the token vectors, weighted by the attention mask.
+    Mean,
+    /// The vector of the first ([CLS]) token.
+    Cls,
+}
+
+/// A query's embedding and how well the model could read the query.
+#[derive(Debug, Clone)]
+pub struct QueryEmbedding {
+    /// Unit-length vector.
+    pub vector: Vec<f32>,
+    /// Share of the query's tokens the model knows (not `[UNK]`), 0..=1. An English model
+    /// reading Chinese sees mostly unknown tokens, and its vector then says little.
+    pub visibility: f32,
+}
+
+/// Where the ONNX Runtime library lives and which model to load.
+#[derive(Debug, Clone)]
+pub struct EmbedderOptions {
+    /// The ONNX Runtime shared library.
+    pub runtime_library: PathBuf,
+    /// The model folder.
+    pub model_dir: PathBuf,
+    /// Threads for one inference (intra-op parallelism).
+    pub threads: usize,
+}
+
+/// A loaded sentence-embedding model. Cheap to share behind an `Arc`; inference is serialised
+/// by a mutex because an ONNX session runs one batch at a time (`Session::run` takes `&mut`).
+pub struct Embedder {
+    session: Mutex<Session>,
+    /// Pads to the longest in a batch and truncates at `max_tokens`.
+    batch_tokenizer: Tokenizer,
+    /// No padding or truncation: for measuring text.
+    counting_tokenizer: Tokenizer,
+    uses_token_type_ids: bool,
+    output: OutputKind,
+    pooling: Pooling,
+    dimensions: usize,
+    max_tokens: usize,
+    unknown_token_id: Option<u32>,
+    model_id: String,
+    model_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutputKind {
+    /// `[batch, seq, dims]` token vectors to pool.
+    TokenEmbeddings,
+    /// `[batch, dims]` already pooled (`sentence_embedding`).
+    SentenceEmbedding,
+}
+
+/// The ONNX Runtime library can be loaded once per process; later loads reuse it.
+static RUNTIME: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
+
+fn runtime(library: &Path) -> Result<ort::environment::Environment> {
+    if !library.is_file() {
+        return Err(Error::RuntimeMissing { path: library.to_owned() });
+    }
+    let environment = RUNTIME.get_or_init(|| {
+        let library = std::fs::canonicalize(library).unwrap_or_else(|_| library.to_owned());
+        ort::init_from(&library)
+            .map_err(|error| error.to_string())?
+            .with_name("local-agent")
+            .build()
+            .map_err(|error| error.to_string())
+    });
+    environment
+        .clone()
+        .map_err(|message| Error::RuntimeLoad { path: library.to_owned(), message })
+}
+
+impl Embedder {
+    /// Loads the runtime library and the model. Fails with a message that says what to do
+    /// when either is missing.
+    pub fn load(options: &EmbedderOptions) -> Result<Self> {
+        let dir = options.model_dir.clone();
+        let model_path = dir.join("model.onnx");
+        let tokenizer_path = dir.join("tokenizer.json");
+        if !model_path.is_file() {
+            return Err(Error::ModelMissing { dir, missing: "model.onnx" });
+        }
+        if !tokenizer_path.is_file() {
+            return Err(Error::ModelMissing { dir, missing: "tokenizer.json" });
+        }
+        let environment = runtime(&options.runtime_library)?;
+        let model_error = |message: String| Error::Model { dir: dir.clone(), message };
+
+        let session = Session::builder(&environment)
+            .and_then(|builder| Ok(builder.with_optimization_level(GraphOptimizationLevel::All)?))
+            .and_then(|builder| Ok(builder.with_intra_threads(options.threads.max(1))?))
+            .and_then(|mut builder| builder.commit_from_file(&model_path))
+            .map_err(|error| model_error(format!("cannot load model.onnx: {error}")))?;
+        let input_names: Vec<&str> = session.inputs().iter().map(|input| input.name()).collect();
+        for required in ["input_ids", "attention_mask"] {
+            if !input_names.contains(&required) {
+                return Err(model_error(format!("model.onnx has no `{required}` input (has {input_names:?})")));
+            }
+        }
+        let uses_token_type_ids = input_names.contains(&"token_type_ids");
+        let output = if session.outputs().iter().any(|output| output.name() == "sentence_embedding") {
+            OutputKind::SentenceEmbedding
+        } else {
+            OutputKind::TokenEmbeddings
+        };
+
+        let counting_tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map(|mut tokenizer| {
+                tokenizer.with_padding(None);
+                tokenizer
+            })
+            .map_err(|error| model_error(format!("cannot read tokenizer.json: {error}")))?;
+        let mut counting_tokenizer = counting_tokenizer;
+        counting_tokenizer
+            .with_truncation(None)
+            .map_err(|error| model_error(format!("tokenizer.json: {error}")))?;
+        let config = SentenceTransformersConfig::read(&dir);
+        let max_tokens = config.max_seq_length.unwrap_or(512);
+        let mut batch_tokenizer = counting_tokenizer.clone();
+        batch_tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+        batch_tokenizer
+            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .map_err(|error| model_error(format!("tokenizer.json: {error}")))?;
+        let unknown_token_id = counting_tokenizer.token_to_id("[UNK]").or_else(|| counting_tokenizer.token_to_id("<unk>"));
+
+        let mut embedder = Self {
+            session: Mutex::new(session),
+            batch_tokenizer,
+            counting_tokenizer,
+            uses_token_type_ids,
+            output,
+            pooling: config.pooling,
+            dimensions: 0,
+            max_tokens,
+            unknown_token_id,
+            model_id: String::new(),
+            model_dir: dir.clone(),
+        };
+        // One probe tells the dimension, and proves the model runs before anything relies on it.
+        let probe = embedder.embed_batch(&["probe"])?;
+        embedder.dimensions = probe.first().map_or(0, Vec::len);
+        if embedder.dimensions == 0 {
+            return Err(model_error("the model produced an empty vector".into()));
+        }
+        embedder.model_id = model_id(&dir, &model_path, embedder.dimensions);
+        Ok(embedder)
+    }
+
+    /// Length of the vectors.
+    pub fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    /// Longest input the model reads, in tokens (including special tokens).
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Identifies the model and its settings: vectors from different ids are not comparable.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// Number of model tokens in `text`, without the special tokens.
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.counting_tokenizer.encode(text, false).map_or_else(|_| text.split_whitespace().count(), |e| e.len())
+    }
+
+    /// Embeds a query and measures how much of it the model can read.
+    pub fn embed_query(&self, query: &str) -> Result<QueryEmbedding> {
+        let encoding = self
+            .counting_tokenizer
+            .encode(query, false)
+            .map_err(|error| self.error(format!("cannot tokenize the query: {error}")))?;
+        let ids = encoding.get_ids();
+        let visibility = match (self.unknown_token_id, ids.len()) {
+            (Some(unknown), total) if total > 0 => {
+                ids.iter().filter(|&&id| id != unknown).count() as f32 / total as f32
+            }
+            _ => 1.0,
+        };
+        let vector = self.embed_batch(&[query])?.pop().unwrap_or_default();
+        Ok(QueryEmbedding { vector, visibility })
+    }
+
+    /// Embeds many texts: sorted by length into batches of `batch_size`, returned in input
+    /// order. `progress` is called with the number of texts done after each batch.
+    pub fn embed_all(
+        &self,
+        texts: &[&str],
+        batch_size: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        // Character length is a good enough proxy for token length to group similar texts.
+        order.sort_by_key(|&index| texts[index].len());
+        let mut vectors = vec![Vec::new(); texts.len()];
+        for batch in order.chunks(batch_size.max(1)) {
+            let inputs: Vec<&str> = batch.iter().map(|&index| texts[index]).collect();
+            for (&index, vector) in batch.iter().zip(self.embed_batch(&inputs)?) {
+                vectors[index] = vector;
+            }
+            progress(batch.len());
+        }
+        Ok(vectors)
+    }
+
+    /// Embeds one batch, padded to its longest text.
+    pub fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encodings = self
+            .batch_tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|error| self.error(format!("cannot tokenize: {error}")))?;
+        let batch = encodings.len();
+        let length = encodings.iter().map(|e| e.len()).max().unwrap_or(0).max(1);
+        let mut ids = Vec::with_capacity(batch * length);
+        let mut mask = Vec::with_capacity(batch * length);
+        let mut types = Vec::with_capacity(batch * length);
+        for encoding in &encodings {
+            let pad = length - encoding.len();
+            ids.extend(encoding.get_ids().iter().map(|&id| i64::from(id)).chain(std::iter::repeat_n(0, pad)));
+            mask.extend(encoding.get_attention_mask().iter().map(|&m| i64::from(m)).chain(std::iter::repeat_n(0, pad)));
+            types.extend(encoding.get_type_ids().iter().map(|&t| i64::from(t)).chain(std::iter::repeat_n(0, pad)));
+        }
+        let shape = [batch, length];
+        let tensor = |data: Vec<i64>| {
+            Tensor::from_array((shape, data)).map_err(|error| self.error(format!("cannot build input tensor: {error}")))
+        };
+        let ids = tensor(ids)?;
+        let attention = tensor(mask.clone())?;
+        let mut session = self.session.lock().map_err(|_| self.error("a previous inference panicked".into()))?;
+        let outputs = if self.uses_token_type_ids {
+            session.run(ort::inputs!["input_ids" => ids, "attention_mask" => attention, "token_type_ids" => tensor(types)?])
+        } else {
+            session.run(ort::inputs!["input_ids" => ids, "attention_mask" => attention])
+        }
+        .map_err(|error| self.error(format!("inference failed: {error}")))?;
+        let (output_shape, data) = match self.output {
+            OutputKind::SentenceEmbedding => outputs["sentence_embedding"].try_extract_tensor::<f32>(),
+            OutputKind::TokenEmbeddings => outputs[0].try_extract_tensor::<f32>(),
+        }
+        .map_err(|error| self.error(format!("unexpected model output: {error}")))?;
+        let dims: Vec<usize> = output_shape.iter().map(|&d| d.max(0) as usize).collect();
+
+        let mut vectors = Vec::with_capacity(batch);
+        match (self.output, dims.as_slice()) {
+            (OutputKind::SentenceEmbedding, &[b, d]) if b == batch => {
+                vectors.extend(data.chunks_exact(d).map(<[f32]>::to_vec));
+            }
+            (OutputKind::TokenEmbeddings, &[b, s, d]) if b == batch && s == length => {
+                for (row, tokens) in data.chunks_exact(s * d).enumerate() {
+                    let row_mask = &mask[row * length..(row + 1) * length];
+                    vectors.push(pool(tokens, row_mask, d, self.pooling));
+                }
+            }
+            _ => return Err(self.error(format!("unexpected output shape {dims:?} for a batch of {batch}×{length}"))),
+        }
+        for vector in &mut vectors {
+            normalize(vector);
+        }
+        Ok(vectors)
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Model { dir: self.model_dir.clone(), message }
+    }
+}
+
+fn pool(tokens: &[f32], mask: &[i64], dims: usize, pooling: Pooling) -> Vec<f32> {
+    match pooling {
+        Pooling::Cls => tokens[..dims].to_vec(),
+        Pooling::Mean => {
+            let mut sum = vec![0.0f32; dims];
+            let mut count = 0.0f32;
+            for (token, &m) in tokens.chunks_exact(dims).zip(mask) {
+                if m != 0 {
+                    sum.iter_mut().zip(token).for_each(|(s, t)| *s += t);
+                    count += 1.0;
+                }
+            }
+            sum.iter_mut().for_each(|s| *s /= count.max(1.0));
+            sum
+        }
+    }
+}
+
+/// Scales `vector` to unit length (left alone if it is all zeros).
+pub fn normalize(vector: &mut [f32]) {
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// The parts of a sentence-transformers model folder that change how vectors are computed.
+struct SentenceTransformersConfig {
+    max_seq_length: Option<usize>,
+    pooling: Pooling,
+}
+
+impl SentenceTransformersConfig {
+    fn read(dir: &Path) -> Self {
+        let json = |name: &str| -> Option<serde_json::Value> {
+            serde_json::from_slice(&std::fs::read(dir.join(name)).ok()?).ok()
+        };
+        let max_seq_length = json("sentence_bert_config.json")
+            .and_then(|config| config["max_seq_length"].as_u64())
+            .map(|length| length as usize);
+        let pooling = match json("1_Pooling/config.json") {
+            Some(config) if config["pooling_mode_cls_token"].as_bool() == Some(true) => Pooling::Cls,
+            _ => Pooling::Mean,
+        };
+        Self { max_seq_length, pooling }
+    }
+}
+
+/// A short, stable id: folder name, dimension, and a hash of the model and tokenizer files.
+fn model_id(dir: &Path, model_path: &Path, dimensions: usize) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for path in [model_path.to_owned(), dir.join("tokenizer.json"), dir.join("1_Pooling/config.json"), dir.join("sentence_bert_config.json")] {
+        if let Ok(file) = std::fs::File::open(&path) {
+            // Hash failures only make the id less specific; the file was readable a moment ago.
+            let _ = hasher.update_reader(file);
+        }
+    }
+    let name = dir.file_name().and_then(|name| name.to_str()).unwrap_or("model");
+    format!("{name}-{dimensions}d-{}", &hasher.finalize().to_hex()[..12])
+}

@@ -1,0 +1,137 @@
+//! The agent library's error type. Every variant that a user can meet says what is wrong and
+//! what to do about it; the CLI prints these messages as they are.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result with the agent's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong in the agent library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The ONNX Runtime shared library is not where we looked.
+    #[error(
+        "ONNX Runtime library not found at {}; run scripts/setup.sh or set ORT_DYLIB_PATH",
+        path.display()
+    )]
+    RuntimeMissing {
+        /// Where we looked.
+        path: PathBuf,
+    },
+    /// The ONNX Runtime library exists but could not be loaded.
+    #[error(
+        "could not load ONNX Runtime from {}: {message}; run scripts/setup.sh or set \
+         ORT_DYLIB_PATH to ONNX Runtime 1.31 or newer",
+        path.display()
+    )]
+    RuntimeLoad {
+        /// The library file.
+        path: PathBuf,
+        /// The loader's complaint.
+        message: String,
+    },
+    /// The model folder lacks a required file.
+    #[error(
+        "embedding model not usable in {}: {missing} is missing; run scripts/setup.sh or set \
+         MODEL_DIR to a folder with model.onnx and tokenizer.json",
+        dir.display()
+    )]
+    ModelMissing {
+        /// The model folder.
+        dir: PathBuf,
+        /// The missing file.
+        missing: &'static str,
+    },
+    /// The model or tokenizer failed to load or to run.
+    #[error("embedding model in {}: {message}", dir.display())]
+    Model {
+        /// The model folder.
+        dir: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// Nothing has been indexed in this data directory yet.
+    #[error("no index in {}; run `local-agent index <FOLDER>` first", dir.display())]
+    NoIndex {
+        /// The index directory.
+        dir: PathBuf,
+    },
+    /// The index on disk cannot be read.
+    #[error(
+        "the index in {} is unreadable ({message}); run `local-agent index` again to rebuild it",
+        dir.display()
+    )]
+    CorruptIndex {
+        /// The generation directory.
+        dir: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+    /// The index was built with a different embedding model than the one configured.
+    #[error(
+        "the index was built with the model {built}, but the agent now uses {configured}; run \
+         `local-agent index` to re-embed your notes with the new model"
+    )]
+    ModelChanged {
+        /// Model the index was built with.
+        built: String,
+        /// Model configured now.
+        configured: String,
+    },
+    /// Another process is writing the index.
+    #[error("another indexing run holds {}; wait for it to finish", path.display())]
+    IndexBusy {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A folder to index cannot be read.
+    #[error("cannot index {}: {source}", path.display())]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A file or directory operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The configuration is invalid.
+    #[error("configuration {}: {message}", path.display())]
+    Config {
+        /// The config file (or the variable's name).
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A request broke a limit; the message names the field.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The BM25 index failed.
+    #[error("keyword index: {0}")]
+    Text(#[from] tantivy::TantivyError),
+    /// The vector index failed.
+    #[error("vector index: {0}")]
+    Vector(String),
+    /// The embedding cache failed.
+    #[error("embedding cache {}: {message}", path.display())]
+    EmbeddingCache {
+        /// The cache file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+}

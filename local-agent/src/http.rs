@@ -1,0 +1,365 @@
+//! The loopback HTTP API, compatible with the original system's:
+//! `GET /health`, `POST /search`, `POST /context/build`, `GET /stats`, `POST /cache/clear`,
+//! plus `GET /metrics` (Prometheus text).
+//!
+//! Every endpoint except `/health` requires the API key when one is configured
+//! (`Authorization: Bearer <key>` or `X-API-Key: <key>`). Every failure is a JSON
+//! `{success: false, error: {code, message}}` with a 4xx/5xx status — bad JSON, a field out of
+//! range, an oversized body, a wrong key, an unknown path — and never a panic.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use protocol::{ContextRequest, ErrorCode, ErrorResponse, SearchRequest};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::config::Secret;
+use crate::error::Error;
+use crate::search::Engine;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Shared state of the HTTP API.
+pub struct ApiState {
+    engine: Arc<Engine>,
+    api_key: Option<Secret>,
+    started: Instant,
+    metrics: Metrics,
+}
+
+impl ApiState {
+    /// State for a server answering from `engine`, requiring `api_key` if given.
+    pub fn new(engine: Arc<Engine>, api_key: Option<Secret>) -> Self {
+        Self { engine, api_key, started: Instant::now(), metrics: Metrics::new() }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(Arc::new(state))).with_graceful_shutdown(shutdown).await
+}
+
+/// The routes, for serving or for in-process tests.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let protected = Router::new()
+        .route("/search", post(search))
+        .route("/context/build", post(build_context))
+        .route("/stats", get(stats))
+        .route("/cache/clear", post(clear_cache))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    Router::new()
+        .route("/health", get(health))
+        .merge(protected)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, "method not allowed here")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn require_key(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.api_key {
+        let presented = presented_key(request.headers());
+        if !presented.is_some_and(|candidate| key.matches(candidate)) {
+            let path = request.uri().path().to_owned();
+            // The presented key is never logged.
+            tracing::warn!(path, with_key = presented.is_some(), "refused a request without the right API key");
+            state.metrics.count(&path, StatusCode::UNAUTHORIZED);
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "missing or wrong API key; send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")));
+    bearer.or_else(|| headers.get("x-api-key").and_then(|value| value.to_str().ok())).map(str::trim)
+}
+
+async fn health(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+    let stats = state.engine.stats();
+    let performance = &state.metrics.performance;
+    let total = performance.requests.load(Ordering::Relaxed);
+    let micros = performance.micros.load(Ordering::Relaxed);
+    let lookups = stats.cache_hits + stats.cache_misses;
+    let ready = stats.generation > 0;
+    Json(json!({
+        "status": if ready { "healthy" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime": state.started.elapsed().as_secs_f64(),
+        "rag_engine": {
+            "status": if ready { "ready" } else { "no_index" },
+            "model_loaded": true,
+            "index_size": stats.chunks,
+        },
+        "performance": {
+            "avg_response_time": if total == 0 { 0.0 } else { micros as f64 / total as f64 / 1e6 },
+            "total_requests": total,
+            "cache_hit_rate": if lookups == 0 { 0.0 } else { stats.cache_hits as f64 / lookups as f64 },
+        },
+    }))
+}
+
+async fn search(State(state): State<Arc<ApiState>>, JsonBody(request): JsonBody<SearchRequest>) -> Result<Response, ApiError> {
+    request.validate().map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, error.to_string()))?;
+    let started = Instant::now();
+    let engine = state.engine.clone();
+    let response = run_blocking(move || engine.search(&request)).await;
+    state.metrics.finish("/search", started, status_of(&response));
+    Ok(Json(response?).into_response())
+}
+
+async fn build_context(
+    State(state): State<Arc<ApiState>>,
+    JsonBody(request): JsonBody<ContextRequest>,
+) -> Result<Response, ApiError> {
+    request.validate().map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, error.to_string()))?;
+    let started = Instant::now();
+    let engine = state.engine.clone();
+    let response = run_blocking(move || engine.build_context(&request)).await;
+    state.metrics.finish("/context/build", started, status_of(&response));
+    Ok(Json(response?).into_response())
+}
+
+fn status_of<T>(result: &Result<T, ApiError>) -> StatusCode {
+    result.as_ref().map_or_else(|error| error.status, |_| StatusCode::OK)
+}
+
+async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> crate::error::Result<T> + Send + 'static) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(error) => {
+            tracing::error!(%error, "a request handler panicked");
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error"))
+        }
+    }
+}
+
+async fn stats(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+    let stats = state.engine.stats();
+    let performance = &state.metrics.performance;
+    let snapshot = state.engine.snapshot().ok();
+    let folders: Vec<String> = snapshot
+        .as_ref()
+        .map(|s| s.manifest.roots.iter().map(|root| root.display().to_string()).collect())
+        .unwrap_or_default();
+    Json(json!({
+        "success": true,
+        "index": {
+            "generation": stats.generation,
+            "documents": stats.documents,
+            "chunks": stats.chunks,
+            "indexed_at": stats.indexed_at,
+            "folders": folders,
+            "vector_memory_bytes": stats.vector_bytes,
+        },
+        "model": {
+            "id": state.engine.embedder().model_id(),
+            "dimensions": state.engine.embedder().dimensions(),
+        },
+        "cache": {
+            "entries": stats.cache_entries,
+            "hits": stats.cache_hits,
+            "misses": stats.cache_misses,
+        },
+        "requests": {
+            "total": performance.requests.load(Ordering::Relaxed),
+            "errors": performance.errors.load(Ordering::Relaxed),
+        },
+        "uptime": state.started.elapsed().as_secs_f64(),
+    }))
+}
+
+async fn clear_cache(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+    let cleared = state.engine.clear_cache();
+    Json(json!({ "success": true, "cleared": cleared }))
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let text = state.metrics.encode(&state.engine)?;
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
+}
+
+/// A JSON body whose rejections are JSON errors in the API's shape (axum's own are plain text).
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::PayloadTooLarge,
+                    format!("the request body is over the {MAX_BODY_BYTES}-byte limit"),
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, rejection.body_text())
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, format!("invalid JSON body: {error}")))
+    }
+}
+
+/// An error response: status plus the API's error body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorResponse,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { status, body: ErrorResponse::new(code, message) }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let (status, code) = match &error {
+            Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+            Error::NoIndex { .. } | Error::ModelChanged { .. } | Error::CorruptIndex { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::IndexUnavailable)
+            }
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
+        };
+        if status.is_server_error() {
+            tracing::error!(%error, "request failed");
+        }
+        Self::new(status, code, error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// Request counters for `/health` and the Prometheus registry for `/metrics`.
+struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<EndpointLabels, Histogram>,
+    index_chunks: Gauge,
+    index_documents: Gauge,
+    index_generation: Gauge,
+    cache_hits: Gauge,
+    cache_misses: Gauge,
+    performance: Performance,
+}
+
+#[derive(Default)]
+struct Performance {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    micros: AtomicU64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("local_agent");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+        });
+        let index_chunks = Gauge::default();
+        let index_documents = Gauge::default();
+        let index_generation = Gauge::default();
+        let cache_hits = Gauge::default();
+        let cache_misses = Gauge::default();
+        registry.register("http_requests", "Requests answered, by endpoint and status", requests.clone());
+        registry.register("request_duration_seconds", "Time to answer retrieval requests", latency.clone());
+        registry.register("index_chunks", "Chunks in the live index", index_chunks.clone());
+        registry.register("index_documents", "Documents in the live index", index_documents.clone());
+        registry.register("index_generation", "Live index generation", index_generation.clone());
+        registry.register("query_cache_hits", "Answers served from the query cache", cache_hits.clone());
+        registry.register("query_cache_misses", "Answers computed", cache_misses.clone());
+        Self {
+            registry,
+            requests,
+            latency,
+            index_chunks,
+            index_documents,
+            index_generation,
+            cache_hits,
+            cache_misses,
+            performance: Performance::default(),
+        }
+    }
+
+    fn count(&self, endpoint: &str, status: StatusCode) {
+        self.requests.get_or_create(&RequestLabels { endpoint: endpoint.to_owned(), status: status.as_u16() }).inc();
+    }
+
+    fn finish(&self, endpoint: &str, started: Instant, status: StatusCode) {
+        let elapsed = started.elapsed();
+        let ok = status.is_success();
+        self.latency.get_or_create(&EndpointLabels { endpoint: endpoint.to_owned() }).observe(elapsed.as_secs_f64());
+        self.count(endpoint, status);
+        self.performance.requests.fetch_add(1, Ordering::Relaxed);
+        self.performance.micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        if !ok {
+            self.performance.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn encode(&self, engine: &Engine) -> Result<String, ApiError> {
+        let stats = engine.stats();
+        self.index_chunks.set(stats.chunks as i64);
+        self.index_documents.set(stats.documents as i64);
+        self.index_generation.set(stats.generation as i64);
+        self.cache_hits.set(stats.cache_hits as i64);
+        self.cache_misses.set(stats.cache_misses as i64);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "cannot encode metrics"))?;
+        Ok(text)
+    }
+}

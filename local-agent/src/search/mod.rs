@@ -1,0 +1,502 @@
+//! Hybrid retrieval over the live index.
+//!
+//! A search runs BM25 and dense search, collapses each list to one entry per document (its
+//! best chunk), fuses the two document lists with reciprocal-rank fusion, and scores the
+//! survivors for the similarity threshold. The dense list's weight is scaled by how much of the
+//! query the model can read (share of non-`[UNK]` tokens, squared): an English model asked a
+//! Chinese question contributes little or nothing, and fusion cannot do worse than BM25 alone.
+//!
+//! `similarity_score` is a calibrated 0..=1 relevance, not the fused rank score:
+//! the larger of the passage's cosine similarity to the query (scaled by the same
+//! visibility) and its keyword coverage, the IDF-weighted share of query terms it contains.
+//! A threshold of 0.3 therefore keeps passages that either mean the same thing or share the
+//! query's informative words.
+
+pub mod cache;
+pub mod context;
+pub mod fusion;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use protocol::{ContextRequest, ContextResponse, SearchHit, SearchMode, SearchRequest, SearchResponse, SourceType};
+use serde::{Deserialize, Serialize};
+
+use self::cache::QueryCache;
+use self::context::{Passage, Piece, build_context};
+use self::fusion::{RankedList, reciprocal_rank_fusion};
+use crate::embed::Embedder;
+use crate::error::{Error, Result};
+use crate::generations::IndexDir;
+use crate::snapshot::Snapshot;
+use crate::text_index::{StoredChunk, analyze, analyzer};
+
+/// Retrieval knobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchSettings {
+    /// RRF constant.
+    pub rrf_k: f32,
+    /// Weight of the BM25 list.
+    pub keyword_weight: f32,
+    /// Weight of the dense list (before scaling by query visibility).
+    pub semantic_weight: f32,
+    /// Chunks taken from each retriever before fusion (at least 3× the results asked for).
+    pub candidates: usize,
+    /// Characters of context returned with search results.
+    pub context_chars: usize,
+    /// Characters of a result's `content_snippet`.
+    pub snippet_chars: usize,
+    /// Cached answers (0 disables the cache).
+    pub cache_capacity: usize,
+    /// How long a cached answer stays valid, in seconds.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        Self {
+            rrf_k: fusion::DEFAULT_K,
+            keyword_weight: 1.0,
+            semantic_weight: 1.0,
+            candidates: 100,
+            context_chars: 2000,
+            snippet_chars: 300,
+            cache_capacity: 1024,
+            cache_ttl_secs: 300,
+        }
+    }
+}
+
+/// A search result before it is shaped for the wire.
+#[derive(Debug, Clone)]
+struct Hit {
+    document: u32,
+    ordinal: u32,
+    similarity: f32,
+    source_type: SourceType,
+    stored: StoredChunk,
+    /// Other chunks of the same document the retrievers found, by ordinal.
+    related: Vec<(u32, u64)>,
+}
+
+#[derive(Clone)]
+enum Answer {
+    Search(Vec<SearchHit>, String),
+    Context(String, Vec<String>),
+}
+
+/// Counters for `/health` and `/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct EngineStats {
+    /// Live generation (0 when nothing is indexed).
+    pub generation: u64,
+    /// Indexed documents.
+    pub documents: usize,
+    /// Indexed chunks.
+    pub chunks: usize,
+    /// Bytes the vector index occupies in memory.
+    pub vector_bytes: usize,
+    /// Answers served from the query cache.
+    pub cache_hits: u64,
+    /// Answers computed.
+    pub cache_misses: u64,
+    /// Answers currently cached.
+    pub cache_entries: usize,
+    /// When the live generation was written (seconds since the epoch).
+    pub indexed_at: u64,
+}
+
+/// The search side of the agent: the model, the live index and the query cache. Shared by
+/// the CLI and the HTTP API (behind an `Arc`); methods block, so async callers use
+/// `spawn_blocking`.
+pub struct Engine {
+    embedder: Arc<Embedder>,
+    index_dir: IndexDir,
+    settings: SearchSettings,
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    last_check: Mutex<Instant>,
+    cache: Mutex<QueryCache<Answer>>,
+}
+
+/// How often the engine looks for a newer generation published by an indexing run.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Engine {
+    /// Opens the live index of `data_dir`, if there is one (searches fail with
+    /// [`Error::NoIndex`] until something is indexed).
+    pub fn open(data_dir: &std::path::Path, embedder: Arc<Embedder>, settings: SearchSettings) -> Result<Self> {
+        let index_dir = IndexDir::new(data_dir);
+        let snapshot = Snapshot::open_current(&index_dir, embedder.model_id())?.map(Arc::new);
+        let cache = QueryCache::new(settings.cache_capacity, Duration::from_secs(settings.cache_ttl_secs));
+        Ok(Self {
+            embedder,
+            index_dir,
+            settings,
+            snapshot: RwLock::new(snapshot),
+            last_check: Mutex::new(Instant::now()),
+            cache: Mutex::new(cache),
+        })
+    }
+
+    /// The embedding model.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// Switches to a newer generation if an indexing run published one. Returns whether it did.
+    pub fn refresh(&self) -> Result<bool> {
+        let current = self.index_dir.current()?;
+        let loaded = self.read_snapshot().as_ref().map(|s| s.generation());
+        if current.is_none() || current == loaded {
+            return Ok(false);
+        }
+        let fresh = Snapshot::open_current(&self.index_dir, self.embedder.model_id())?.map(Arc::new);
+        *self.snapshot.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+        self.lock_cache().clear();
+        tracing::info!(generation = ?current, "switched to the new index generation");
+        Ok(true)
+    }
+
+    fn current_snapshot(&self) -> Result<Arc<Snapshot>> {
+        let due = {
+            let mut last = self.last_check.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let due = last.elapsed() >= REFRESH_INTERVAL;
+            if due {
+                *last = Instant::now();
+            }
+            due
+        };
+        if due && let Err(error) = self.refresh() {
+            // Keep serving the generation we have; the next check tries again.
+            tracing::warn!(%error, "could not open the new index generation");
+        }
+        self.read_snapshot().clone().ok_or_else(|| Error::NoIndex { dir: self.index_dir.path().to_owned() })
+    }
+
+    fn read_snapshot(&self) -> std::sync::RwLockReadGuard<'_, Option<Arc<Snapshot>>> {
+        self.snapshot.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, QueryCache<Answer>> {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Answers a search request.
+    pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
+        let started = Instant::now();
+        request.validate().map_err(|error| Error::InvalidRequest(error.to_string()))?;
+        let snapshot = self.current_snapshot()?;
+        let tags = normalized_tags(&request.tags);
+        let key = format!(
+            "search\u{0}{:?}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
+            request.mode,
+            request.query.trim(),
+            tags.join("\u{1}"),
+            request.max_results,
+            request.similarity_threshold
+        );
+        let cached = self.lock_cache().get(&key, snapshot.generation());
+        let (results, context) = match cached {
+            Some(Answer::Search(results, context)) => (results, context),
+            _ => {
+                let hits = self.retrieve(&snapshot, request.query.trim(), &tags, request.mode, request.max_results, request.similarity_threshold)?;
+                let passages = self.passages(&snapshot, &hits)?;
+                let (context, _) = build_context(&passages, self.settings.context_chars);
+                let results = hits.iter().map(|hit| self.wire_hit(&snapshot, hit)).collect::<Vec<_>>();
+                self.lock_cache().put(key, snapshot.generation(), Answer::Search(results.clone(), context.clone()));
+                (results, context)
+            }
+        };
+        Ok(SearchResponse { success: true, results, context, processing_time: started.elapsed().as_secs_f64() })
+    }
+
+    /// Builds a context block for a question.
+    pub fn build_context(&self, request: &ContextRequest) -> Result<ContextResponse> {
+        let started = Instant::now();
+        request.validate().map_err(|error| Error::InvalidRequest(error.to_string()))?;
+        let snapshot = self.current_snapshot()?;
+        let tags = normalized_tags(&request.tags);
+        let key = format!("context\u{0}{}\u{0}{}\u{0}{}", request.query.trim(), tags.join("\u{1}"), request.max_length);
+        let cached = self.lock_cache().get(&key, snapshot.generation());
+        let (context, sources) = match cached {
+            Some(Answer::Context(context, sources)) => (context, sources),
+            _ => {
+                // Enough passages to fill the budget: a passage is at most a few hundred characters.
+                let wanted = (request.max_length / 200).clamp(3, protocol::limits::MAX_RESULTS);
+                let threshold = protocol::SearchRequest::new("").similarity_threshold;
+                let hits = self.retrieve(&snapshot, request.query.trim(), &tags, SearchMode::Hybrid, wanted, threshold)?;
+                let passages = self.passages(&snapshot, &hits)?;
+                let (context, sources) = build_context(&passages, request.max_length);
+                self.lock_cache().put(key, snapshot.generation(), Answer::Context(context.clone(), sources.clone()));
+                (context, sources)
+            }
+        };
+        Ok(ContextResponse { context, sources, processing_time: started.elapsed().as_secs_f64() })
+    }
+
+    /// Forgets all cached answers; returns how many there were.
+    pub fn clear_cache(&self) -> usize {
+        self.lock_cache().clear()
+    }
+
+    /// Index and cache counters.
+    pub fn stats(&self) -> EngineStats {
+        let snapshot = self.read_snapshot().clone();
+        let cache = self.lock_cache();
+        let (cache_hits, cache_misses) = cache.counts();
+        let mut stats = EngineStats { cache_hits, cache_misses, cache_entries: cache.len(), ..Default::default() };
+        if let Some(snapshot) = snapshot {
+            stats.generation = snapshot.generation();
+            stats.documents = snapshot.manifest.documents.len();
+            stats.chunks = snapshot.manifest.chunk_count();
+            stats.vector_bytes = snapshot.vectors.memory_usage();
+            stats.indexed_at = snapshot.manifest.created_at;
+        }
+        stats
+    }
+
+    /// The live generation, for diagnostics and benchmarks.
+    pub fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        self.current_snapshot()
+    }
+
+    fn retrieve(
+        &self,
+        snapshot: &Snapshot,
+        query: &str,
+        tags: &[String],
+        mode: SearchMode,
+        max_results: usize,
+        threshold: f32,
+    ) -> Result<Vec<Hit>> {
+        let depth = self.settings.candidates.max(3 * max_results);
+        let mut analyzer = analyzer();
+        let terms = analyze(&mut analyzer, query);
+
+        let keyword_chunks = if mode == SearchMode::Semantic {
+            Vec::new()
+        } else {
+            snapshot.text.search(&terms, tags, depth)?
+        };
+        let (query_vector, visibility) = if mode == SearchMode::Keyword {
+            (Vec::new(), 0.0)
+        } else {
+            let embedding = self.embedder.embed_query(query)?;
+            (embedding.vector, embedding.visibility)
+        };
+        let semantic_chunks = if query_vector.is_empty() || visibility == 0.0 {
+            Vec::new()
+        } else if tags.is_empty() {
+            snapshot.vectors.search(&query_vector, depth, None)?
+        } else {
+            let accept = |chunk: u64| snapshot.locate(chunk).is_some_and(|l| snapshot.has_any_tag(l.document, tags));
+            snapshot.vectors.search(&query_vector, depth, Some(&accept))?
+        };
+
+        let keyword = collapse(snapshot, &keyword_chunks);
+        let semantic = collapse(snapshot, &semantic_chunks);
+        let keyword_documents: Vec<u32> = keyword.iter().map(|c| c.document).collect();
+        let semantic_documents: Vec<u32> = semantic.iter().map(|c| c.document).collect();
+        let semantic_weight = match mode {
+            SearchMode::Keyword => 0.0,
+            SearchMode::Semantic => 1.0,
+            SearchMode::Hybrid => self.settings.semantic_weight * visibility * visibility,
+        };
+        let keyword_weight = if mode == SearchMode::Semantic { 0.0 } else { self.settings.keyword_weight };
+        tracing::debug!(?terms, visibility, keyword_weight, semantic_weight, "fusing");
+        let fused = reciprocal_rank_fusion(
+            &[
+                RankedList { weight: keyword_weight, items: &keyword_documents },
+                RankedList { weight: semantic_weight, items: &semantic_documents },
+            ],
+            self.settings.rrf_k,
+        );
+
+        let keyword_rank: HashMap<u32, usize> = keyword_documents.iter().enumerate().map(|(r, &d)| (d, r)).collect();
+        let semantic_rank: HashMap<u32, usize> = semantic_documents.iter().enumerate().map(|(r, &d)| (d, r)).collect();
+        let cosines: HashMap<u64, f32> = semantic_chunks.iter().copied().collect();
+        // Other chunks of a document join its passage only when nearly as relevant as its best:
+        // half its best BM25 score, or within 0.05 of its best cosine.
+        let mut related: HashMap<u32, Vec<(u32, u64)>> = HashMap::new();
+        let mut best_scores: HashMap<(bool, u32), f32> = HashMap::new();
+        let lists = [(true, &keyword_chunks), (false, &semantic_chunks)];
+        for (is_keyword, chunks) in lists {
+            for &(chunk, score) in chunks.iter() {
+                let Some(location) = snapshot.locate(chunk) else { continue };
+                let best = *best_scores.entry((is_keyword, location.document)).or_insert(score);
+                let close = if is_keyword { score >= 0.5 * best } else { score >= best - 0.05 };
+                let entry = related.entry(location.document).or_default();
+                if close && !entry.iter().any(|&(_, c)| c == chunk) {
+                    entry.push((location.ordinal, chunk));
+                }
+            }
+        }
+        let idf = snapshot.text.idf(&terms)?;
+        let rrf_k = self.settings.rrf_k;
+
+        let mut hits = Vec::new();
+        for (document, _) in fused {
+            if hits.len() == max_results {
+                break;
+            }
+            let in_keyword = keyword_rank.get(&document).copied();
+            let in_semantic = semantic_rank.get(&document).copied();
+            // The representative chunk comes from the list that ranks the document higher.
+            let best = match (in_keyword, in_semantic) {
+                (Some(k), Some(s)) if keyword_weight / (rrf_k + k as f32) >= semantic_weight / (rrf_k + s as f32) => &keyword[k],
+                (Some(_), Some(s)) | (None, Some(s)) => &semantic[s],
+                (Some(k), None) => &keyword[k],
+                (None, None) => continue,
+            };
+            let Some(stored) = snapshot.text.stored(best.chunk)? else { continue };
+            let entry = &snapshot.manifest.documents[document as usize];
+            let cosine = match cosines.get(&best.chunk) {
+                Some(&cosine) => cosine,
+                None if !query_vector.is_empty() => snapshot
+                    .vectors
+                    .get(best.chunk)?
+                    .map_or(0.0, |vector| vector.iter().zip(&query_vector).map(|(a, b)| a * b).sum()),
+                None => 0.0,
+            };
+            let passage = format!("{} {} {}", entry.title, stored.heading, stored.text);
+            let coverage = coverage(&terms, &idf, &analyze(&mut analyzer, &passage));
+            let similarity = match mode {
+                SearchMode::Keyword => coverage,
+                SearchMode::Semantic => cosine,
+                SearchMode::Hybrid => (cosine * visibility).max(coverage),
+            }
+            .clamp(0.0, 1.0);
+            if similarity < threshold {
+                continue;
+            }
+            let source_type = match (in_keyword.is_some(), in_semantic.is_some()) {
+                (true, true) => SourceType::Hybrid,
+                (true, false) => SourceType::Keyword,
+                _ => SourceType::Semantic,
+            };
+            let mut related = related.remove(&document).unwrap_or_default();
+            related.sort_unstable();
+            hits.push(Hit { document, ordinal: best.ordinal, similarity, source_type, stored, related });
+        }
+        Ok(hits)
+    }
+
+    /// Each hit as a passage, merged with the neighbouring chunks the retrievers also found.
+    fn passages(&self, snapshot: &Snapshot, hits: &[Hit]) -> Result<Vec<Passage>> {
+        let mut passages = Vec::with_capacity(hits.len());
+        for hit in hits {
+            let entry = &snapshot.manifest.documents[hit.document as usize];
+            let found = |ordinal: u32| hit.related.iter().find(|&&(o, _)| o == ordinal).map(|&(_, chunk)| chunk);
+            let mut first = hit.ordinal;
+            while first > 0 && found(first - 1).is_some() {
+                first -= 1;
+            }
+            let mut pieces = Vec::new();
+            let mut ordinal = first;
+            loop {
+                let stored = if ordinal == hit.ordinal {
+                    Some(hit.stored.clone())
+                } else {
+                    match found(ordinal) {
+                        Some(chunk) => snapshot.text.stored(chunk)?,
+                        None => None,
+                    }
+                };
+                let Some(stored) = stored else { break };
+                let overlap = if pieces.is_empty() { 0 } else { stored.overlap };
+                pieces.push(Piece { heading: stored.heading, text: stored.text, overlap });
+                ordinal += 1;
+                if ordinal > hit.ordinal && found(ordinal).is_none() {
+                    break;
+                }
+            }
+            passages.push(Passage { title: entry.title.clone(), source: entry.id.clone(), pieces });
+        }
+        Ok(passages)
+    }
+
+    fn wire_hit(&self, snapshot: &Snapshot, hit: &Hit) -> SearchHit {
+        let entry = &snapshot.manifest.documents[hit.document as usize];
+        SearchHit {
+            knowledge_id: format!("{}#{}", entry.id, hit.ordinal),
+            title: entry.title.clone(),
+            content_snippet: snippet(&hit.stored.text, self.settings.snippet_chars),
+            similarity_score: (hit.similarity * 1000.0).round() / 1000.0,
+            source_type: hit.source_type,
+            source: entry.id.clone(),
+        }
+    }
+}
+
+/// One entry per document, at the rank of its best chunk.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    document: u32,
+    chunk: u64,
+    ordinal: u32,
+}
+
+fn collapse(snapshot: &Snapshot, chunks: &[(u64, f32)]) -> Vec<Candidate> {
+    let mut seen = std::collections::HashSet::new();
+    chunks
+        .iter()
+        .filter_map(|&(chunk, _)| {
+            let location = snapshot.locate(chunk)?;
+            seen.insert(location.document).then_some(Candidate { document: location.document, chunk, ordinal: location.ordinal })
+        })
+        .collect()
+}
+
+/// IDF-weighted share of the query's distinct terms found in `passage_terms`.
+fn coverage(query_terms: &[String], idf: &[f32], passage_terms: &[String]) -> f32 {
+    let mut total = 0.0;
+    let mut found = 0.0;
+    let mut counted: Vec<&String> = Vec::new();
+    for (term, weight) in query_terms.iter().zip(idf) {
+        if counted.contains(&term) {
+            continue;
+        }
+        counted.push(term);
+        total += weight;
+        if passage_terms.contains(term) {
+            found += weight;
+        }
+    }
+    if total > 0.0 { found / total } else { 0.0 }
+}
+
+fn normalized_tags(tags: &[String]) -> Vec<String> {
+    let mut tags: Vec<String> = tags.iter().map(|tag| tag.trim().to_lowercase()).filter(|t| !t.is_empty()).collect();
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+fn snippet(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        None => text.to_owned(),
+        Some((end, _)) => format!("{}…", text[..end].trim_end()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coverage_weighs_rare_terms_more() {
+        let terms: Vec<String> = ["rust", "the"].map(String::from).to_vec();
+        let idf = [3.0, 0.1];
+        assert!((coverage(&terms, &idf, &["rust".into()]) - 3.0 / 3.1).abs() < 1e-6);
+        assert!(coverage(&terms, &idf, &["the".into()]) < 0.05);
+        assert_eq!(coverage(&[], &[], &["x".into()]), 0.0);
+    }
+
+    #[test]
+    fn snippets_are_cut_at_characters() {
+        assert_eq!(snippet("中文内容", 2), "中文…");
+        assert_eq!(snippet("short", 10), "short");
+    }
+}

@@ -1,0 +1,347 @@
+//! Wire types shared by `cloud-fn` and `local-agent`.
+//!
+//! The agent answers retrieval requests in two places: on its loopback HTTP API (whose JSON
+//! contract is kept compatible with the original Python system) and over the tunnel to the
+//! cloud. Both carry the same request and response shapes, defined here once:
+//!
+//! - [`SearchRequest`] / [`SearchResponse`]: ranked passages plus a ready-to-use context block;
+//! - [`ContextRequest`] / [`ContextResponse`]: only the context block, sized for a prompt;
+//! - [`ErrorResponse`]: the body of every failed request.
+//!
+//! Requests are validated with [`SearchRequest::validate`] / [`ContextRequest::validate`], so
+//! both transports reject the same bad input with the same [`ErrorCode`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the wire protocol; sent in the tunnel's `hello` and checked by the cloud.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Size limits that both sides enforce.
+pub mod limits {
+    /// Largest WebSocket frame API Gateway accepts (32 KB).
+    pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+    /// Largest WebSocket message API Gateway accepts (128 KB).
+    pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+    /// Longest query accepted, in characters: a question, not a document.
+    pub const MAX_QUERY_CHARS: usize = 4_000;
+    /// Most results one search may ask for.
+    pub const MAX_RESULTS: usize = 100;
+    /// Most tags one request may filter on.
+    pub const MAX_TAGS: usize = 32;
+    /// Largest context one request may ask for, in characters.
+    pub const MAX_CONTEXT_CHARS: usize = 64 * 1024;
+}
+
+/// Which retriever(s) a search uses. Hybrid is the product; the single modes exist for
+/// diagnosis and benchmarks ("is the keyword side or the semantic side missing this?").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchMode {
+    /// BM25 and dense search, fused.
+    #[default]
+    Hybrid,
+    /// BM25 only.
+    Keyword,
+    /// Dense (embedding) search only.
+    Semantic,
+}
+
+/// `POST /search`: find the passages most relevant to `query`.
+/// Unknown fields are ignored, as the original API did, so older clients keep working.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    /// The question or keywords, in any language the indexes understand.
+    pub query: String,
+    /// Only documents carrying at least one of these tags (case-insensitive); empty = all.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// At most this many results, one per document (1..=100).
+    #[serde(default = "default_max_results")]
+    pub max_results: usize,
+    /// Drop results whose `similarity_score` is below this (0..=1).
+    #[serde(default = "default_similarity_threshold")]
+    pub similarity_threshold: f32,
+    /// Retriever(s) to use; hybrid unless asked otherwise.
+    #[serde(default)]
+    pub mode: SearchMode,
+}
+
+fn default_max_results() -> usize {
+    5
+}
+
+fn default_similarity_threshold() -> f32 {
+    0.3
+}
+
+fn default_max_length() -> usize {
+    2000
+}
+
+impl SearchRequest {
+    /// A request with the defaults of the HTTP API.
+    pub fn new(query: impl Into<String>) -> Self {
+        Self {
+            query: query.into(),
+            tags: Vec::new(),
+            max_results: default_max_results(),
+            similarity_threshold: default_similarity_threshold(),
+            mode: SearchMode::Hybrid,
+        }
+    }
+
+    /// Checks the request against the limits; the error says which field is wrong.
+    pub fn validate(&self) -> Result<(), InvalidRequest> {
+        validate_query(&self.query)?;
+        validate_tags(&self.tags)?;
+        if !(1..=limits::MAX_RESULTS).contains(&self.max_results) {
+            return Err(InvalidRequest::new(format!(
+                "max_results must be between 1 and {}, got {}",
+                limits::MAX_RESULTS,
+                self.max_results
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.similarity_threshold) {
+            return Err(InvalidRequest::new(format!(
+                "similarity_threshold must be between 0 and 1, got {}",
+                self.similarity_threshold
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `POST /context/build`: a context block for a prompt, at most `max_length` characters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContextRequest {
+    /// The question the context should help answer.
+    pub query: String,
+    /// Only documents carrying at least one of these tags (case-insensitive); empty = all.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Upper bound on the context's length, in characters.
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+}
+
+impl ContextRequest {
+    /// A request with the defaults of the HTTP API.
+    pub fn new(query: impl Into<String>) -> Self {
+        Self { query: query.into(), tags: Vec::new(), max_length: default_max_length() }
+    }
+
+    /// Checks the request against the limits; the error says which field is wrong.
+    pub fn validate(&self) -> Result<(), InvalidRequest> {
+        validate_query(&self.query)?;
+        validate_tags(&self.tags)?;
+        if !(1..=limits::MAX_CONTEXT_CHARS).contains(&self.max_length) {
+            return Err(InvalidRequest::new(format!(
+                "max_length must be between 1 and {}, got {}",
+                limits::MAX_CONTEXT_CHARS,
+                self.max_length
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn validate_query(query: &str) -> Result<(), InvalidRequest> {
+    if query.trim().is_empty() {
+        return Err(InvalidRequest::new("query must not be empty"));
+    }
+    let chars = query.chars().count();
+    if chars > limits::MAX_QUERY_CHARS {
+        return Err(InvalidRequest::new(format!(
+            "query is {chars} characters long; the limit is {}",
+            limits::MAX_QUERY_CHARS
+        )));
+    }
+    Ok(())
+}
+
+fn validate_tags(tags: &[String]) -> Result<(), InvalidRequest> {
+    if tags.len() > limits::MAX_TAGS {
+        return Err(InvalidRequest::new(format!(
+            "at most {} tags may be given, got {}",
+            limits::MAX_TAGS,
+            tags.len()
+        )));
+    }
+    if tags.iter().any(|tag| tag.trim().is_empty()) {
+        return Err(InvalidRequest::new("tags must not be empty strings"));
+    }
+    Ok(())
+}
+
+/// Which retriever found a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceType {
+    /// Found by BM25 only.
+    Keyword,
+    /// Found by dense search only.
+    Semantic,
+    /// Found by both.
+    Hybrid,
+}
+
+/// One result of a search: the best passage of one document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    /// Stable id of the passage (chunk) within the current index.
+    pub knowledge_id: String,
+    /// The document's title.
+    pub title: String,
+    /// The passage, shortened for display.
+    pub content_snippet: String,
+    /// How well the passage matches the query, 0..=1 (see the agent's docs for the formula).
+    pub similarity_score: f32,
+    /// Which retriever(s) found it.
+    pub source_type: SourceType,
+    /// Where the document lives: a path relative to its indexed folder, or a URL.
+    pub source: String,
+}
+
+/// Reply to [`SearchRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResponse {
+    /// Always `true`; failures use [`ErrorResponse`].
+    pub success: bool,
+    /// Best first, one per document.
+    pub results: Vec<SearchHit>,
+    /// The results assembled into a context block with numbered citations.
+    pub context: String,
+    /// Seconds spent answering.
+    pub processing_time: f64,
+}
+
+/// Reply to [`ContextRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContextResponse {
+    /// Passages with numbered citations, at most `max_length` characters.
+    pub context: String,
+    /// The cited documents, in citation order.
+    pub sources: Vec<String>,
+    /// Seconds spent answering.
+    pub processing_time: f64,
+}
+
+/// Machine-readable reason of a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not valid JSON, or not the expected shape.
+    InvalidJson,
+    /// The body parsed but a field is out of range.
+    InvalidRequest,
+    /// The body is larger than the server accepts.
+    PayloadTooLarge,
+    /// A key is required and was missing or wrong.
+    Unauthorized,
+    /// No such endpoint.
+    NotFound,
+    /// The endpoint exists but not with this method.
+    MethodNotAllowed,
+    /// There is no usable index yet.
+    IndexUnavailable,
+    /// The request took longer than its deadline.
+    Timeout,
+    /// Something failed inside the server.
+    Internal,
+}
+
+/// `{code, message}` of a failed request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// What went wrong and, where possible, what to do.
+    pub message: String,
+}
+
+/// Body of every failed request: `{success: false, error: {code, message}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// Always `false`.
+    pub success: bool,
+    /// The failure.
+    pub error: ErrorDetail,
+}
+
+impl ErrorResponse {
+    /// An error body with the given code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { success: false, error: ErrorDetail { code, message: message.into() } }
+    }
+}
+
+/// A request that parsed but breaks a limit; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRequest(String);
+
+impl InvalidRequest {
+    fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl fmt::Display for InvalidRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidRequest {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_request_defaults_match_the_original_api() {
+        let request: SearchRequest = serde_json::from_str(r#"{"query":"rust"}"#).unwrap();
+        assert_eq!(request, SearchRequest::new("rust"));
+        assert_eq!(request.max_results, 5);
+        assert!((request.similarity_threshold - 0.3).abs() < f32::EPSILON);
+        let request: ContextRequest = serde_json::from_str(r#"{"query":"rust"}"#).unwrap();
+        assert_eq!(request.max_length, 2000);
+    }
+
+    #[test]
+    fn validation_names_the_offending_field() {
+        let cases = [
+            (SearchRequest { query: "  ".into(), ..SearchRequest::new("") }, "query"),
+            (SearchRequest { max_results: 0, ..SearchRequest::new("q") }, "max_results"),
+            (SearchRequest { max_results: 101, ..SearchRequest::new("q") }, "max_results"),
+            (SearchRequest { similarity_threshold: 1.5, ..SearchRequest::new("q") }, "similarity"),
+            (SearchRequest { similarity_threshold: f32::NAN, ..SearchRequest::new("q") }, "similarity"),
+            (SearchRequest { tags: vec!["".into()], ..SearchRequest::new("q") }, "tags"),
+            (SearchRequest { query: "x".repeat(4001), ..SearchRequest::new("") }, "query"),
+        ];
+        for (request, field) in cases {
+            let error = request.validate().expect_err(field);
+            assert!(error.to_string().contains(field), "{error} should mention {field}");
+        }
+        assert!(SearchRequest::new("q").validate().is_ok());
+        assert!(ContextRequest { max_length: 0, ..ContextRequest::new("q") }.validate().is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_for_compatibility() {
+        let request: SearchRequest = serde_json::from_str(r#"{"query":"q","top":3}"#).unwrap();
+        assert_eq!(request.query, "q");
+    }
+
+    #[test]
+    fn error_body_has_the_documented_shape() {
+        let body = serde_json::to_value(ErrorResponse::new(ErrorCode::InvalidJson, "bad")).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"success": false, "error": {"code": "invalid_json", "message": "bad"}})
+        );
+    }
+}

