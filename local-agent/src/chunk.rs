@@ -213,8 +213,7 @@ fn sentences(line: &str) -> Vec<&str> {
             true
         } else {
             let after = rest.trim_start();
-            rest.starts_with(char::is_whitespace)
-                && after.chars().next().is_some_and(|next| !next.is_lowercase())
+            rest.starts_with(char::is_whitespace) && after.chars().next().is_some_and(|next| !next.is_lowercase())
         };
         if boundary {
             let sentence = line[start..end].trim();
@@ -271,7 +270,8 @@ fn split_words(text: &str, budget: usize, count_tokens: &dyn Fn(&str) -> usize) 
             vec![word.to_owned()]
         };
         for (index, fragment) in fragments.into_iter().enumerate() {
-            let fragment_tokens = if index == 0 && word_tokens <= budget { word_tokens } else { count_tokens(&fragment) };
+            let fragment_tokens =
+                if index == 0 && word_tokens <= budget { word_tokens } else { count_tokens(&fragment) };
             if tokens + fragment_tokens > budget && !piece.is_empty() {
                 pieces.push(std::mem::take(&mut piece));
                 tokens = 0;

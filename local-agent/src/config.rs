@@ -177,9 +177,8 @@ impl AgentConfig {
             .map(PathBuf::from)
             .or_else(|| file.model.dir.clone().map(resolve))
             .unwrap_or_else(|| runtime.join("models").join(DEFAULT_MODEL));
-        let threads = file.model.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(2, |n| n.get()).min(4)
-        });
+        let threads =
+            file.model.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).min(4));
         let listen = match env("LOCAL_AGENT_LISTEN") {
             Some(text) => text.parse().map_err(|error| Error::Config {
                 path: "LOCAL_AGENT_LISTEN".into(),
@@ -195,7 +194,7 @@ impl AgentConfig {
             index: IndexSettings {
                 chunking: file.index.chunking.unwrap_or_default(),
                 vectors: file.index.vectors.unwrap_or_default(),
-                batch_size: file.model.batch_size.unwrap_or(32),
+                batch_size: file.model.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
             },
             search: file.search,
             listen,
@@ -206,7 +205,8 @@ impl AgentConfig {
     }
 
     fn validate(&self, path: Option<&Path>) -> Result<()> {
-        let fail = |message: String| Err(Error::Config { path: path.unwrap_or(Path::new("config")).to_owned(), message });
+        let fail =
+            |message: String| Err(Error::Config { path: path.unwrap_or(Path::new("config")).to_owned(), message });
         let chunking = self.index.chunking;
         if chunking.max_tokens < 32 || chunking.overlap_tokens >= chunking.max_tokens / 2 {
             return fail(format!(
@@ -231,6 +231,10 @@ impl AgentConfig {
         Ok(())
     }
 }
+
+/// Texts per inference batch. On a 2-core machine small batches embed fastest (measured:
+/// 36 chunks/s at 1–2, 30 at 4, 27 at 16) and keep memory low: attention grows with the batch.
+pub const DEFAULT_BATCH_SIZE: usize = 2;
 
 /// The model `scripts/setup.sh` installs.
 pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";

@@ -87,9 +87,7 @@ fn runtime(library: &Path) -> Result<ort::environment::Environment> {
             .build()
             .map_err(|error| error.to_string())
     });
-    environment
-        .clone()
-        .map_err(|message| Error::RuntimeLoad { path: library.to_owned(), message })
+    environment.clone().map_err(|message| Error::RuntimeLoad { path: library.to_owned(), message })
 }
 
 impl Embedder {
@@ -133,17 +131,17 @@ impl Embedder {
             })
             .map_err(|error| model_error(format!("cannot read tokenizer.json: {error}")))?;
         let mut counting_tokenizer = counting_tokenizer;
-        counting_tokenizer
-            .with_truncation(None)
-            .map_err(|error| model_error(format!("tokenizer.json: {error}")))?;
+        counting_tokenizer.with_truncation(None).map_err(|error| model_error(format!("tokenizer.json: {error}")))?;
         let config = SentenceTransformersConfig::read(&dir);
         let max_tokens = config.max_seq_length.unwrap_or(512);
         let mut batch_tokenizer = counting_tokenizer.clone();
-        batch_tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+        batch_tokenizer
+            .with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
         batch_tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
             .map_err(|error| model_error(format!("tokenizer.json: {error}")))?;
-        let unknown_token_id = counting_tokenizer.token_to_id("[UNK]").or_else(|| counting_tokenizer.token_to_id("<unk>"));
+        let unknown_token_id =
+            counting_tokenizer.token_to_id("[UNK]").or_else(|| counting_tokenizer.token_to_id("<unk>"));
 
         let mut embedder = Self {
             session: Mutex::new(session),
@@ -255,7 +253,9 @@ impl Embedder {
         let attention = tensor(mask.clone())?;
         let mut session = self.session.lock().map_err(|_| self.error("a previous inference panicked".into()))?;
         let outputs = if self.uses_token_type_ids {
-            session.run(ort::inputs!["input_ids" => ids, "attention_mask" => attention, "token_type_ids" => tensor(types)?])
+            session.run(
+                ort::inputs!["input_ids" => ids, "attention_mask" => attention, "token_type_ids" => tensor(types)?],
+            )
         } else {
             session.run(ort::inputs!["input_ids" => ids, "attention_mask" => attention])
         }
@@ -342,7 +342,12 @@ impl SentenceTransformersConfig {
 /// A short, stable id: folder name, dimension, and a hash of the model and tokenizer files.
 fn model_id(dir: &Path, model_path: &Path, dimensions: usize) -> String {
     let mut hasher = blake3::Hasher::new();
-    for path in [model_path.to_owned(), dir.join("tokenizer.json"), dir.join("1_Pooling/config.json"), dir.join("sentence_bert_config.json")] {
+    for path in [
+        model_path.to_owned(),
+        dir.join("tokenizer.json"),
+        dir.join("1_Pooling/config.json"),
+        dir.join("sentence_bert_config.json"),
+    ] {
         if let Ok(file) = std::fs::File::open(&path) {
             // Hash failures only make the id less specific; the file was readable a moment ago.
             let _ = hasher.update_reader(file);

@@ -135,11 +135,9 @@ impl IndexDir {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(Error::io(&path)(error)),
         };
-        let number = text
-            .trim()
-            .strip_prefix("gen-")
-            .and_then(|digits| digits.parse().ok())
-            .ok_or_else(|| Error::CorruptIndex { dir: self.path.clone(), message: format!("CURRENT holds {text:?}") })?;
+        let number = text.trim().strip_prefix("gen-").and_then(|digits| digits.parse().ok()).ok_or_else(|| {
+            Error::CorruptIndex { dir: self.path.clone(), message: format!("CURRENT holds {text:?}") }
+        })?;
         Ok(Some(number))
     }
 
@@ -147,7 +145,8 @@ impl IndexDir {
     pub fn read_manifest(&self, number: u64) -> Result<Manifest> {
         let dir = self.generation_dir(number);
         let path = dir.join(MANIFEST_FILE);
-        let bytes = fs::read(&path).map_err(|error| Error::CorruptIndex { dir: dir.clone(), message: error.to_string() })?;
+        let bytes =
+            fs::read(&path).map_err(|error| Error::CorruptIndex { dir: dir.clone(), message: error.to_string() })?;
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|error| Error::CorruptIndex { dir: dir.clone(), message: format!("manifest: {error}") })?;
         if manifest.format != FORMAT_VERSION || manifest.generation != number {
@@ -203,10 +202,8 @@ impl IndexDir {
     /// Writes the manifest of a prepared generation, durably.
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
         let dir = self.generation_dir(manifest.generation);
-        let bytes = serde_json::to_vec(manifest).map_err(|error| Error::Io {
-            path: dir.join(MANIFEST_FILE),
-            source: std::io::Error::other(error),
-        })?;
+        let bytes = serde_json::to_vec(manifest)
+            .map_err(|error| Error::Io { path: dir.join(MANIFEST_FILE), source: std::io::Error::other(error) })?;
         write_durably(&dir.join(MANIFEST_FILE), &bytes)
     }
 

@@ -132,8 +132,13 @@ async fn health(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn search(State(state): State<Arc<ApiState>>, JsonBody(request): JsonBody<SearchRequest>) -> Result<Response, ApiError> {
-    request.validate().map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, error.to_string()))?;
+async fn search(
+    State(state): State<Arc<ApiState>>,
+    JsonBody(request): JsonBody<SearchRequest>,
+) -> Result<Response, ApiError> {
+    request
+        .validate()
+        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, error.to_string()))?;
     let started = Instant::now();
     let engine = state.engine.clone();
     let response = run_blocking(move || engine.search(&request)).await;
@@ -145,7 +150,9 @@ async fn build_context(
     State(state): State<Arc<ApiState>>,
     JsonBody(request): JsonBody<ContextRequest>,
 ) -> Result<Response, ApiError> {
-    request.validate().map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, error.to_string()))?;
+    request
+        .validate()
+        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, error.to_string()))?;
     let started = Instant::now();
     let engine = state.engine.clone();
     let response = run_blocking(move || engine.build_context(&request)).await;
@@ -157,7 +164,9 @@ fn status_of<T>(result: &Result<T, ApiError>) -> StatusCode {
     result.as_ref().map_or_else(|error| error.status, |_| StatusCode::OK)
 }
 
-async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> crate::error::Result<T> + Send + 'static) -> Result<T, ApiError> {
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(ApiError::from),
         Err(error) => {
@@ -230,9 +239,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, rejection.body_text())
             }
         })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, format!("invalid JSON body: {error}")))
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|error| {
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, format!("invalid JSON body: {error}"))
+        })
     }
 }
 
@@ -358,8 +367,9 @@ impl Metrics {
         self.cache_hits.set(stats.cache_hits as i64);
         self.cache_misses.set(stats.cache_misses as i64);
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "cannot encode metrics"))?;
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).map_err(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "cannot encode metrics")
+        })?;
         Ok(text)
     }
 }

@@ -90,7 +90,7 @@ pub struct IndexReport {
 /// Version of how documents become index entries: the chunking rules and the keyword
 /// analyzer. Raising it makes the next run rebuild the index from the folders (embeddings of
 /// unchanged passages still come from the cache).
-pub const RECIPE_VERSION: u32 = 2;
+pub const RECIPE_VERSION: u32 = 3;
 
 /// Deleted vectors stay in the HNSW graph as tombstones; past this share the graph is rebuilt.
 const MAX_TOMBSTONE_SHARE: f64 = 0.3;
@@ -213,11 +213,20 @@ pub fn index_folders(
             Some(entry) if entry.content_hash == content_hash && !rebuild => {
                 // Touched but not changed: remember the new timestamp only.
                 report.unchanged += 1;
-                kept.push(DocumentEntry { root: position, size: file.size, modified_ns: file.modified_ns, ..entry.clone() });
+                kept.push(DocumentEntry {
+                    root: position,
+                    size: file.size,
+                    modified_ns: file.modified_ns,
+                    ..entry.clone()
+                });
                 continue;
             }
             Some(entry) => {
-                if entry.content_hash == content_hash { report.unchanged += 1 } else { report.changed += 1 }
+                if entry.content_hash == content_hash {
+                    report.unchanged += 1
+                } else {
+                    report.changed += 1
+                }
                 deleted_chunks.extend(entry.chunks.iter().map(|c| c.id));
             }
             None => report.added += 1,
@@ -232,7 +241,12 @@ pub fn index_folders(
                 let hash = chunk_hash(embedder.model_id(), &indexed);
                 let id = next_chunk_id;
                 next_chunk_id += 1;
-                FreshChunk { id, hash, indexed, stored: StoredChunk { text: chunk.text, heading: chunk.heading, overlap: chunk.overlap } }
+                FreshChunk {
+                    id,
+                    hash,
+                    indexed,
+                    stored: StoredChunk { text: chunk.text, heading: chunk.heading, overlap: chunk.overlap },
+                }
             })
             .collect();
         fresh.push(FreshDocument { root: position, file, document, content_hash, chunks });
@@ -288,7 +302,9 @@ pub fn index_folders(
                 tombstones,
             )
         }
-        None => (TextIndex::open_or_create(&dir.join(TEXT_DIR))?, VectorIndex::create(dimensions, &settings.vectors)?, 0),
+        None => {
+            (TextIndex::open_or_create(&dir.join(TEXT_DIR))?, VectorIndex::create(dimensions, &settings.vectors)?, 0)
+        }
     };
     progress.start(Phase::Writing, fresh_chunks.len() as u64);
     let mut writer = text.writer()?;
@@ -304,7 +320,12 @@ pub fn index_folders(
     for document in &fresh {
         for chunk in &document.chunks {
             let vector = vectors[position].as_deref().ok_or_else(|| Error::Vector("an embedding is missing".into()))?;
-            writer.add(NewChunk { id: chunk.id, body: &chunk.indexed, stored: &chunk.stored, tags: &document.document.tags })?;
+            writer.add(NewChunk {
+                id: chunk.id,
+                body: &chunk.indexed,
+                stored: &chunk.stored,
+                tags: &document.document.tags,
+            })?;
             vector_index.add(chunk.id, vector)?;
             position += 1;
             progress.advance(1);

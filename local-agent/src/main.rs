@@ -106,7 +106,8 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Index { folders } => index(&config, folders),
         Command::Search { query, tags, top_k, threshold, mode, json } => {
-            let request = SearchRequest { query, tags, max_results: top_k, similarity_threshold: threshold, mode: mode.into() };
+            let request =
+                SearchRequest { query, tags, max_results: top_k, similarity_threshold: threshold, mode: mode.into() };
             search(&config, &request, json)
         }
         Command::Serve { listen } => serve(&config, listen.unwrap_or(config.listen)),
@@ -147,7 +148,11 @@ fn print_report(report: &IndexReport) {
 }
 
 fn search(config: &AgentConfig, request: &SearchRequest, json: bool) -> Result<()> {
-    let engine = Engine::open(&config.data_dir, load_embedder(config)?, SearchSettings { cache_capacity: 0, ..config.search.clone() })?;
+    let engine = Engine::open(
+        &config.data_dir,
+        load_embedder(config)?,
+        SearchSettings { cache_capacity: 0, ..config.search.clone() },
+    )?;
     let response = engine.search(request)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&response)?);
@@ -163,7 +168,8 @@ fn print_results(response: &SearchResponse) {
         return;
     }
     for (rank, hit) in response.results.iter().enumerate() {
-        let kind = serde_json::to_value(hit.source_type).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let kind =
+            serde_json::to_value(hit.source_type).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         println!("{}. {} ({})  score {:.3}, {kind}", rank + 1, hit.title, hit.source, hit.similarity_score);
         let snippet: String = hit.content_snippet.split_whitespace().collect::<Vec<_>>().join(" ");
         println!("   {snippet}\n");
@@ -226,8 +232,16 @@ async fn shutdown_signal() {
 fn status(config: &AgentConfig) -> Result<()> {
     let present = |path: &std::path::Path| if path.exists() { "ok" } else { "MISSING (run scripts/setup.sh)" };
     println!("data dir:      {}", config.data_dir.display());
-    println!("ONNX Runtime:  {} [{}]", config.embedder.runtime_library.display(), present(&config.embedder.runtime_library));
-    println!("model:         {} [{}]", config.embedder.model_dir.display(), present(&config.embedder.model_dir.join("model.onnx")));
+    println!(
+        "ONNX Runtime:  {} [{}]",
+        config.embedder.runtime_library.display(),
+        present(&config.embedder.runtime_library)
+    );
+    println!(
+        "model:         {} [{}]",
+        config.embedder.model_dir.display(),
+        present(&config.embedder.model_dir.join("model.onnx"))
+    );
     println!("HTTP API:      {}{}", config.listen, if config.api_key.is_some() { " (API key required)" } else { "" });
     let index_dir = IndexDir::new(&config.data_dir);
     let Some(generation) = index_dir.current()? else {
@@ -300,7 +314,8 @@ impl Progress for Bars {
             Phase::Embedding => "embedding",
             Phase::Writing => "writing ",
         };
-        let bar = if std::io::stderr().is_terminal() && total > 0 { ProgressBar::new(total) } else { ProgressBar::hidden() };
+        let bar =
+            if std::io::stderr().is_terminal() && total > 0 { ProgressBar::new(total) } else { ProgressBar::hidden() };
         let style = ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
             .map(|style| style.progress_chars("=> "))
             .unwrap_or_else(|_| ProgressStyle::default_bar());

@@ -13,7 +13,7 @@ use std::path::Path;
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
-    Field, FAST, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenFilter, TokenStream,
@@ -36,21 +36,102 @@ pub fn analyzer() -> TextAnalyzer {
     if let Some(stop_words) = StopWordFilter::new(Language::English) {
         builder = builder.filter_dynamic(stop_words);
     }
+    let extra = ENGLISH_QUESTION_WORDS.iter().chain(CHINESE_STOP_WORDS);
     builder
-        .filter_dynamic(StopWordFilter::remove(CHINESE_STOP_WORDS.iter().map(|w| (*w).to_owned())))
+        .filter_dynamic(StopWordFilter::remove(extra.map(|w| (*w).to_owned())))
         .filter_dynamic(Stemmer::new(Language::English))
         .build()
 }
+
+/// Words that make a sentence a question, added to tantivy's (Lucene's) short English list:
+/// people ask the agent questions, and "how" or "should" say nothing about the topic.
+const ENGLISH_QUESTION_WORDS: &[&str] = &[
+    "how", "what", "when", "where", "why", "which", "who", "whom", "whose", "do", "does", "did", "can", "could",
+    "should", "would", "i", "me", "my", "we", "our", "you", "your", "he", "she", "him", "her", "its", "them", "am",
+    "been", "has", "have", "had", "so", "than", "too", "very", "just", "about", "from",
+];
 
 /// Chinese function words: particles, pronouns, question words, copulas, prepositions. They
 /// carry no topic, and in a question ("Rust的所有权是什么") they would otherwise match every
 /// Chinese note. Negations and modal verbs are kept: they change meaning.
 const CHINESE_STOP_WORDS: &[&str] = &[
-    "的", "地", "得", "了", "着", "过", "吗", "呢", "吧", "啊", "呀", "嘛", "么", "是", "在", "和", "与", "及", "或",
-    "而", "也", "就", "都", "又", "还", "这", "那", "这个", "那个", "这些", "那些", "这样", "那样", "我", "你", "您",
-    "他", "她", "它", "我们", "你们", "他们", "她们", "它们", "自己", "什么", "怎么", "怎么样", "怎样", "如何", "为什么",
-    "为何", "哪", "哪些", "哪个", "哪里", "谁", "多少", "一个", "一些", "一下", "把", "被", "让", "给", "对", "从",
-    "到", "向", "以", "之", "其", "于", "为", "请问", "请", "关于",
+    "的",
+    "地",
+    "得",
+    "了",
+    "着",
+    "过",
+    "吗",
+    "呢",
+    "吧",
+    "啊",
+    "呀",
+    "嘛",
+    "么",
+    "是",
+    "在",
+    "和",
+    "与",
+    "及",
+    "或",
+    "而",
+    "也",
+    "就",
+    "都",
+    "又",
+    "还",
+    "这",
+    "那",
+    "这个",
+    "那个",
+    "这些",
+    "那些",
+    "这样",
+    "那样",
+    "我",
+    "你",
+    "您",
+    "他",
+    "她",
+    "它",
+    "我们",
+    "你们",
+    "他们",
+    "她们",
+    "它们",
+    "自己",
+    "什么",
+    "怎么",
+    "怎么样",
+    "怎样",
+    "如何",
+    "为什么",
+    "为何",
+    "哪",
+    "哪些",
+    "哪个",
+    "哪里",
+    "谁",
+    "多少",
+    "一个",
+    "一些",
+    "一下",
+    "把",
+    "被",
+    "让",
+    "给",
+    "对",
+    "从",
+    "到",
+    "向",
+    "以",
+    "之",
+    "其",
+    "于",
+    "为",
+    "请问",
+    "请",
+    "关于",
 ];
 
 /// Runs `text` through the analyzer; the terms BM25 sees.
@@ -340,6 +421,7 @@ mod tests {
     #[test]
     fn analyzer_segments_chinese_and_stems_english() {
         assert_eq!(terms("Running the Tests, quickly!"), ["run", "test", "quick"]);
+        assert_eq!(terms("How should I sleep better?"), ["sleep", "better"], "question words are dropped");
         let chinese = terms("提高工作效率的方法");
         for word in ["工作", "效率", "方法"] {
             assert!(chinese.contains(&word.to_owned()), "{word} in {chinese:?}");

@@ -165,11 +165,7 @@ fn validate_query(query: &str) -> Result<(), InvalidRequest> {
 
 fn validate_tags(tags: &[String]) -> Result<(), InvalidRequest> {
     if tags.len() > limits::MAX_TAGS {
-        return Err(InvalidRequest::new(format!(
-            "at most {} tags may be given, got {}",
-            limits::MAX_TAGS,
-            tags.len()
-        )));
+        return Err(InvalidRequest::new(format!("at most {} tags may be given, got {}", limits::MAX_TAGS, tags.len())));
     }
     if tags.iter().any(|tag| tag.trim().is_empty()) {
         return Err(InvalidRequest::new("tags must not be empty strings"));
@@ -339,9 +335,6 @@ mod tests {
     #[test]
     fn error_body_has_the_documented_shape() {
         let body = serde_json::to_value(ErrorResponse::new(ErrorCode::InvalidJson, "bad")).unwrap();
-        assert_eq!(
-            body,
-            serde_json::json!({"success": false, "error": {"code": "invalid_json", "message": "bad"}})
-        );
+        assert_eq!(body, serde_json::json!({"success": false, "error": {"code": "invalid_json", "message": "bad"}}));
     }
 }

@@ -33,7 +33,11 @@ impl<V: Clone> QueryCache<V> {
             }
             None => None,
         };
-        if fresh.is_some() { self.hits += 1 } else { self.misses += 1 }
+        if fresh.is_some() {
+            self.hits += 1
+        } else {
+            self.misses += 1
+        }
         fresh
     }
 

@@ -139,7 +139,10 @@ mod tests {
         Passage {
             title: format!("Title {source}"),
             source: source.into(),
-            pieces: pieces.iter().map(|(t, o)| Piece { heading: String::new(), text: t.to_string(), overlap: *o }).collect(),
+            pieces: pieces
+                .iter()
+                .map(|(t, o)| Piece { heading: String::new(), text: t.to_string(), overlap: *o })
+                .collect(),
         }
     }
 

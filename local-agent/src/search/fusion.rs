@@ -33,7 +33,8 @@ pub fn reciprocal_rank_fusion<K: Eq + Hash + Copy>(lists: &[RankedList<'_, K>], 
             entry.0 += list.weight / (k + rank as f32 + 1.0);
         }
     }
-    let mut fused: Vec<(K, f32, usize)> = scores.into_iter().map(|(item, (score, first))| (item, score, first)).collect();
+    let mut fused: Vec<(K, f32, usize)> =
+        scores.into_iter().map(|(item, (score, first))| (item, score, first)).collect();
     fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
     fused.into_iter().map(|(item, score, _)| (item, score)).collect()
 }
@@ -81,9 +82,15 @@ mod tests {
     fn weights_tip_the_balance_and_ties_are_deterministic() {
         let a = [1, 2];
         let b = [2, 1];
-        let fused = reciprocal_rank_fusion(&[RankedList { weight: 1.0, items: &a }, RankedList { weight: 1.0, items: &b }], 60.0);
+        let fused = reciprocal_rank_fusion(
+            &[RankedList { weight: 1.0, items: &a }, RankedList { weight: 1.0, items: &b }],
+            60.0,
+        );
         assert_eq!(ids(&fused), [1, 2], "equal scores keep first-met order");
-        let fused = reciprocal_rank_fusion(&[RankedList { weight: 1.0, items: &a }, RankedList { weight: 2.0, items: &b }], 60.0);
+        let fused = reciprocal_rank_fusion(
+            &[RankedList { weight: 1.0, items: &a }, RankedList { weight: 2.0, items: &b }],
+            60.0,
+        );
         assert_eq!(ids(&fused), [2, 1]);
     }
 }

@@ -201,7 +201,14 @@ impl Engine {
         let (results, context) = match cached {
             Some(Answer::Search(results, context)) => (results, context),
             _ => {
-                let hits = self.retrieve(&snapshot, request.query.trim(), &tags, request.mode, request.max_results, request.similarity_threshold)?;
+                let hits = self.retrieve(
+                    &snapshot,
+                    request.query.trim(),
+                    &tags,
+                    request.mode,
+                    request.max_results,
+                    request.similarity_threshold,
+                )?;
                 let passages = self.passages(&snapshot, &hits)?;
                 let (context, _) = build_context(&passages, self.settings.context_chars);
                 let results = hits.iter().map(|hit| self.wire_hit(&snapshot, hit)).collect::<Vec<_>>();
@@ -226,7 +233,8 @@ impl Engine {
                 // Enough passages to fill the budget: a passage is at most a few hundred characters.
                 let wanted = (request.max_length / 200).clamp(3, protocol::limits::MAX_RESULTS);
                 let threshold = protocol::SearchRequest::new("").similarity_threshold;
-                let hits = self.retrieve(&snapshot, request.query.trim(), &tags, SearchMode::Hybrid, wanted, threshold)?;
+                let hits =
+                    self.retrieve(&snapshot, request.query.trim(), &tags, SearchMode::Hybrid, wanted, threshold)?;
                 let passages = self.passages(&snapshot, &hits)?;
                 let (context, sources) = build_context(&passages, request.max_length);
                 self.lock_cache().put(key, snapshot.generation(), Answer::Context(context.clone(), sources.clone()));
@@ -275,11 +283,8 @@ impl Engine {
         let mut analyzer = analyzer();
         let terms = analyze(&mut analyzer, query);
 
-        let keyword_chunks = if mode == SearchMode::Semantic {
-            Vec::new()
-        } else {
-            snapshot.text.search(&terms, tags, depth)?
-        };
+        let keyword_chunks =
+            if mode == SearchMode::Semantic { Vec::new() } else { snapshot.text.search(&terms, tags, depth)? };
         let (query_vector, visibility) = if mode == SearchMode::Keyword {
             (Vec::new(), 0.0)
         } else {
@@ -345,7 +350,9 @@ impl Engine {
             let in_semantic = semantic_rank.get(&document).copied();
             // The representative chunk comes from the list that ranks the document higher.
             let best = match (in_keyword, in_semantic) {
-                (Some(k), Some(s)) if keyword_weight / (rrf_k + k as f32) >= semantic_weight / (rrf_k + s as f32) => &keyword[k],
+                (Some(k), Some(s)) if keyword_weight / (rrf_k + k as f32) >= semantic_weight / (rrf_k + s as f32) => {
+                    &keyword[k]
+                }
                 (Some(_), Some(s)) | (None, Some(s)) => &semantic[s],
                 (Some(k), None) => &keyword[k],
                 (None, None) => continue,
@@ -444,7 +451,11 @@ fn collapse(snapshot: &Snapshot, chunks: &[(u64, f32)]) -> Vec<Candidate> {
         .iter()
         .filter_map(|&(chunk, _)| {
             let location = snapshot.locate(chunk)?;
-            seen.insert(location.document).then_some(Candidate { document: location.document, chunk, ordinal: location.ordinal })
+            seen.insert(location.document).then_some(Candidate {
+                document: location.document,
+                chunk,
+                ordinal: location.ordinal,
+            })
         })
         .collect()
 }

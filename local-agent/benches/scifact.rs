@@ -1,0 +1,356 @@
+//! Retrieval quality and speed on BEIR SciFact, end to end.
+//!
+//! ```sh
+//! cargo bench -p local-agent --bench scifact -- [EVAL_DIR] [--work DIR] [--config FILE]
+//! ```
+//! `EVAL_DIR` holds `corpus.jsonl`, `queries-dev.jsonl` and `qrels-dev.tsv` (default:
+//! `../shared/eval/scifact` beside the checkout). The corpus is written out as one Markdown
+//! note per abstract and indexed through the real ingestion path; queries go through the real
+//! HTTP API of a `local-agent serve` process. With `--work DIR` the notes, index and embedding
+//! cache are kept there, so a second run skips the embedding work.
+//!
+//! Prints nDCG@10 and recall@100 for hybrid, keyword-only and semantic-only search, /search
+//! latency percentiles, indexing time and throughput against the raw model throughput,
+//! start-to-ready time, RSS, and the HNSW graph's recall@10 against exact search.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use local_agent::chunk::chunk_document;
+use local_agent::config::{AgentConfig, Overrides};
+use local_agent::embed::Embedder;
+use local_agent::embed_cache::EmbeddingCache;
+use local_agent::indexer::{self, Silent};
+use local_agent::ingest::{Document, FileKind};
+use local_agent::search::Engine;
+use serde_json::{Value, json};
+
+struct Args {
+    eval_dir: PathBuf,
+    work_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut eval_dir = None;
+    let mut work_dir = None;
+    let mut config = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--bench" => {}
+            "--work" => work_dir = Some(PathBuf::from(args.next().context("--work needs a folder")?)),
+            "--config" => config = Some(PathBuf::from(args.next().context("--config needs a file")?)),
+            other if other.starts_with("--") => bail!("unknown option {other}"),
+            other => eval_dir = Some(PathBuf::from(other)),
+        }
+    }
+    let eval_dir = eval_dir.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/eval/scifact"));
+    if !eval_dir.join("corpus.jsonl").is_file() {
+        bail!("no SciFact data in {}; pass the folder holding corpus.jsonl", eval_dir.display());
+    }
+    Ok(Args { eval_dir, work_dir, config })
+}
+
+struct Eval {
+    corpus: Vec<(String, String, String)>,
+    queries: Vec<(String, String)>,
+    qrels: HashMap<String, HashMap<String, u32>>,
+}
+
+fn load_eval(dir: &Path) -> Result<Eval> {
+    let jsonl = |name: &str| -> Result<Vec<Value>> {
+        let file = std::fs::File::open(dir.join(name)).with_context(|| format!("opening {name}"))?;
+        BufReader::new(file).lines().map(|line| Ok(serde_json::from_str(&line?)?)).collect()
+    };
+    let text = |value: &Value, key: &str| value[key].as_str().unwrap_or_default().to_owned();
+    let corpus = jsonl("corpus.jsonl")?.iter().map(|d| (text(d, "_id"), text(d, "title"), text(d, "text"))).collect();
+    let mut qrels: HashMap<String, HashMap<String, u32>> = HashMap::new();
+    for line in std::fs::read_to_string(dir.join("qrels-dev.tsv"))?.lines().skip(1) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        if let [query, doc, score] = fields[..] {
+            qrels.entry(query.to_owned()).or_default().insert(doc.to_owned(), score.parse()?);
+        }
+    }
+    let queries = jsonl("queries-dev.jsonl")?
+        .iter()
+        .map(|q| (text(q, "_id"), text(q, "text")))
+        .filter(|(id, _)| qrels.contains_key(id))
+        .collect();
+    Ok(Eval { corpus, queries, qrels })
+}
+
+fn ndcg_at(ranked: &[String], relevant: &HashMap<String, u32>, k: usize) -> f64 {
+    let dcg: f64 = ranked
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, doc)| f64::from(*relevant.get(doc).unwrap_or(&0)) / (i as f64 + 2.0).log2())
+        .sum();
+    let mut ideal: Vec<u32> = relevant.values().copied().collect();
+    ideal.sort_unstable_by(|a, b| b.cmp(a));
+    let idcg: f64 = ideal.iter().take(k).enumerate().map(|(i, &r)| f64::from(r) / (i as f64 + 2.0).log2()).sum();
+    if idcg == 0.0 { 0.0 } else { dcg / idcg }
+}
+
+fn recall_at(ranked: &[String], relevant: &HashMap<String, u32>, k: usize) -> f64 {
+    let wanted: HashSet<&String> = relevant.iter().filter(|(_, r)| **r > 0).map(|(d, _)| d).collect();
+    if wanted.is_empty() {
+        return 0.0;
+    }
+    ranked.iter().take(k).filter(|doc| wanted.contains(doc)).count() as f64 / wanted.len() as f64
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Server {
+    child: Child,
+    address: String,
+    ready_after: Duration,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(data_dir: &Path, config: Option<&Path>) -> Result<Server> {
+    let started = Instant::now();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_local-agent"));
+    command.arg("--data-dir").arg(data_dir);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let mut child = command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let address = line.trim().strip_prefix("listening on ").context("server did not start")?.to_owned();
+    let ready_after = started.elapsed();
+    Ok(Server { child, address, ready_after })
+}
+
+fn rss_kb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+struct ModeResult {
+    ndcg10: f64,
+    recall100: f64,
+    latencies_ms: Vec<f64>,
+}
+
+async fn run_queries(
+    client: &reqwest::Client,
+    server: &Server,
+    eval: &Eval,
+    mode: &str,
+    max_results: usize,
+) -> Result<ModeResult> {
+    let mut ndcg = 0.0;
+    let mut recall = 0.0;
+    let mut latencies = Vec::with_capacity(eval.queries.len());
+    for (id, text) in &eval.queries {
+        let started = Instant::now();
+        let response: Value = client
+            .post(format!("{}/search", server.address))
+            .json(&json!({"query": text, "max_results": max_results, "similarity_threshold": 0.0, "mode": mode}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        latencies.push(started.elapsed().as_secs_f64() * 1e3);
+        let ranked: Vec<String> = response["results"]
+            .as_array()
+            .context("no results array")?
+            .iter()
+            .filter_map(|r| r["source"].as_str().map(|s| s.trim_end_matches(".md").to_owned()))
+            .collect();
+        ndcg += ndcg_at(&ranked, &eval.qrels[id], 10);
+        recall += recall_at(&ranked, &eval.qrels[id], 100);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let n = eval.queries.len() as f64;
+    Ok(ModeResult { ndcg10: ndcg / n, recall100: recall / n, latencies_ms: latencies })
+}
+
+/// Raw model throughput: chunks of a sample of documents, embedded in length-sorted batches.
+fn raw_throughput(embedder: &Embedder, config: &AgentConfig, eval: &Eval) -> Result<(usize, f64)> {
+    let mut texts = Vec::new();
+    for (id, title, text) in eval.corpus.iter().step_by(5) {
+        let document = Document::parse(&format!("{id}.md"), FileKind::Markdown, &note(title, text));
+        for chunk in chunk_document(&document, config.index.chunking, &|t| embedder.count_tokens(t)) {
+            texts.push(chunk.indexed_text(&document.title));
+        }
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    embedder.embed_all(&refs, config.index.batch_size, |_| {})?;
+    Ok((texts.len(), texts.len() as f64 / started.elapsed().as_secs_f64()))
+}
+
+fn note(title: &str, text: &str) -> String {
+    format!("# {title}\n\n{text}\n")
+}
+
+/// recall@10 of the HNSW graph against exact search over the unquantized vectors.
+fn graph_recall(engine: &Engine, data_dir: &Path, eval: &Eval) -> Result<f64> {
+    let snapshot = engine.snapshot()?;
+    let cache = EmbeddingCache::open(&data_dir.join("embedding-cache.redb"))?;
+    let chunks: Vec<(u64, [u8; 16])> = snapshot
+        .manifest
+        .documents
+        .iter()
+        .flat_map(|d| &d.chunks)
+        .map(|c| {
+            let mut hash = [0u8; 16];
+            for (i, byte) in hash.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&c.hash[2 * i..2 * i + 2], 16).unwrap_or(0);
+            }
+            (c.id, hash)
+        })
+        .collect();
+    let hashes: Vec<[u8; 16]> = chunks.iter().map(|(_, h)| *h).collect();
+    let vectors: Vec<Vec<f32>> = cache.get_many(&hashes)?.into_iter().map(Option::unwrap_or_default).collect();
+    let mut total = 0.0;
+    for (_, query) in &eval.queries {
+        let q = engine.embedder().embed_query(query)?.vector;
+        let mut exact: Vec<(u64, f32)> =
+            chunks.iter().zip(&vectors).map(|((id, _), v)| (*id, v.iter().zip(&q).map(|(a, b)| a * b).sum())).collect();
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let truth: HashSet<u64> = exact.iter().take(10).map(|(id, _)| *id).collect();
+        let found = snapshot.vectors.search(&q, 10, None)?;
+        total += found.iter().filter(|(id, _)| truth.contains(id)).count() as f64 / 10.0;
+    }
+    Ok(total / eval.queries.len() as f64)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    let eval = load_eval(&args.eval_dir)?;
+    let temporary = tempfile::tempdir()?;
+    let work = args.work_dir.clone().unwrap_or_else(|| temporary.path().to_owned());
+    let notes = work.join("notes");
+    let data_dir = work.join("data");
+    std::fs::create_dir_all(&notes)?;
+    for (id, title, text) in &eval.corpus {
+        let path = notes.join(format!("{id}.md"));
+        let content = note(title, text);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
+            std::fs::write(&path, content)?;
+        }
+    }
+    eprintln!("{} documents, {} queries; working in {}", eval.corpus.len(), eval.queries.len(), work.display());
+
+    let config = AgentConfig::load(&Overrides { data_dir: Some(data_dir.clone()), config: args.config.clone() })?;
+    let embedder = Embedder::load(&config.embedder)?;
+    eprintln!("measuring raw model throughput…");
+    let (raw_chunks, raw_rate) = raw_throughput(&embedder, &config, &eval)?;
+    eprintln!("indexing…");
+    let report = indexer::index_folders(&data_dir, std::slice::from_ref(&notes), &embedder, &config.index, &Silent)?;
+    let index_rate = report.chunks_written as f64 / report.elapsed.as_secs_f64();
+    drop(embedder);
+
+    eprintln!("starting the server…");
+    let server = start_server(&data_dir, args.config.as_deref())?;
+    let client = reqwest::Client::new();
+    let health: Value = client.get(format!("{}/health", server.address)).send().await?.json().await?;
+    let start_to_ready = server.ready_after;
+    anyhow::ensure!(health["rag_engine"]["status"] == "ready", "server not ready: {health}");
+
+    let mut rows = Vec::new();
+    for mode in ["hybrid", "keyword", "semantic"] {
+        eprintln!("querying ({mode})…");
+        rows.push((mode, run_queries(&client, &server, &eval, mode, 100).await?));
+    }
+    eprintln!("timing top-10 searches…");
+    let top10 = run_queries(&client, &server, &eval, "hybrid", 10).await?;
+    let (rss, peak) = rss_kb(server.child.id());
+    drop(server);
+
+    let engine =
+        Engine::open(&data_dir, std::sync::Arc::new(Embedder::load(&config.embedder)?), config.search.clone())?;
+    let hnsw_recall = graph_recall(&engine, &data_dir, &eval)?;
+
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "\n## SciFact dev ({} queries, {} documents, {} chunks)\n",
+        eval.queries.len(),
+        report.documents,
+        report.chunks
+    )?;
+    writeln!(out, "| retrieval | nDCG@10 | recall@100 | /search p50 | p95 | p99 |")?;
+    writeln!(out, "|---|---|---|---|---|---|")?;
+    for (mode, result) in &rows {
+        let l = &result.latencies_ms;
+        writeln!(
+            out,
+            "| {mode} (top 100) | {:.3} | {:.3} | {:.1} ms | {:.1} ms | {:.1} ms |",
+            result.ndcg10,
+            result.recall100,
+            percentile(l, 0.5),
+            percentile(l, 0.95),
+            percentile(l, 0.99)
+        )?;
+    }
+    let l = &top10.latencies_ms;
+    writeln!(
+        out,
+        "| hybrid (top 10) | {:.3} | – | {:.1} ms | {:.1} ms | {:.1} ms |",
+        top10.ndcg10,
+        percentile(l, 0.5),
+        percentile(l, 0.95),
+        percentile(l, 0.99)
+    )?;
+    writeln!(out, "\n| measure | value |\n|---|---|")?;
+    writeln!(
+        out,
+        "| indexing ({} chunks, {} documents) | {:.1} s |",
+        report.chunks_written,
+        report.documents,
+        report.elapsed.as_secs_f64()
+    )?;
+    writeln!(out, "| indexing throughput | {index_rate:.1} chunks/s |")?;
+    writeln!(out, "| raw model throughput ({raw_chunks} chunks) | {raw_rate:.1} chunks/s |")?;
+    writeln!(out, "| indexing / raw | {:.0} % |", 100.0 * index_rate / raw_rate)?;
+    writeln!(out, "| start to ready (existing index) | {} ms |", start_to_ready.as_millis())?;
+    writeln!(
+        out,
+        "| server RSS after queries (peak) | {:.0} MB ({:.0} MB) |",
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    )?;
+    writeln!(out, "| HNSW recall@10 vs exact f32 | {hnsw_recall:.3} |")?;
+    if report.embedded == 0 {
+        writeln!(out, "\n(embeddings came from the cache of an earlier run: indexing figures are not a cold run)")?;
+    }
+    Ok(())
+}

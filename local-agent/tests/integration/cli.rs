@@ -1,0 +1,93 @@
+//! The `local-agent` command line, run as a user would.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+use crate::Workspace;
+
+fn agent(workspace: &Workspace) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_local-agent"));
+    command.arg("--data-dir").arg(workspace.data()).env_remove("LOCAL_AGENT_CRASH_AT").env_remove("RUST_LOG");
+    command
+}
+
+fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn index_search_and_status_from_the_command_line() {
+    let workspace = Workspace::with_sample_notes();
+    let output = agent(&workspace).arg("index").arg(workspace.notes()).output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("10 added, 0 changed, 0 removed, 0 unchanged"), "{stdout}");
+
+    let output = agent(&workspace).arg("index").output().unwrap();
+    let (stdout, _) = text(&output);
+    assert!(stdout.contains("0 added, 0 changed, 0 removed, 10 unchanged"), "remembered folders: {stdout}");
+    assert!(stdout.contains("up to date"), "{stdout}");
+
+    let output = agent(&workspace).args(["search", "番茄工作法", "--top-k", "2", "--json"]).output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let response: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(response["results"][0]["source"], "productivity/pomodoro.md");
+    assert!(response["results"].as_array().unwrap().len() <= 2);
+
+    let output = agent(&workspace).args(["search", "sourdough", "--tags", "cooking,life"]).output().unwrap();
+    let (stdout, _) = text(&output);
+    assert!(stdout.starts_with("1. Sourdough bread (life/sourdough.md)"), "{stdout}");
+    assert!(stdout.contains("--- context ---\n[1] Sourdough bread"), "{stdout}");
+
+    let output = agent(&workspace).arg("status").output().unwrap();
+    let (stdout, _) = text(&output);
+    assert!(stdout.contains("10 documents") && stdout.contains("index check:   ok"), "{stdout}");
+}
+
+#[test]
+fn a_missing_runtime_or_model_says_what_to_do() {
+    let workspace = Workspace::with_sample_notes();
+    let output = agent(&workspace)
+        .arg("index")
+        .arg(workspace.notes())
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("ONNX Runtime library not found at /nonexistent/libonnxruntime.so; run scripts/setup.sh or set ORT_DYLIB_PATH"),
+        "{stderr}"
+    );
+    let output = agent(&workspace).args(["search", "x"]).env("MODEL_DIR", workspace.dir.path()).output().unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("model.onnx is missing; run scripts/setup.sh or set MODEL_DIR"), "{stderr}");
+
+    let output = agent(&workspace).args(["search", "x"]).output().unwrap();
+    let (_, stderr) = text(&output);
+    assert!(stderr.contains("run `local-agent index <FOLDER>` first"), "{stderr}");
+}
+
+#[test]
+fn serve_binds_loopback_answers_and_stops_on_sigterm() {
+    let workspace = Workspace::with_sample_notes();
+    workspace.index();
+    let mut child =
+        agent(&workspace).args(["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("listening on ").expect("the address is printed").to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let health: serde_json::Value =
+        runtime.block_on(async { reqwest::get(format!("{url}/health")).await.unwrap().json().await.unwrap() });
+    assert_eq!(health["status"], "healthy");
+
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+}

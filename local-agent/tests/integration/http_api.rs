@@ -1,0 +1,207 @@
+//! The HTTP API on an ephemeral port: its contract, and every error path.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use local_agent::config::Secret;
+use local_agent::http::{self, ApiState};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::Workspace;
+
+struct Server {
+    address: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _workspace: Workspace,
+}
+
+impl Server {
+    async fn start(indexed: bool, api_key: Option<&str>) -> Self {
+        let workspace = Workspace::with_sample_notes();
+        if indexed {
+            tokio::task::block_in_place(|| workspace.index());
+        }
+        let engine = Arc::new(workspace.engine());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let state = ApiState::new(engine, api_key.map(Secret::new));
+        let task = tokio::spawn(http::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Self { address, stop: Some(stop), task, _workspace: workspace }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = reqwest::Client::new().post(self.url(path)).json(&body).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(std::time::Duration::from_secs(10), &mut self.task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    assert_eq!(body["success"], false, "{body}");
+    body["error"]["message"].as_str().filter(|m| !m.is_empty()).expect("a message");
+    body["error"]["code"].as_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_and_context_follow_the_original_contract() {
+    let server = Server::start(true, None).await;
+    let (status, body) = server.post("/search", json!({"query": "番茄工作法的休息时间"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["success"], true);
+    assert!(body["processing_time"].as_f64().unwrap() > 0.0);
+    assert!(body["context"].as_str().unwrap().starts_with("[1] "));
+    let results = body["results"].as_array().unwrap();
+    assert!(!results.is_empty() && results.len() <= 5, "max_results defaults to 5");
+    let first = &results[0];
+    for key in ["knowledge_id", "title", "content_snippet", "similarity_score", "source_type", "source"] {
+        assert!(!first[key].is_null(), "results carry {key}: {first}");
+    }
+    assert_eq!(first["source"], "productivity/pomodoro.md");
+    assert!(["keyword", "semantic", "hybrid"].contains(&first["source_type"].as_str().unwrap()));
+    assert!(results.iter().all(|r| r["similarity_score"].as_f64().unwrap() >= 0.3), "default threshold 0.3");
+
+    let (status, body) = server
+        .post("/search", json!({"query": "bread", "tags": ["cooking"], "max_results": 1, "similarity_threshold": 0.0}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["results"].as_array().unwrap().len(), 1);
+
+    let (status, body) =
+        server.post("/context/build", json!({"query": "Notion API rate limit", "max_length": 300})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["context"].as_str().unwrap().chars().count() <= 300);
+    assert_eq!(body["sources"][0], "notion-tips.md");
+    assert!(body["processing_time"].as_f64().is_some());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_stats_cache_and_metrics() {
+    let server = Server::start(true, None).await;
+    let client = reqwest::Client::new();
+    let health: Value = client.get(server.url("/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert!(health["uptime"].as_f64().is_some());
+    assert_eq!(health["rag_engine"]["status"], "ready");
+    assert_eq!(health["rag_engine"]["model_loaded"], true);
+    assert!(health["rag_engine"]["index_size"].as_u64().unwrap() > 0);
+    for key in ["avg_response_time", "total_requests", "cache_hit_rate"] {
+        assert!(health["performance"][key].is_number(), "{key}: {health}");
+    }
+
+    for _ in 0..2 {
+        server.post("/search", json!({"query": "weekly review"})).await;
+    }
+    let health: Value = client.get(server.url("/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["performance"]["total_requests"], 2);
+    assert_eq!(health["performance"]["cache_hit_rate"], 0.5);
+
+    let stats: Value = client.get(server.url("/stats")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["index"]["documents"], 10);
+    assert_eq!(stats["cache"]["entries"], 1);
+    let (status, cleared) = server.post("/cache/clear", json!({})).await;
+    assert_eq!((status, cleared["cleared"].as_u64()), (StatusCode::OK, Some(1)));
+
+    let metrics = client.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("local_agent_http_requests_total{endpoint=\"/search\",status=\"200\"} 2"), "{text}");
+    assert!(text.contains("local_agent_index_documents 10"), "{text}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_json_errors() {
+    let server = Server::start(true, None).await;
+    let cases = [
+        (json!({"query": ""}), "invalid_request"),
+        (json!({"query": "   "}), "invalid_request"),
+        (json!({"query": "x", "max_results": 0}), "invalid_request"),
+        (json!({"query": "x", "max_results": 101}), "invalid_request"),
+        (json!({"query": "x", "similarity_threshold": 2}), "invalid_request"),
+        (json!({"query": "x", "tags": [""]}), "invalid_request"),
+        (json!({"query": 42}), "invalid_json"),
+        (json!({"tags": ["a"]}), "invalid_json"),
+        (json!({"query": "x", "max_results": -1}), "invalid_json"),
+        (json!({"query": "x".repeat(5000)}), "invalid_request"),
+    ];
+    for (body, code) in cases {
+        let (status, reply) = server.post("/search", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(error_code(&reply), code, "{body}");
+    }
+    let (status, reply) = server.post("/context/build", json!({"query": "x", "max_length": 0})).await;
+    assert_eq!((status, error_code(&reply)), (StatusCode::BAD_REQUEST, "invalid_request"));
+
+    let client = reqwest::Client::new();
+    let response = client.post(server.url("/search")).body("{not json").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&response.json().await.unwrap()), "invalid_json");
+
+    let huge = json!({"query": "x", "tags": vec!["t".repeat(100); 1000]});
+    let (status, reply) = server.post("/search", huge).await;
+    assert_eq!((status, error_code(&reply)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+
+    let response = client.get(server.url("/no-such-thing")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&response.json().await.unwrap()), "not_found");
+    let response = client.get(server.url("/search")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_code(&response.json().await.unwrap()), "method_not_allowed");
+
+    // The server is still fine after all that.
+    let (status, _) = server.post("/search", json!({"query": "sleep"})).await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_key_guards_everything_but_health() {
+    let key = "correct horse battery staple";
+    let server = Server::start(true, Some(key)).await;
+    let client = reqwest::Client::new();
+    let search = || client.post(server.url("/search")).json(&json!({"query": "sleep"}));
+
+    let response = search().send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&response.json().await.unwrap()), "unauthorized");
+    let response = search().bearer_auth("wrong key").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(search().bearer_auth(key).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(search().header("X-API-Key", key).send().await.unwrap().status(), StatusCode::OK);
+    for path in ["/stats", "/metrics"] {
+        assert_eq!(client.get(server.url(path)).send().await.unwrap().status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    assert_eq!(client.post(server.url("/cache/clear")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(client.get(server.url("/health")).send().await.unwrap().status(), StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_index_searches_say_what_to_do() {
+    let server = Server::start(false, None).await;
+    let (status, body) = server.post("/search", json!({"query": "anything"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(&body), "index_unavailable");
+    assert!(body["error"]["message"].as_str().unwrap().contains("local-agent index"));
+    let health: Value = reqwest::get(server.url("/health")).await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["rag_engine"]["status"], "no_index");
+    server.stop().await;
+}

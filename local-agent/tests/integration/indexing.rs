@@ -1,0 +1,187 @@
+//! Incremental and atomic indexing.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use local_agent::Error;
+use local_agent::generations::IndexDir;
+
+use crate::{Workspace, query, sources};
+
+#[test]
+fn a_first_run_indexes_everything_and_a_second_run_touches_nothing() {
+    let workspace = Workspace::with_sample_notes();
+    let first = workspace.index();
+    assert_eq!((first.added, first.changed, first.removed, first.unchanged), (10, 0, 0, 0));
+    assert!(first.published && first.chunks >= 10 && first.embedded == first.chunks);
+
+    let second = workspace.index();
+    assert_eq!((second.added, second.changed, second.removed, second.unchanged), (0, 0, 0, 10));
+    assert!(!second.published, "nothing changed, so nothing is written");
+    assert_eq!(second.generation, first.generation);
+}
+
+#[test]
+fn only_added_changed_and_removed_files_are_processed() {
+    let workspace = Workspace::with_sample_notes();
+    let first = workspace.index();
+
+    // Change one paragraph of a note: only that chunk needs the model again.
+    let path = workspace.notes().join("life/sourdough.md");
+    let original = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, original.replace("twelve hours", "eight hours")).unwrap();
+    workspace.write("life/tea.md", "# Green tea\n\nBrew green tea at 80 °C for two minutes.\n");
+    std::fs::remove_file(workspace.notes().join("life/travel-checklist.txt")).unwrap();
+    // Rewriting a file with the same content changes its timestamp, not its text.
+    let touched = workspace.notes().join("notion-tips.md");
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&touched, std::fs::read(&touched).unwrap()).unwrap();
+
+    let report = workspace.index();
+    assert_eq!((report.added, report.changed, report.removed, report.unchanged), (1, 1, 1, 8));
+    assert_eq!(report.documents, first.documents);
+    assert!(report.from_cache > 0, "unchanged chunks of the edited note come from the cache");
+    assert_eq!(report.embedded, 2, "one edited chunk and the new note: {report:?}");
+
+    let engine = workspace.engine();
+    assert_eq!(sources(&engine, &query("brew green tea temperature"))[0], "life/tea.md");
+    assert!(!sources(&engine, &query("passport visa power adapter")).contains(&"life/travel-checklist.txt".to_owned()));
+    let hits = engine.search(&query("feed the starter before baking")).unwrap().results;
+    assert!(hits[0].content_snippet.contains("eight hours"), "{:?}", hits[0]);
+}
+
+#[test]
+fn a_renamed_note_is_not_embedded_again() {
+    let workspace = Workspace::with_sample_notes();
+    workspace.index();
+    std::fs::rename(workspace.notes().join("life/sleep.md"), workspace.notes().join("life/睡眠.md")).unwrap();
+    let report = workspace.index();
+    assert_eq!((report.added, report.removed, report.embedded), (1, 1, 0));
+    assert_eq!(sources(&workspace.engine(), &query("改善睡眠质量"))[0], "life/睡眠.md");
+}
+
+#[test]
+fn a_missing_folder_is_an_error_and_the_index_is_kept() {
+    let workspace = Workspace::with_sample_notes();
+    workspace.index();
+    let missing = workspace.dir.path().join("unplugged-drive");
+    let error = local_agent::indexer::index_folders(
+        &workspace.data(),
+        &[missing],
+        &crate::embedder(),
+        &Default::default(),
+        &local_agent::indexer::Silent,
+    )
+    .unwrap_err();
+    assert!(matches!(error, Error::Folder { .. }), "{error}");
+    assert_eq!(workspace.engine().stats().documents, 10);
+}
+
+#[test]
+fn a_second_writer_is_turned_away() {
+    let workspace = Workspace::with_sample_notes();
+    let _lock = IndexDir::new(&workspace.data()).lock().unwrap();
+    assert!(matches!(workspace.try_index(), Err(Error::IndexBusy { .. })));
+}
+
+#[test]
+fn changing_how_chunks_are_cut_rebuilds_from_the_cache() {
+    let workspace = Workspace::with_sample_notes();
+    workspace.index();
+    let settings = local_agent::indexer::IndexSettings {
+        chunking: local_agent::chunk::ChunkSettings { max_tokens: 64, overlap_tokens: 8 },
+        batch_size: 16,
+        ..Default::default()
+    };
+    let report = local_agent::indexer::index_folders(
+        &workspace.data(),
+        &[workspace.notes()],
+        &crate::embedder(),
+        &settings,
+        &local_agent::indexer::Silent,
+    )
+    .unwrap();
+    assert!(report.published && report.unchanged == 10);
+    assert!(report.chunks > 23, "smaller chunks: {report:?}");
+    let engine = workspace.engine();
+    assert_eq!(engine.stats().chunks, report.chunks);
+}
+
+/// Runs `local-agent index` on the workspace, optionally aborting at a crash point.
+fn index_process(workspace: &Workspace, crash_at: Option<&str>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_local-agent"));
+    command.arg("--data-dir").arg(workspace.data()).arg("index").arg(workspace.notes());
+    command.env_remove("LOCAL_AGENT_CRASH_AT");
+    if let Some(point) = crash_at {
+        command.env("LOCAL_AGENT_CRASH_AT", point);
+    }
+    command
+}
+
+fn generation(data: &Path) -> Option<u64> {
+    IndexDir::new(data).current().unwrap()
+}
+
+#[test]
+fn a_crash_at_any_step_leaves_the_last_good_index_usable() {
+    for point in ["embedded", "indexed", "saved", "manifest"] {
+        let workspace = Workspace::with_sample_notes();
+        workspace.index();
+        let before = generation(&workspace.data());
+        workspace.write("new-note.md", "# Kiwi\n\nKiwi fruit has more vitamin C than an orange.\n");
+        std::fs::remove_file(workspace.notes().join("life/sourdough.md")).unwrap();
+
+        let status = index_process(&workspace, Some(point)).output().unwrap().status;
+        assert!(!status.success(), "{point}: the run was aborted");
+        assert_eq!(generation(&workspace.data()), before, "{point}: the live generation did not move");
+        let engine = workspace.engine();
+        assert_eq!(engine.stats().documents, 10, "{point}");
+        assert_eq!(sources(&engine, &query("sourdough starter bread flour"))[0], "life/sourdough.md", "{point}");
+
+        // The next run finishes the job.
+        let output = index_process(&workspace, None).output().unwrap();
+        assert!(output.status.success(), "{point}: {}", String::from_utf8_lossy(&output.stderr));
+        let engine = workspace.engine();
+        assert_eq!(sources(&engine, &query("vitamin C kiwi"))[0], "new-note.md", "{point}");
+        assert!(!sources(&engine, &query("sourdough starter bread flour")).contains(&"life/sourdough.md".to_owned()));
+    }
+}
+
+#[test]
+fn a_crash_right_after_publishing_keeps_the_new_index() {
+    let workspace = Workspace::with_sample_notes();
+    workspace.index();
+    workspace.write("new-note.md", "# Kiwi\n\nKiwi fruit has more vitamin C than an orange.\n");
+    let status = index_process(&workspace, Some("published")).output().unwrap().status;
+    assert!(!status.success());
+    assert_eq!(sources(&workspace.engine(), &query("vitamin C kiwi"))[0], "new-note.md");
+}
+
+#[test]
+fn killing_an_index_run_at_random_moments_never_breaks_the_index() {
+    let workspace = Workspace::with_sample_notes();
+    workspace.index();
+    // Enough new text that the run takes a while.
+    for i in 0..150 {
+        let body: String = (0..12)
+            .map(|j| format!("Observation {j} of experiment {i} concerns protein folding rate number {}. ", i * 31 + j))
+            .collect();
+        workspace.write(&format!("lab/experiment-{i:03}.md"), &format!("# Experiment {i}\n\n{body}\n"));
+    }
+    for delay_ms in [50, 300, 800, 1500] {
+        let mut child = index_process(&workspace, None).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let engine = workspace.engine();
+        let documents = engine.stats().documents;
+        assert!(documents == 10 || documents == 160, "after {delay_ms} ms: {documents} documents");
+        assert_eq!(sources(&engine, &query("sourdough starter bread flour"))[0], "life/sourdough.md");
+    }
+    let output = index_process(&workspace, None).output().unwrap();
+    assert!(output.status.success());
+    let engine = workspace.engine();
+    assert_eq!(engine.stats().documents, 160);
+    assert!(sources(&engine, &query("experiment 42 protein folding observation"))[0].starts_with("lab/"));
+}

@@ -1,0 +1,155 @@
+//! Hybrid retrieval, filters and context building over the sample notes, in English and Chinese.
+
+use std::sync::OnceLock;
+
+use local_agent::search::Engine;
+use protocol::{ContextRequest, SearchMode, SearchRequest, SourceType};
+
+use crate::{Workspace, query, sources};
+
+/// One indexed copy of the sample notes shared by the read-only tests of this module.
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<(Workspace, Engine)> = OnceLock::new();
+    &ENGINE
+        .get_or_init(|| {
+            let workspace = Workspace::with_sample_notes();
+            workspace.index();
+            let engine = workspace.engine();
+            (workspace, engine)
+        })
+        .1
+}
+
+#[test]
+fn english_questions_find_the_right_note() {
+    let cases = [
+        ("How does Rust stop two threads from writing the same data?", "programming/rust-ownership.md"),
+        ("what should I do before baking bread with a starter", "life/sourdough.md"),
+        ("my home computer has no public IP address, how can the cloud reach it", "programming/websocket-tunnel.md"),
+        ("things to pack for a trip abroad", "life/travel-checklist.txt"),
+        ("run CPU heavy work without stalling the async runtime", "programming/async-rust.md"),
+    ];
+    for (question, expected) in cases {
+        assert_eq!(sources(engine(), &query(question))[0], expected, "{question}");
+    }
+}
+
+#[test]
+fn chinese_questions_find_the_right_chinese_note() {
+    let cases = [
+        ("番茄工作法每个时段多长时间？", "productivity/pomodoro.md"),
+        ("晚上睡不着怎么办", "life/sleep.md"),
+        ("用大语言模型写文章要注意什么", "productivity/ai-writing.md"),
+        ("如何提高工作效率", "productivity/pomodoro.md"),
+        ("卧室温度多少度适合睡觉", "life/sleep.md"),
+    ];
+    for (question, expected) in cases {
+        assert_eq!(sources(engine(), &query(question))[0], expected, "{question}");
+    }
+}
+
+#[test]
+fn fusion_is_never_worse_than_keywords_for_text_the_model_cannot_read() {
+    // The English model sees mostly [UNK] in Chinese; its list must not push noise up.
+    for question in ["番茄钟之后休息几分钟", "咖啡因的作用持续多久", "提示词技巧"] {
+        let keyword = sources(engine(), &SearchRequest { mode: SearchMode::Keyword, ..query(question) });
+        let hybrid = sources(engine(), &query(question));
+        assert_eq!(hybrid.first(), keyword.first(), "{question}");
+    }
+}
+
+#[test]
+fn results_hold_one_passage_per_document_and_respect_max_results() {
+    let response =
+        engine().search(&SearchRequest { max_results: 8, ..query("Rust async ownership borrowing tokio") }).unwrap();
+    assert!(response.results.len() <= 8);
+    let mut seen = std::collections::HashSet::new();
+    for hit in &response.results {
+        assert!(seen.insert(hit.source.clone()), "{} appears twice", hit.source);
+        assert!((0.0..=1.0).contains(&hit.similarity_score));
+    }
+    let scores: Vec<f32> = response.results.iter().map(|h| h.similarity_score).collect();
+    assert!(scores[0] >= 0.3, "the best match is a strong match: {scores:?}");
+}
+
+#[test]
+fn tags_filter_both_retrievers() {
+    let tagged = |tags: &[&str], question: &str| {
+        sources(engine(), &SearchRequest { tags: tags.iter().map(|t| t.to_string()).collect(), ..query(question) })
+    };
+    let results = tagged(&["AI效率"], "efficiency");
+    assert!(!results.is_empty());
+    for source in &results {
+        assert!(
+            ["productivity/pomodoro.md", "productivity/weekly-review.md", "productivity/ai-writing.md"]
+                .contains(&source.as_str()),
+            "{source} is not tagged AI效率"
+        );
+    }
+    assert_eq!(tagged(&["健康"], "sleep better"), ["life/sleep.md"]);
+    assert_eq!(
+        tagged(&["rust", "no-such-tag"], "ownership")[0],
+        "programming/rust-ownership.md",
+        "tags match case-insensitively, any of them"
+    );
+    assert!(tagged(&["no-such-tag"], "ownership").is_empty());
+    for mode in [SearchMode::Keyword, SearchMode::Semantic] {
+        let request = SearchRequest { tags: vec!["cooking".into()], mode, ..query("bread") };
+        assert_eq!(sources(engine(), &request), ["life/sourdough.md"], "{mode:?}");
+    }
+}
+
+#[test]
+fn the_similarity_threshold_drops_weak_matches() {
+    let loose = sources(engine(), &query("quantum chromodynamics lattice"));
+    let strict =
+        sources(engine(), &SearchRequest { similarity_threshold: 0.5, ..query("quantum chromodynamics lattice") });
+    assert!(!loose.is_empty() && strict.is_empty(), "{loose:?} / {strict:?}");
+}
+
+#[test]
+fn modes_report_which_retriever_found_a_result() {
+    let keyword = engine().search(&SearchRequest { mode: SearchMode::Keyword, ..query("borrow checker") }).unwrap();
+    assert!(keyword.results.iter().all(|h| h.source_type == SourceType::Keyword));
+    let semantic = engine().search(&SearchRequest { mode: SearchMode::Semantic, ..query("borrow checker") }).unwrap();
+    assert!(semantic.results.iter().all(|h| h.source_type == SourceType::Semantic));
+    let hybrid = engine().search(&query("borrow checker")).unwrap();
+    assert_eq!(hybrid.results[0].source_type, SourceType::Hybrid);
+}
+
+#[test]
+fn context_is_cited_and_fits_the_budget() {
+    let request =
+        ContextRequest { max_length: 600, ..ContextRequest::new("How do Rust references and lifetimes work?") };
+    let response = engine().build_context(&request).unwrap();
+    assert!(response.context.chars().count() <= 600);
+    assert!(response.context.starts_with("[1] Rust ownership in five minutes"), "{}", response.context);
+    assert_eq!(response.sources[0], "programming/rust-ownership.md");
+    for (number, source) in response.sources.iter().enumerate() {
+        assert!(response.context.contains(&format!("[{}] ", number + 1)) && response.context.contains(source.as_str()));
+    }
+    let chinese = engine().build_context(&ContextRequest::new("睡前应该避免什么")).unwrap();
+    assert!(chinese.context.contains("蓝光"), "{}", chinese.context);
+    assert!(chinese.context.chars().count() <= 2000);
+}
+
+#[test]
+fn repeated_queries_are_served_from_the_cache_until_the_index_changes() {
+    let workspace = Workspace::with_sample_notes();
+    workspace.index();
+    let engine = workspace.engine();
+    let request = query("sourdough");
+    let first = engine.search(&request).unwrap();
+    let hits_before = engine.stats().cache_hits;
+    let second = engine.search(&request).unwrap();
+    assert_eq!(engine.stats().cache_hits, hits_before + 1);
+    assert_eq!(first.results, second.results);
+
+    workspace.write("life/rye.md", "# Rye sourdough\n\nRye sourdough needs a wetter dough.\n");
+    workspace.index();
+    // The engine picks up the new generation by itself (checked at most once a second).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let third = engine.search(&request).unwrap();
+    assert!(third.results.iter().any(|h| h.source == "life/rye.md"), "{:?}", third.results);
+    assert_eq!(engine.clear_cache(), 1);
+}
