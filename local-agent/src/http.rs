@@ -136,27 +136,27 @@ async fn search(
     State(state): State<Arc<ApiState>>,
     JsonBody(request): JsonBody<SearchRequest>,
 ) -> Result<Response, ApiError> {
-    request
-        .validate()
-        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, error.to_string()))?;
-    let started = Instant::now();
-    let engine = state.engine.clone();
-    let response = run_blocking(move || engine.search(&request)).await;
-    state.metrics.finish("/search", started, status_of(&response));
-    Ok(Json(response?).into_response())
+    answer(&state, "/search", move |engine| engine.search(&request)).await
 }
 
 async fn build_context(
     State(state): State<Arc<ApiState>>,
     JsonBody(request): JsonBody<ContextRequest>,
 ) -> Result<Response, ApiError> {
-    request
-        .validate()
-        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, error.to_string()))?;
+    answer(&state, "/context/build", move |engine| engine.build_context(&request)).await
+}
+
+/// Runs a retrieval request off the async workers (it is CPU-bound) and records its metrics.
+/// The engine validates the request; its `InvalidRequest` becomes a 400.
+async fn answer<T: serde::Serialize + Send + 'static>(
+    state: &ApiState,
+    endpoint: &str,
+    work: impl FnOnce(&Engine) -> crate::error::Result<T> + Send + 'static,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let engine = state.engine.clone();
-    let response = run_blocking(move || engine.build_context(&request)).await;
-    state.metrics.finish("/context/build", started, status_of(&response));
+    let response = run_blocking(move || work(&engine)).await;
+    state.metrics.finish(endpoint, started, status_of(&response));
     Ok(Json(response?).into_response())
 }
 

@@ -17,6 +17,7 @@ use crate::embed_cache::{ChunkHash, EmbeddingCache, chunk_hash};
 use crate::error::{Error, Result};
 use crate::generations::{ChunkEntry, DocumentEntry, FORMAT_VERSION, IndexDir, Manifest, TEXT_DIR, VECTORS_FILE};
 use crate::ingest::{Document, FileKind, SourceFile, read_text, scan_folder};
+use crate::snapshot::Snapshot;
 use crate::text_index::{NewChunk, StoredChunk, TextIndex};
 use crate::vector_index::{VectorIndex, VectorSettings};
 
@@ -144,8 +145,21 @@ pub fn index_folders(
     });
     let tombstones = previous.as_ref().map_or(0, |m| m.deleted_vectors);
     let live = previous.as_ref().map_or(0, Manifest::chunk_count);
+    // The next generation is built on the live one only if that one opens cleanly.
+    let base_usable = match (previous_number, &previous) {
+        (Some(number), Some(manifest)) if same_recipe => {
+            match Snapshot::open(&index_dir.generation_dir(number), manifest.clone()) {
+                Ok(_) => true,
+                Err(error) => {
+                    tracing::warn!(%error, "rebuilding the index from the folders");
+                    false
+                }
+            }
+        }
+        _ => false,
+    };
     // A full rebuild re-reads every folder; embeddings still come from the cache.
-    let rebuild = !same_recipe || tombstones as f64 > MAX_TOMBSTONE_SHARE * live.max(1) as f64;
+    let rebuild = !base_usable || tombstones as f64 > MAX_TOMBSTONE_SHARE * live.max(1) as f64;
     let scan_roots: Vec<PathBuf> = if rebuild || requested.is_empty() { roots.clone() } else { requested };
 
     // --- Compare the folders with the manifest ------------------------------------------

@@ -57,8 +57,9 @@ pub fn scan_folder(root: &Path) -> Result<Vec<SourceFile>> {
         return Err(Error::Folder { path: root.into(), source });
     }
     let mut files = Vec::new();
+    // Symbolic links are followed (notes are often linked in); walkdir reports loops as errors.
     let walker = WalkDir::new(root)
-        .follow_links(false)
+        .follow_links(true)
         .into_iter()
         .filter_entry(|entry| entry.depth() == 0 || !is_hidden(entry.file_name()));
     for entry in walker {

@@ -42,7 +42,8 @@ impl Snapshot {
         Self::open(&index_dir.generation_dir(number), manifest).map(Some)
     }
 
-    fn open(dir: &Path, manifest: Manifest) -> Result<Self> {
+    /// Opens the generation in `dir` described by `manifest`, checking that its parts agree.
+    pub fn open(dir: &Path, manifest: Manifest) -> Result<Self> {
         let corrupt = |error: Error| Error::CorruptIndex { dir: dir.to_owned(), message: error.to_string() };
         let text = TextIndex::open_or_create(&dir.join(TEXT_DIR)).map_err(corrupt)?;
         let vectors_path = dir.join(VECTORS_FILE);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use local_agent::Error;
 use local_agent::generations::IndexDir;
+use local_agent::search::Engine;
 
 use crate::{Workspace, query, sources};
 
@@ -184,4 +185,37 @@ fn killing_an_index_run_at_random_moments_never_breaks_the_index() {
     let engine = workspace.engine();
     assert_eq!(engine.stats().documents, 160);
     assert!(sources(&engine, &query("experiment 42 protein folding observation"))[0].starts_with("lab/"));
+}
+
+#[test]
+fn a_damaged_index_is_refused_and_rebuilt_by_the_next_run() {
+    let workspace = Workspace::with_sample_notes();
+    let first = workspace.index();
+    let generation_dir = IndexDir::new(&workspace.data()).generation_dir(first.generation);
+    std::fs::write(generation_dir.join(local_agent::generations::VECTORS_FILE), b"not an index").unwrap();
+    let error = Engine::open(&workspace.data(), crate::embedder(), Default::default()).err().expect("refused");
+    assert!(matches!(error, Error::CorruptIndex { .. }), "{error}");
+    assert!(error.to_string().contains("run `local-agent index` again"), "{error}");
+
+    let report = workspace.index();
+    assert!(report.published && report.unchanged == 10, "{report:?}");
+    assert_eq!(report.embedded, 0, "the rebuild takes every vector from the cache");
+    assert_eq!(workspace.engine().stats().documents, 10);
+}
+
+#[test]
+fn an_index_built_with_another_model_is_refused_and_rebuilt() {
+    let workspace = Workspace::with_sample_notes();
+    let first = workspace.index();
+    let manifest_path =
+        IndexDir::new(&workspace.data()).generation_dir(first.generation).join(local_agent::generations::MANIFEST_FILE);
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap();
+    let model_id = crate::embedder().model_id().to_owned();
+    std::fs::write(&manifest_path, manifest.replace(&model_id, "some-other-model-768d")).unwrap();
+    let error = Engine::open(&workspace.data(), crate::embedder(), Default::default()).err().expect("refused");
+    assert!(matches!(error, Error::ModelChanged { .. }), "{error}");
+
+    let report = workspace.index();
+    assert!(report.published);
+    assert_eq!(workspace.engine().stats().chunks, report.chunks);
 }
