@@ -160,7 +160,7 @@ pub fn index_folders(
     };
     // A full rebuild re-reads every folder; embeddings still come from the cache.
     let rebuild = !base_usable || tombstones as f64 > MAX_TOMBSTONE_SHARE * live.max(1) as f64;
-    let scan_roots: Vec<PathBuf> = if rebuild || requested.is_empty() { roots.clone() } else { requested };
+    let scan_roots: Vec<PathBuf> = if rebuild || requested.is_empty() { roots.clone() } else { requested.clone() };
 
     // --- Compare the folders with the manifest ------------------------------------------
     let mut previous_documents: HashMap<(u32, &str), &DocumentEntry> = HashMap::new();
@@ -177,9 +177,21 @@ pub fn index_folders(
     let mut kept: Vec<DocumentEntry> = Vec::new();
     let mut to_read: Vec<(u32, SourceFile, Option<&DocumentEntry>)> = Vec::new();
     let mut seen: HashSet<(u32, String)> = HashSet::new();
+    let mut scanned: HashSet<u32> = HashSet::new();
     for root in &scan_roots {
         let position = roots.iter().position(|r| r == root).unwrap_or_default() as u32;
-        for file in scan_folder(root)? {
+        let files = match scan_folder(root) {
+            Ok(files) => files,
+            // A folder indexed earlier may be on a drive that is not mounted now: that must not
+            // stop the other folders from being indexed, nor wipe its notes from the index.
+            Err(error) if !requested.contains(root) => {
+                tracing::warn!(%error, "skipping a previously indexed folder");
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        scanned.insert(position);
+        for file in files {
             seen.insert((position, file.id.clone()));
             let before = previous_documents.get(&(position, file.id.as_str())).copied();
             match before {
@@ -193,9 +205,13 @@ pub fn index_folders(
     }
     let mut deleted_chunks: Vec<u64> = Vec::new();
     for (&(position, id), entry) in &previous_documents {
-        let scanned = scan_roots.iter().any(|r| roots.iter().position(|x| x == r) == Some(position as usize));
-        if !scanned {
-            kept.push(DocumentEntry { root: position, ..(*entry).clone() });
+        if !scanned.contains(&position) {
+            if rebuild {
+                // A rebuild cannot carry chunks over from the old generation.
+                report.removed += 1;
+            } else {
+                kept.push(DocumentEntry { root: position, ..(*entry).clone() });
+            }
         } else if !seen.contains(&(position, id.to_owned())) {
             report.removed += 1;
             deleted_chunks.extend(entry.chunks.iter().map(|c| c.id));

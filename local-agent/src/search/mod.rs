@@ -209,7 +209,9 @@ impl Engine {
                     request.max_results,
                     request.similarity_threshold,
                 )?;
-                let passages = self.passages(&snapshot, &hits)?;
+                // A context of N characters cannot cite more than about N/100 passages.
+                let cited = hits.len().min(1 + self.settings.context_chars / 100);
+                let passages = self.passages(&snapshot, &hits[..cited])?;
                 let (context, _) = build_context(&passages, self.settings.context_chars);
                 let results = hits.iter().map(|hit| self.wire_hit(&snapshot, hit)).collect::<Vec<_>>();
                 self.lock_cache().put(key, snapshot.generation(), Answer::Search(results.clone(), context.clone()));

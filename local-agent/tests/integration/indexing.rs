@@ -219,3 +219,29 @@ fn an_index_built_with_another_model_is_refused_and_rebuilt() {
     assert!(report.published);
     assert_eq!(workspace.engine().stats().chunks, report.chunks);
 }
+
+#[test]
+fn a_remembered_folder_that_went_away_does_not_block_the_others() {
+    let workspace = Workspace::with_sample_notes();
+    let extra = workspace.dir.path().join("usb-stick");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(extra.join("plums.md"), "# Plums\n\nPlum jam needs little sugar.\n").unwrap();
+    let settings = local_agent::indexer::IndexSettings { batch_size: 16, ..Default::default() };
+    let run = |folders: &[std::path::PathBuf]| {
+        local_agent::indexer::index_folders(
+            &workspace.data(),
+            folders,
+            &crate::embedder(),
+            &settings,
+            &local_agent::indexer::Silent,
+        )
+    };
+    run(&[workspace.notes(), extra.clone()]).unwrap();
+    std::fs::remove_dir_all(&extra).unwrap();
+    workspace.write("life/tea.md", "# Green tea\n\nBrew green tea at 80 °C.\n");
+
+    let report = run(&[]).expect("the missing folder is skipped, not fatal");
+    assert_eq!((report.added, report.removed), (1, 0), "{report:?}");
+    assert_eq!(sources(&workspace.engine(), &query("plum jam sugar"))[0], "plums.md", "its notes stay searchable");
+    assert!(matches!(run(std::slice::from_ref(&extra)), Err(Error::Folder { .. })), "naming it is an error");
+}
