@@ -129,6 +129,8 @@ impl Engine {
     pub fn open(data_dir: &std::path::Path, embedder: Arc<Embedder>, settings: SearchSettings) -> Result<Self> {
         let index_dir = IndexDir::new(data_dir);
         let snapshot = Snapshot::open_current(&index_dir, embedder.model_id())?.map(Arc::new);
+        // jieba loads its dictionary on first use (~0.1 s): pay that now, not in the first query.
+        analyze(&mut analyzer(), "预热");
         let cache = QueryCache::new(settings.cache_capacity, Duration::from_secs(settings.cache_ttl_secs));
         Ok(Self {
             embedder,
