@@ -1,0 +1,427 @@
+//! The HTTP client: authentication and version headers, a client-side rate limiter, retries
+//! that honour `Retry-After`, pagination, recursive block reads and batched appends.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::block::Block;
+use crate::error::{NotionError, Result};
+use crate::page::{Database, List, Page};
+
+/// The API version the client speaks by default: the one with data sources.
+pub const DEFAULT_VERSION: &str = "2025-09-03";
+/// Notion's public endpoint.
+pub const DEFAULT_BASE_URL: &str = "https://api.notion.com";
+
+/// Most blocks in one append request (Notion's limit).
+pub const MAX_BLOCKS_PER_APPEND: usize = 100;
+/// Most block elements, nested ones included, in one request (Notion's limit is 1000).
+const MAX_ELEMENTS_PER_REQUEST: usize = 1000;
+/// Largest request body we send; Notion's limit is 500 KB.
+const MAX_REQUEST_BYTES: usize = 450 * 1024;
+
+/// How failed requests are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// First backoff for 409/5xx/transport errors; doubled each attempt, with jitter.
+    pub base_delay: Duration,
+    /// Longest backoff.
+    pub max_delay: Duration,
+    /// Longest `Retry-After` we are willing to wait inside one call; a longer one is returned
+    /// to the caller as an error (the next poll will try again).
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// `https://api.notion.com`, or a stand-in in tests.
+    pub base_url: String,
+    /// `Notion-Version` header.
+    pub version: String,
+    /// Client-side limit; Notion allows about 3 requests per second per integration.
+    pub requests_per_second: u32,
+    /// Retries.
+    pub retry: RetryPolicy,
+    /// Timeout of one HTTP request.
+    pub timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            version: DEFAULT_VERSION.to_owned(),
+            requests_per_second: 3,
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Whether a request may be sent twice without harm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Reads, property updates, deletes: retried on any retryable failure.
+    Safe,
+    /// Appends: retried only when Notion certainly did not apply them (429, 529, 409). After a
+    /// timeout or a 5xx the blocks may exist, so the caller must look before appending again.
+    OnlyIfRejected,
+}
+
+/// A Notion API client; cheap to clone, all clones share one rate limiter.
+#[derive(Clone)]
+pub struct NotionClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    token: String,
+    options: ClientOptions,
+    limiter: DefaultDirectRateLimiter,
+    requests: AtomicU64,
+}
+
+impl fmt::Debug for NotionClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the token.
+        f.debug_struct("NotionClient").field("base_url", &self.inner.options.base_url).finish_non_exhaustive()
+    }
+}
+
+impl NotionClient {
+    /// A client authenticating with an integration `token`.
+    pub fn new(token: impl Into<String>, options: ClientOptions) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .user_agent(concat!("notion-llm/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| NotionError::Transport(error.to_string()))?;
+        let rate = NonZeroU32::new(options.requests_per_second).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::direct(Quota::per_second(rate));
+        let inner = Inner { http, token: token.into(), options, limiter, requests: AtomicU64::new(0) };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// HTTP requests sent so far (retries included), for benchmarks and tests.
+    pub fn requests_sent(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// `GET /v1/databases/{id}`: the database and its data sources.
+    pub async fn retrieve_database(&self, database_id: &str) -> Result<Database> {
+        self.call(Method::GET, &format!("/v1/databases/{database_id}"), None, Repeat::Safe).await
+    }
+
+    /// The (first) data source of a database: where its rows are queried since 2025-09-03.
+    pub async fn data_source_id(&self, database_id: &str) -> Result<String> {
+        let database = self.retrieve_database(database_id).await?;
+        database.data_sources.into_iter().next().map(|source| source.id).ok_or_else(|| {
+            NotionError::Decode(format!("database {database_id} has no data source the integration can see"))
+        })
+    }
+
+    /// One page of `POST /v1/data_sources/{id}/query` results.
+    pub async fn query(&self, data_source_id: &str, body: &Value) -> Result<List<Page>> {
+        let path = format!("/v1/data_sources/{data_source_id}/query");
+        self.call(Method::POST, &path, Some(body), Repeat::Safe).await
+    }
+
+    /// Every page matching `filter`, in `sorts` order, following the pagination cursor.
+    pub async fn query_all(
+        &self,
+        data_source_id: &str,
+        filter: Option<Value>,
+        sorts: Option<Value>,
+    ) -> Result<Vec<Page>> {
+        let mut pages = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut body = json!({ "page_size": 100 });
+            if let Some(filter) = &filter {
+                body["filter"] = filter.clone();
+            }
+            if let Some(sorts) = &sorts {
+                body["sorts"] = sorts.clone();
+            }
+            if let Some(cursor) = &cursor {
+                body["start_cursor"] = json!(cursor);
+            }
+            let list = self.query(data_source_id, &body).await?;
+            pages.extend(list.results);
+            match (list.has_more, list.next_cursor) {
+                (true, Some(next)) => cursor = Some(next),
+                _ => return Ok(pages),
+            }
+        }
+    }
+
+    /// `GET /v1/pages/{id}`.
+    pub async fn retrieve_page(&self, page_id: &str) -> Result<Page> {
+        self.call(Method::GET, &format!("/v1/pages/{page_id}"), None, Repeat::Safe).await
+    }
+
+    /// `PATCH /v1/pages/{id}` with new property values (`{"Status": {"status": {"name": …}}}`).
+    pub async fn update_properties(&self, page_id: &str, properties: Value) -> Result<Page> {
+        let body = json!({ "properties": properties });
+        self.call(Method::PATCH, &format!("/v1/pages/{page_id}"), Some(&body), Repeat::Safe).await
+    }
+
+    /// `POST /v1/pages`: a new row in a data source, with up to 100 blocks of content.
+    pub async fn create_page(&self, data_source_id: &str, properties: Value, children: Vec<Value>) -> Result<Page> {
+        let mut body = json!({ "parent": { "data_source_id": data_source_id }, "properties": properties });
+        if !children.is_empty() {
+            body["children"] = Value::Array(children);
+        }
+        self.call(Method::POST, "/v1/pages", Some(&body), Repeat::OnlyIfRejected).await
+    }
+
+    /// One page of a block's children.
+    pub async fn children_page(&self, block_id: &str, cursor: Option<&str>) -> Result<List<Block>> {
+        let mut path = format!("/v1/blocks/{block_id}/children?page_size=100");
+        if let Some(cursor) = cursor {
+            path.push_str("&start_cursor=");
+            path.push_str(cursor);
+        }
+        self.call(Method::GET, &path, None, Repeat::Safe).await
+    }
+
+    /// All direct children of a block (a page id works as a block id).
+    pub async fn children(&self, block_id: &str) -> Result<Vec<Block>> {
+        let mut blocks = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let list = self.children_page(block_id, cursor.as_deref()).await?;
+            blocks.extend(list.results);
+            match (list.has_more, list.next_cursor) {
+                (true, Some(next)) => cursor = Some(next),
+                _ => return Ok(blocks),
+            }
+        }
+    }
+
+    /// A page's content as a tree: children of children are fetched down to `max_depth`.
+    /// Child pages and databases are separate pages and are not entered.
+    pub async fn block_tree(&self, block_id: &str, max_depth: usize) -> Result<Vec<Block>> {
+        let mut top = self.children(block_id).await?;
+        // Iterative, so deep pages cannot overflow the stack.
+        let mut pending: Vec<(Vec<usize>, usize)> = (0..top.len()).map(|index| (vec![index], 1)).collect();
+        while let Some((path, depth)) = pending.pop() {
+            let block = block_at(&mut top, &path);
+            if !block.has_children
+                || depth >= max_depth
+                || matches!(block.kind.as_str(), "child_page" | "child_database")
+            {
+                continue;
+            }
+            let id = block.id.clone();
+            let children = self.children(&id).await?;
+            let count = children.len();
+            block_at(&mut top, &path).children = children;
+            for index in 0..count {
+                let mut child = path.clone();
+                child.push(index);
+                pending.push((child, depth + 1));
+            }
+        }
+        Ok(top)
+    }
+
+    /// `PATCH /v1/blocks/{id}/children`, split into requests within Notion's limits (100
+    /// blocks, 1000 elements, 500 KB). Returns the created top-level blocks.
+    pub async fn append_children(&self, block_id: &str, blocks: Vec<Value>) -> Result<Vec<Block>> {
+        let path = format!("/v1/blocks/{block_id}/children");
+        let mut created = Vec::new();
+        for batch in batches(blocks)? {
+            let body = json!({ "children": batch });
+            let list: List<Block> = self.call(Method::PATCH, &path, Some(&body), Repeat::OnlyIfRejected).await?;
+            created.extend(list.results);
+        }
+        Ok(created)
+    }
+
+    /// `DELETE /v1/blocks/{id}` (moves the block to the trash).
+    pub async fn delete_block(&self, block_id: &str) -> Result<()> {
+        let _: Value = self.call(Method::DELETE, &format!("/v1/blocks/{block_id}"), None, Repeat::Safe).await?;
+        Ok(())
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        repeat: Repeat,
+    ) -> Result<T> {
+        let value = self.send(method, path, body, repeat).await?;
+        serde_json::from_value(value).map_err(|error| NotionError::Decode(format!("{path}: {error}")))
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<&Value>, repeat: Repeat) -> Result<Value> {
+        let inner = &self.inner;
+        let policy = inner.options.retry;
+        let url = format!("{}{path}", inner.options.base_url.trim_end_matches('/'));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            inner.limiter.until_ready().await;
+            inner.requests.fetch_add(1, Ordering::Relaxed);
+            let mut request = inner
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(&inner.token)
+                .header("Notion-Version", &inner.options.version);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let error = match request.send().await {
+                Ok(response) => match read_response(response).await {
+                    Ok(value) => return Ok(value),
+                    Err(error) => error,
+                },
+                Err(error) => NotionError::Transport(error.without_url().to_string()),
+            };
+            let rejected = matches!(error.status(), Some(409 | 429 | 529));
+            let may_retry = error.is_retryable() && (repeat == Repeat::Safe || rejected);
+            if !may_retry || attempt >= policy.max_attempts {
+                return Err(error);
+            }
+            let delay = match &error {
+                NotionError::Api { retry_after: Some(wait), .. } => {
+                    if *wait > policy.max_retry_after {
+                        return Err(error);
+                    }
+                    *wait
+                }
+                _ => backoff(policy, attempt),
+            };
+            tracing::warn!(%error, attempt, delay_ms = delay.as_millis() as u64, %method, path, "retrying Notion request");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+fn block_at<'a>(blocks: &'a mut [Block], path: &[usize]) -> &'a mut Block {
+    let (first, rest) = path.split_first().expect("paths are never empty");
+    rest.iter().fold(&mut blocks[*first], |block, &index| &mut block.children[index])
+}
+
+/// Exponential backoff with jitter: `base × 2^(attempt-1)`, capped, scaled by 0.5–1.0.
+fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
+    let exponential = policy.base_delay.saturating_mul(1 << (attempt - 1).min(16));
+    exponential.min(policy.max_delay).mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+async fn read_response(response: reqwest::Response) -> Result<Value> {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let text = response.text().await.map_err(|error| NotionError::Transport(error.without_url().to_string()))?;
+    if status.is_success() {
+        return serde_json::from_str(&text).map_err(|error| NotionError::Decode(error.to_string()));
+    }
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let field = |name: &str| body[name].as_str().map(str::to_owned);
+    Err(NotionError::Api {
+        status: status.as_u16(),
+        code: field("code").unwrap_or_else(|| default_code(status)),
+        message: field("message").unwrap_or_else(|| text.chars().take(200).collect()),
+        request_id: field("request_id"),
+        retry_after,
+    })
+}
+
+fn default_code(status: StatusCode) -> String {
+    status.canonical_reason().unwrap_or("error").to_ascii_lowercase().replace(' ', "_")
+}
+
+/// Splits blocks into append requests within Notion's limits.
+fn batches(blocks: Vec<Value>) -> Result<Vec<Vec<Value>>> {
+    let mut batches = Vec::new();
+    let mut batch: Vec<Value> = Vec::new();
+    let (mut elements, mut bytes) = (0, 0);
+    for block in blocks {
+        let block_elements = count_elements(&block);
+        let block_bytes = serde_json::to_vec(&block).map_or(0, |json| json.len());
+        if block_elements > MAX_ELEMENTS_PER_REQUEST || block_bytes > MAX_REQUEST_BYTES {
+            return Err(NotionError::Invalid(format!(
+                "a block with {block_elements} elements and {block_bytes} bytes cannot be sent in one request"
+            )));
+        }
+        let full = batch.len() == MAX_BLOCKS_PER_APPEND
+            || elements + block_elements > MAX_ELEMENTS_PER_REQUEST
+            || bytes + block_bytes > MAX_REQUEST_BYTES;
+        if full {
+            batches.push(std::mem::take(&mut batch));
+            (elements, bytes) = (0, 0);
+        }
+        elements += block_elements;
+        bytes += block_bytes;
+        batch.push(block);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    Ok(batches)
+}
+
+/// A block and all blocks nested in it.
+fn count_elements(block: &Value) -> usize {
+    let kind = block["type"].as_str().unwrap_or_default();
+    1 + block[kind]["children"].as_array().map_or(0, |children| children.iter().map(count_elements).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_are_split_by_count_and_size() {
+        let small =
+            |i: usize| json!({"type": "paragraph", "paragraph": {"rich_text": [{"text": {"content": i.to_string()}}]}});
+        let lengths = |batches: Vec<Vec<Value>>| batches.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(lengths(batches((0..250).map(small).collect()).unwrap()), [100, 100, 50]);
+
+        let big =
+            || json!({"type": "paragraph", "paragraph": {"rich_text": [{"text": {"content": "x".repeat(200_000)}}]}});
+        assert_eq!(lengths(batches(vec![big(), big(), big()]).unwrap()), [2, 1]);
+
+        let nested = json!({"type": "bulleted_list_item", "bulleted_list_item": {"rich_text": [],
+            "children": (0..600).map(small).collect::<Vec<_>>()}});
+        assert_eq!(lengths(batches(vec![nested.clone(), nested]).unwrap()), [1, 1], "1000 elements per request");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let policy = RetryPolicy::default();
+        assert!(backoff(policy, 1) <= Duration::from_millis(500));
+        assert!(backoff(policy, 3) >= Duration::from_millis(1000));
+        assert!(backoff(policy, 30) <= policy.max_delay);
+    }
+}

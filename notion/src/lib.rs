@@ -1,0 +1,24 @@
+//! A Notion API client for notion-llm, used by the cloud function (questions in, answers out)
+//! and by the agent (knowledge sync).
+//!
+//! - [`client`]: the HTTP client — `Notion-Version` 2025-09-03 (data sources), a client-side rate
+//!   limiter (3 requests/s by default), retries that honour `Retry-After`, pagination, recursive
+//!   block reads and appends batched within Notion's limits;
+//! - [`page`] and [`block`]: the objects read back, with accessors for property values and a
+//!   renderer from blocks to Markdown-like text;
+//! - [`markdown`]: Markdown (an LLM's answer) to blocks; [`rich_text`]: rich text both ways;
+//! - [`error`]: Notion's error objects, typed.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod block;
+pub mod client;
+pub mod error;
+pub mod markdown;
+pub mod page;
+pub mod rich_text;
+
+pub use block::{Block, Rendered, render};
+pub use client::{ClientOptions, NotionClient, RetryPolicy};
+pub use error::{NotionError, Result};
+pub use page::{Database, List, Page};
