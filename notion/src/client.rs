@@ -120,7 +120,8 @@ impl NotionClient {
             .build()
             .map_err(|error| NotionError::Transport(error.to_string()))?;
         let rate = NonZeroU32::new(options.requests_per_second).unwrap_or(NonZeroU32::MIN);
-        let limiter = RateLimiter::direct(Quota::per_second(rate));
+        // Evenly spaced, no burst: whatever bucket Notion keeps, we never drain it.
+        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN));
         let inner = Inner { http, token: token.into(), options, limiter, requests: AtomicU64::new(0) };
         Ok(Self { inner: Arc::new(inner) })
     }

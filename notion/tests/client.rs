@@ -1,0 +1,217 @@
+//! The client against the Notion sandbox: discovery, queries, pagination, blocks, limits,
+//! rate limits and failures.
+
+use std::time::{Duration, Instant};
+
+use notion::page::write;
+use notion::{ClientOptions, NotionClient, NotionError, RetryPolicy, render};
+use serde_json::{Value, json};
+use testkit::{Fault, NotionSandbox, PropertyKind, PropertySchema};
+
+const TOKEN: &str = "secret_sandbox_token";
+
+fn client(sandbox: &NotionSandbox) -> NotionClient {
+    client_with(sandbox, TOKEN, 1000)
+}
+
+fn client_with(sandbox: &NotionSandbox, token: &str, requests_per_second: u32) -> NotionClient {
+    let options = ClientOptions {
+        base_url: sandbox.url(),
+        requests_per_second,
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(50),
+            ..RetryPolicy::default()
+        },
+        ..ClientOptions::default()
+    };
+    NotionClient::new(token, options).unwrap()
+}
+
+fn questions(sandbox: &NotionSandbox) -> (String, String) {
+    sandbox.create_database(
+        "Questions",
+        vec![
+            PropertySchema::new("Question", PropertyKind::Title),
+            PropertySchema::new("Status", PropertyKind::Status).with_options(&["Pending", "Processing", "Answered"]),
+            PropertySchema::new("Tags", PropertyKind::MultiSelect),
+        ],
+    )
+}
+
+fn question(sandbox: &NotionSandbox, source: &str, title: &str, status: &str) -> String {
+    sandbox.add_page(
+        source,
+        json!({ "Question": write::title(title), "Status": write::status(status), "Tags": write::multi_select(&["Rust".into()]) }),
+        Value::Null,
+    )
+}
+
+#[tokio::test]
+async fn discovery_filters_sorts_and_pagination_beyond_one_page() {
+    let sandbox = NotionSandbox::start(TOKEN).await.unwrap();
+    let (database, source) = questions(&sandbox);
+    for i in 0..230 {
+        question(&sandbox, &source, &format!("q{i:03}"), if i % 3 == 0 { "Answered" } else { "Pending" });
+    }
+    let notion = client(&sandbox);
+    assert_eq!(notion.data_source_id(&database).await.unwrap(), source);
+
+    let filter = json!({ "property": "Status", "status": { "equals": "Pending" } });
+    let sorts = json!([{ "property": "Question", "direction": "ascending" }]);
+    let pending = notion.query_all(&source, Some(filter), Some(sorts)).await.unwrap();
+    assert_eq!(pending.len(), 153, "230 minus every third");
+    assert_eq!(pending[0].title(), "q001");
+    assert!(pending.windows(2).all(|w| w[0].title() < w[1].title()), "sorted ascending across pages");
+    assert!(pending.iter().all(|p| p.choice("Status") == Some("Pending") && p.multi_select("Tags") == ["Rust"]));
+    let queries = sandbox.requests().iter().filter(|r| r.path.ends_with("/query")).count();
+    assert_eq!(queries, 2, "100 + 53 pages");
+}
+
+#[tokio::test]
+async fn properties_are_updated_and_bad_values_are_refused_without_retry() {
+    let sandbox = NotionSandbox::start(TOKEN).await.unwrap();
+    let (_, source) = questions(&sandbox);
+    let id = question(&sandbox, &source, "Why?", "Pending");
+    let notion = client(&sandbox);
+
+    let page = notion.update_properties(&id, json!({ "Status": write::status("Processing") })).await.unwrap();
+    assert_eq!(page.choice("Status"), Some("Processing"));
+    assert_eq!(notion.retrieve_page(&id).await.unwrap().choice("Status"), Some("Processing"));
+
+    let before = sandbox.requests().len();
+    let error = notion.update_properties(&id, json!({ "Status": write::status("Nonsense") })).await.unwrap_err();
+    assert_eq!((error.status(), error.code()), (Some(400), Some("validation_error")));
+    assert!(!error.is_retryable());
+    assert_eq!(sandbox.requests().len(), before + 1, "a validation error is not retried");
+
+    let error = notion.retrieve_page("00000000-0000-0000-0000-000000000000").await.unwrap_err();
+    assert!(error.is_not_found(), "{error}");
+    let error = client_with(&sandbox, "wrong", 1000).retrieve_page(&id).await.unwrap_err();
+    assert_eq!((error.status(), error.code()), (Some(401), Some("unauthorized")));
+}
+
+#[tokio::test]
+async fn markdown_answers_are_appended_in_batches_and_read_back_as_a_tree() {
+    let sandbox = NotionSandbox::start(TOKEN).await.unwrap();
+    let (_, source) = questions(&sandbox);
+    let id = question(&sandbox, &source, "Explain", "Pending");
+    let notion = client(&sandbox);
+
+    let mut markdown =
+        String::from("# Answer\n\n- level 1\n  - level 2\n    - level 3\n\n```rust\nfn main() {}\n```\n\n");
+    for i in 0..240 {
+        markdown.push_str(&format!("Paragraph {i}.\n\n"));
+    }
+    markdown.push_str(&"长".repeat(9000));
+    let blocks = notion::markdown::to_blocks(&markdown);
+    let created = notion.append_children(&id, blocks.clone()).await.unwrap();
+    assert_eq!(created.len(), blocks.len());
+    let appends = sandbox.requests().iter().filter(|r| r.method == "PATCH" && r.path.ends_with("/children")).count();
+    assert_eq!(appends, blocks.len().div_ceil(100));
+
+    let tree = notion.block_tree(&id, 8).await.unwrap();
+    assert_eq!(tree.len(), blocks.len());
+    let text = render(&tree).text;
+    assert!(text.starts_with("# Answer\n- level 1\n  - level 2\n    - level 3"), "{text}");
+    assert!(text.contains("```rust\nfn main() {}\n```"));
+    assert!(text.contains("Paragraph 239."));
+    assert!(text.ends_with(&"长".repeat(100)));
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried() {
+    let sandbox = NotionSandbox::start(TOKEN).await.unwrap();
+    let (_, source) = questions(&sandbox);
+    let id = question(&sandbox, &source, "Why?", "Pending");
+    let notion = client(&sandbox);
+
+    sandbox.inject(Some("GET"), "/v1/pages/", Fault::RateLimited { retry_after_secs: 1 }, 1);
+    sandbox.inject(Some("GET"), "/v1/pages/", Fault::Overloaded { retry_after_secs: 0 }, 1);
+    sandbox.inject(Some("GET"), "/v1/pages/", Fault::Status(502), 1);
+    sandbox.inject(Some("GET"), "/v1/pages/", Fault::Status(409), 1);
+    let started = Instant::now();
+    let page = notion.retrieve_page(&id).await.unwrap();
+    assert_eq!(page.title(), "Why?");
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was honoured");
+    let statuses: Vec<u16> = sandbox.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 529, 502, 409, 200]);
+
+    sandbox.inject(None, "/v1/pages/", Fault::Status(500), 10);
+    let error = notion.retrieve_page(&id).await.unwrap_err();
+    assert_eq!(error.status(), Some(500));
+    assert!(error.is_retryable(), "the caller may try again later");
+    assert_eq!(sandbox.requests().len(), 5 + 5, "five attempts, then the error");
+}
+
+#[tokio::test]
+async fn an_append_that_may_have_been_applied_is_not_repeated_blindly() {
+    let sandbox = NotionSandbox::start(TOKEN).await.unwrap();
+    let (_, source) = questions(&sandbox);
+    let id = question(&sandbox, &source, "Why?", "Pending");
+    let notion = client(&sandbox);
+    let blocks = notion::markdown::to_blocks("Only once.");
+
+    // A lost reply: the blocks exist, the client sees a 500 and must not append them again.
+    sandbox.inject(Some("PATCH"), "/children", Fault::ApplyThenFail, 1);
+    let error = notion.append_children(&id, blocks.clone()).await.unwrap_err();
+    assert_eq!(error.status(), Some(500));
+    assert_eq!(sandbox.page_text(&id).matches("Only once.").count(), 1);
+
+    // A rejected append (429) was certainly not applied: it is retried.
+    sandbox.inject(Some("PATCH"), "/children", Fault::RateLimited { retry_after_secs: 0 }, 1);
+    notion.append_children(&id, blocks).await.unwrap();
+    assert_eq!(sandbox.page_text(&id).matches("Only once.").count(), 2);
+}
+
+#[tokio::test]
+async fn the_client_stays_under_notions_rate_limit() {
+    let sandbox = NotionSandbox::start(TOKEN).await.unwrap();
+    let (_, source) = questions(&sandbox);
+    let id = question(&sandbox, &source, "Why?", "Pending");
+    sandbox.set_rate_limit(Some(3));
+    let notion = client_with(&sandbox, TOKEN, 3);
+    let started = Instant::now();
+    let reads: Vec<_> = (0..9)
+        .map(|_| {
+            let (notion, id) = (notion.clone(), id.clone());
+            tokio::spawn(async move { notion.retrieve_page(&id).await })
+        })
+        .collect();
+    for read in reads {
+        read.await.unwrap().unwrap();
+    }
+    assert!(sandbox.requests().iter().all(|r| r.status == 200), "no 429: {:?}", sandbox.requests());
+    assert!(started.elapsed() >= Duration::from_millis(1800), "9 requests at 3/s take about 2 s");
+}
+
+#[tokio::test]
+async fn notion_refuses_what_breaks_its_limits() {
+    let sandbox = NotionSandbox::start(TOKEN).await.unwrap();
+    let (_, source) = questions(&sandbox);
+    let id = question(&sandbox, &source, "Why?", "Pending");
+    let http = reqwest::Client::new();
+    let send = |body: Value| {
+        http.patch(format!("{}/v1/blocks/{id}/children", sandbox.url()))
+            .bearer_auth(TOKEN)
+            .header("Notion-Version", "2025-09-03")
+            .json(&body)
+            .send()
+    };
+    let paragraph =
+        |text: &str| json!({"type": "paragraph", "paragraph": {"rich_text": [{"text": {"content": text}}]}});
+    let too_many = json!({ "children": (0..101).map(|_| paragraph("x")).collect::<Vec<_>>() });
+    let too_long = json!({ "children": [paragraph(&"x".repeat(2001))] });
+    for body in [too_many, too_long] {
+        let response = send(body).await.unwrap();
+        assert_eq!(response.status(), 400);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["code"], "validation_error");
+        assert!(error["message"].as_str().unwrap().starts_with("body failed validation"), "{error}");
+    }
+    let response = http.get(format!("{}/v1/pages/{id}", sandbox.url())).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.json::<Value>().await.unwrap()["code"], "missing_version");
+    let error = NotionError::Transport("x".into());
+    assert!(error.is_retryable());
+}

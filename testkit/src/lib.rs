@@ -1,0 +1,21 @@
+//! The stand-ins notion-llm's tests run against, since no external service is reachable from
+//! a test machine:
+//!
+//! - [`notion_sandbox`]: a Notion-API-compatible server (in-process, or the `notion-sandbox`
+//!   binary for demos);
+//! - [`llm_standin`]: an OpenAI-compatible chat-completions server whose answers reveal their
+//!   inputs (in-process, or the `llm-standin` binary);
+//! - [`dynalite`]: a launcher for dynalite, the DynamoDB stand-in.
+//!
+//! Servers listen on 127.0.0.1, on an ephemeral port unless told otherwise, and stop when
+//! their handle is dropped.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod dynalite;
+pub mod llm_standin;
+pub mod notion_sandbox;
+
+pub use dynalite::Dynalite;
+pub use llm_standin::{LlmFault, LlmStandIn};
+pub use notion_sandbox::{Fault, NotionSandbox, PropertyKind, PropertySchema};

@@ -1,0 +1,184 @@
+//! Appending blocks, with the validation Notion applies to `PATCH /v1/blocks/{id}/children`.
+
+use serde_json::{Value, json};
+
+use super::ApiError;
+use super::model::{BlockRecord, Workspace, new_id, read_rich_text, validate_rich_text};
+
+/// Block types that may be appended, and whether their payload carries `rich_text`.
+const WRITABLE: &[(&str, bool)] = &[
+    ("paragraph", true),
+    ("heading_1", true),
+    ("heading_2", true),
+    ("heading_3", true),
+    ("bulleted_list_item", true),
+    ("numbered_list_item", true),
+    ("to_do", true),
+    ("toggle", true),
+    ("quote", true),
+    ("callout", true),
+    ("code", true),
+    ("divider", false),
+    ("equation", false),
+    ("bookmark", false),
+    ("table", false),
+    ("table_row", false),
+];
+
+/// Languages a code block accepts (a subset of Notion's list, enough for tests to catch typos).
+const LANGUAGES: &[&str] = &[
+    "bash",
+    "c",
+    "c++",
+    "c#",
+    "css",
+    "diff",
+    "docker",
+    "go",
+    "graphql",
+    "haskell",
+    "html",
+    "java",
+    "javascript",
+    "json",
+    "kotlin",
+    "latex",
+    "lua",
+    "makefile",
+    "markdown",
+    "plain text",
+    "python",
+    "r",
+    "ruby",
+    "rust",
+    "scala",
+    "shell",
+    "sql",
+    "swift",
+    "toml",
+    "typescript",
+    "xml",
+    "yaml",
+];
+
+/// Most children one request may append.
+const MAX_CHILDREN: usize = 100;
+/// Most block elements, nested ones included, in one request.
+const MAX_ELEMENTS: usize = 1000;
+
+/// Checks a whole append request; the messages follow Notion's `body failed validation` style.
+pub fn validate(children: &Value) -> Result<(), ApiError> {
+    let children = children.as_array().ok_or_else(|| ApiError::validation("body.children should be an array"))?;
+    if children.len() > MAX_CHILDREN {
+        return Err(ApiError::validation(format!(
+            "body failed validation: body.children.length should be ≤ `{MAX_CHILDREN}`, instead was `{}`.",
+            children.len()
+        )));
+    }
+    let mut elements = 0;
+    for (index, block) in children.iter().enumerate() {
+        validate_block(block, &format!("children[{index}]"), 0, &mut elements)?;
+    }
+    if elements > MAX_ELEMENTS {
+        return Err(ApiError::validation(format!(
+            "body failed validation: {elements} block elements, the limit is {MAX_ELEMENTS}"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_block(block: &Value, path: &str, depth: usize, elements: &mut usize) -> Result<(), ApiError> {
+    *elements += 1;
+    let kind = block_kind(block).ok_or_else(|| ApiError::validation(format!("body.{path} has no block type")))?;
+    let Some(&(_, has_text)) = WRITABLE.iter().find(|(name, _)| *name == kind) else {
+        return Err(ApiError::validation(format!("body.{path}.{kind} is not a block type that can be created")));
+    };
+    let payload = &block[kind];
+    if has_text {
+        validate_rich_text(&payload["rich_text"], &format!("{path}.{kind}.rich_text"))?;
+    }
+    if kind == "code" {
+        let language = payload["language"].as_str().unwrap_or("plain text");
+        if !LANGUAGES.contains(&language) {
+            return Err(ApiError::validation(format!(
+                "body.{path}.code.language should be a known language, instead was `{language}`"
+            )));
+        }
+    }
+    if kind == "table_row" {
+        for (index, cell) in payload["cells"].as_array().into_iter().flatten().enumerate() {
+            validate_rich_text(cell, &format!("{path}.table_row.cells[{index}]"))?;
+        }
+    }
+    if let Some(children) = payload.get("children") {
+        // A request may nest two levels below its top-level blocks.
+        if depth >= 2 {
+            return Err(ApiError::validation(format!(
+                "body.{path}.{kind}.children: blocks nest at most two levels per request"
+            )));
+        }
+        let children = children
+            .as_array()
+            .ok_or_else(|| ApiError::validation(format!("body.{path}.{kind}.children should be an array")))?;
+        if children.len() > MAX_CHILDREN {
+            return Err(ApiError::validation(format!(
+                "body.{path}.{kind}.children.length should be ≤ `{MAX_CHILDREN}`"
+            )));
+        }
+        for (index, child) in children.iter().enumerate() {
+            validate_block(child, &format!("{path}.{kind}.children[{index}]"), depth + 1, elements)?;
+        }
+    }
+    Ok(())
+}
+
+fn block_kind(block: &Value) -> Option<&str> {
+    if let Some(kind) = block["type"].as_str() {
+        return Some(kind);
+    }
+    // `type` may be omitted: the payload's key names it.
+    block.as_object()?.keys().find(|key| WRITABLE.iter().any(|(name, _)| name == key)).map(String::as_str)
+}
+
+/// Creates validated blocks under `parent`; returns the ids of the top-level ones.
+pub fn append(workspace: &mut Workspace, parent: &str, parent_is_page: bool, children: &Value) -> Vec<String> {
+    let mut created = Vec::new();
+    for block in children.as_array().into_iter().flatten() {
+        created.push(create(workspace, parent, parent_is_page, block));
+    }
+    created
+}
+
+fn create(workspace: &mut Workspace, parent: &str, parent_is_page: bool, block: &Value) -> String {
+    let kind = block_kind(block).unwrap_or("paragraph").to_owned();
+    let mut payload = block[&kind].clone();
+    let nested = payload.as_object_mut().and_then(|object| object.remove("children"));
+    if payload.get("rich_text").is_some() {
+        payload["rich_text"] = read_rich_text(&payload["rich_text"]);
+    }
+    if kind == "table_row" {
+        let cells: Vec<Value> = payload["cells"].as_array().into_iter().flatten().map(read_rich_text).collect();
+        payload["cells"] = json!(cells);
+    }
+    let id = new_id();
+    let created = workspace.now();
+    workspace.blocks.insert(
+        id.clone(),
+        BlockRecord {
+            id: id.clone(),
+            parent: parent.to_owned(),
+            parent_is_page,
+            kind,
+            payload,
+            created,
+            in_trash: false,
+        },
+    );
+    workspace.children.entry(parent.to_owned()).or_default().push(id.clone());
+    if let Some(nested) = nested {
+        for child in nested.as_array().into_iter().flatten() {
+            create(workspace, &id, false, child);
+        }
+    }
+    id
+}

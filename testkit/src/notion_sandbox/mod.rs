@@ -1,0 +1,635 @@
+//! A Notion-API-compatible sandbox: the endpoints notion-llm uses, with Notion's headers,
+//! authentication, versions, data sources, filters, sorts, pagination, block validation and
+//! error objects — plus what tests need and Notion cannot give: injectable faults (429 with
+//! `Retry-After`, 5xx, slow answers), an optional rate limit, and a log of every request.
+//!
+//! Tests seed and inspect the workspace directly ([`NotionSandbox::create_database`],
+//! [`NotionSandbox::add_page`], [`NotionSandbox::page`], [`NotionSandbox::page_text`]) and
+//! point the code under test at [`NotionSandbox::url`].
+
+mod blocks;
+mod model;
+mod query;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
+
+use model::Workspace;
+pub use model::{PropertyKind, PropertySchema};
+
+/// API versions the sandbox accepts in `Notion-Version`.
+const VERSIONS: &[&str] = &["2022-06-28", "2025-09-03", "2026-03-11"];
+/// Largest request body Notion accepts.
+const MAX_BODY_BYTES: usize = 500 * 1024;
+
+/// An error in Notion's shape.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), retry_after: None }
+    }
+
+    pub(crate) fn validation(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "validation_error", message)
+    }
+
+    pub(crate) fn not_found(what: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "object_not_found",
+            format!(
+                "Could not find {what} with ID: {id}. Make sure the relevant pages and databases are shared with your integration."
+            ),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "object": "error",
+            "status": self.status.as_u16(),
+            "code": self.code,
+            "message": self.message,
+            "request_id": uuid::Uuid::new_v4().to_string(),
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert("retry-after", HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// A fault to inject into matching requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// 429 `rate_limited` with `Retry-After: secs`.
+    RateLimited {
+        /// Seconds in the `Retry-After` header.
+        retry_after_secs: u64,
+    },
+    /// 529 `service_overload` with `Retry-After`.
+    Overloaded {
+        /// Seconds in the `Retry-After` header.
+        retry_after_secs: u64,
+    },
+    /// An error status (500, 502, 503, 504, 409…) with a matching Notion code.
+    Status(u16),
+    /// Answer normally, but only after this long (for client timeouts).
+    Delay(Duration),
+    /// Apply the request, then answer 500 as if it failed (the ambiguous case of a lost reply).
+    ApplyThenFail,
+}
+
+struct Injection {
+    method: Option<Method>,
+    path_contains: String,
+    fault: Fault,
+    remaining: usize,
+}
+
+/// One request the sandbox received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Status answered.
+    pub status: u16,
+}
+
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Shared {
+    token: String,
+    workspace: Mutex<Workspace>,
+    injections: Mutex<Vec<Injection>>,
+    log: Mutex<Vec<Logged>>,
+    /// Notion's "average of N requests per second, bursts allowed": a token bucket of N tokens
+    /// refilled at N per second; `None` = unlimited.
+    rate_limit: Mutex<Option<TokenBucket>>,
+}
+
+/// A running sandbox; it stops when dropped.
+pub struct NotionSandbox {
+    address: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl NotionSandbox {
+    /// Starts a sandbox on an ephemeral loopback port, accepting `token`.
+    pub async fn start(token: &str) -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0".parse().expect("valid address"), token).await
+    }
+
+    /// Starts a sandbox on `address`.
+    pub async fn start_on(address: SocketAddr, token: &str) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            token: token.to_owned(),
+            workspace: Mutex::new(Workspace::default()),
+            injections: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
+            rate_limit: Mutex::new(None),
+        });
+        let listener = tokio::net::TcpListener::bind(address).await?;
+        let address = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = router(shared.clone());
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "notion sandbox stopped");
+            }
+        });
+        Ok(Self { address, shared, stop: Some(stop) })
+    }
+
+    /// Base URL to give the client (`NOTION_API_BASE_URL`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Creates a database with one data source; returns `(database_id, data_source_id)`.
+    pub fn create_database(&self, title: &str, schema: Vec<PropertySchema>) -> (String, String) {
+        self.workspace().create_database(title, schema)
+    }
+
+    /// Adds a page to a data source, properties in Notion's write shape, optional content
+    /// blocks in the append shape. Panics on invalid input: this is for test setup.
+    pub fn add_page(&self, data_source_id: &str, properties: Value, children: Value) -> String {
+        let mut workspace = self.workspace();
+        let properties = properties.as_object().cloned().unwrap_or_default();
+        let id = workspace.create_page(data_source_id, &properties).expect("valid page properties");
+        if !children.is_null() {
+            blocks::validate(&children).expect("valid page content");
+            blocks::append(&mut workspace, &id, true, &children);
+        }
+        id
+    }
+
+    /// A page in its read shape (`GET /v1/pages/{id}`), trashed pages included.
+    pub fn page(&self, id: &str) -> Option<Value> {
+        self.workspace().page_json(id)
+    }
+
+    /// Sets a property as a person would in the Notion UI (write shape).
+    pub fn set_property(&self, page_id: &str, name: &str, value: Value) {
+        let mut workspace = self.workspace();
+        let source = workspace.pages.get(page_id).map(|page| page.data_source_id.clone()).expect("page exists");
+        let stored = workspace.write_property(&source, name, &value).expect("valid property");
+        if let Some(page) = workspace.pages.get_mut(page_id) {
+            page.values.insert(name.to_owned(), stored);
+        }
+        workspace.touch(page_id);
+    }
+
+    /// Moves a page to the trash.
+    pub fn trash_page(&self, page_id: &str) {
+        let mut workspace = self.workspace();
+        if let Some(page) = workspace.pages.get_mut(page_id) {
+            page.in_trash = true;
+        }
+        workspace.touch(page_id);
+    }
+
+    /// The page's live blocks, top level first, in their read shape with `children` filled in.
+    pub fn blocks(&self, page_id: &str) -> Vec<Value> {
+        let workspace = self.workspace();
+        tree(&workspace, page_id)
+    }
+
+    /// All text of a page's live blocks, one block a line.
+    pub fn page_text(&self, page_id: &str) -> String {
+        fn collect(blocks: &[Value], out: &mut String) {
+            for block in blocks {
+                let kind = block["type"].as_str().unwrap_or_default();
+                let text: String = block[kind]["rich_text"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|item| item["plain_text"].as_str())
+                    .collect();
+                out.push_str(&text);
+                out.push('\n');
+                if let Some(children) = block["children"].as_array() {
+                    collect(children, out);
+                }
+            }
+        }
+        let mut out = String::new();
+        collect(&self.blocks(page_id), &mut out);
+        out
+    }
+
+    /// Moves the sandbox's clock (page timestamps) forward.
+    pub fn advance_clock(&self, by: Duration) {
+        let mut workspace = self.workspace();
+        workspace.clock_offset += chrono::Duration::from_std(by).unwrap_or_default();
+    }
+
+    /// Makes the next `times` requests whose path contains `path_contains` (and whose method is
+    /// `method`, if given) fail with `fault`.
+    pub fn inject(&self, method: Option<&str>, path_contains: &str, fault: Fault, times: usize) {
+        let method = method.map(|m| Method::from_bytes(m.as_bytes()).expect("valid method"));
+        lock(&self.shared.injections).push(Injection {
+            method,
+            path_contains: path_contains.to_owned(),
+            fault,
+            remaining: times,
+        });
+    }
+
+    /// Answers 429 (`Retry-After: 1`) to requests beyond an average of `per_second` (a token
+    /// bucket holding `per_second` tokens); `None` removes the limit.
+    pub fn set_rate_limit(&self, per_second: Option<u32>) {
+        *lock(&self.shared.rate_limit) =
+            per_second.map(|rate| TokenBucket { rate: f64::from(rate), tokens: f64::from(rate), at: Instant::now() });
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Logged> {
+        lock(&self.shared.log).clone()
+    }
+
+    /// Forgets the request log.
+    pub fn clear_requests(&self) {
+        lock(&self.shared.log).clear();
+    }
+
+    fn workspace(&self) -> MutexGuard<'_, Workspace> {
+        lock(&self.shared.workspace)
+    }
+}
+
+impl Drop for NotionSandbox {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn tree(workspace: &Workspace, parent: &str) -> Vec<Value> {
+    workspace
+        .live_children(parent)
+        .iter()
+        .filter_map(|id| {
+            let mut block = workspace.block_json(id)?;
+            let children = tree(workspace, id);
+            if !children.is_empty() {
+                block["children"] = Value::Array(children);
+            }
+            Some(block)
+        })
+        .collect()
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/databases/{id}", get(retrieve_database))
+        .route("/v1/data_sources/{id}/query", post(query_data_source))
+        .route("/v1/pages", post(create_page))
+        .route("/v1/pages/{id}", get(retrieve_page).patch(update_page))
+        .route("/v1/blocks/{id}/children", get(list_children).patch(append_children))
+        .route("/v1/blocks/{id}", get(retrieve_block).delete(delete_block))
+        .fallback(|| async { ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_url", "Invalid request URL.") })
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), gate))
+        .layer(axum::extract::DefaultBodyLimit::max(4 * MAX_BODY_BYTES))
+        .with_state(shared)
+}
+
+/// Logging, faults, rate limit, authentication and version checks — in Notion's order.
+async fn gate(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path_and_query().map_or_else(String::new, |p| p.to_string());
+    let response = check(&shared, &method, &path, request.headers());
+    let response = match response {
+        Err(error) => error.into_response(),
+        Ok(Some(Fault::Delay(delay))) => {
+            tokio::time::sleep(delay).await;
+            next.run(request).await
+        }
+        Ok(Some(Fault::ApplyThenFail)) => {
+            let _ = next.run(request).await;
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error", "Unexpected error.")
+                .into_response()
+        }
+        Ok(_) => next.run(request).await,
+    };
+    lock(&shared.log).push(Logged { method: method.to_string(), path, status: response.status().as_u16() });
+    response
+}
+
+fn check(shared: &Shared, method: &Method, path: &str, headers: &HeaderMap) -> Result<Option<Fault>> {
+    let fault = {
+        let mut injections = lock(&shared.injections);
+        let found = injections.iter_mut().find(|i| {
+            i.remaining > 0 && path.contains(&i.path_contains) && i.method.as_ref().is_none_or(|m| m == method)
+        });
+        found.map(|injection| {
+            injection.remaining -= 1;
+            injection.fault.clone()
+        })
+    };
+    match &fault {
+        Some(Fault::RateLimited { retry_after_secs }) => {
+            return Err(ApiError {
+                retry_after: Some(*retry_after_secs),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "You have been rate limited. Please try again in a few minutes.",
+                )
+            });
+        }
+        Some(Fault::Overloaded { retry_after_secs }) => {
+            let status = StatusCode::from_u16(529).expect("valid status");
+            return Err(ApiError {
+                retry_after: Some(*retry_after_secs),
+                ..ApiError::new(status, "service_overload", "Notion is overloaded. Please try again later.")
+            });
+        }
+        Some(Fault::Status(status)) => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let code = match status.as_u16() {
+                409 => "conflict_error",
+                502 => "bad_gateway",
+                503 => "service_unavailable",
+                504 => "gateway_timeout",
+                _ => "internal_server_error",
+            };
+            return Err(ApiError::new(status, code, "Injected failure."));
+        }
+        _ => {}
+    }
+    if let Some(bucket) = &mut *lock(&shared.rate_limit)
+        && !bucket.take()
+    {
+        return Err(ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "You have been rate limited.")
+        });
+    }
+    let presented = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if presented != Some(shared.token.as_str()) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "API token is invalid."));
+    }
+    match headers.get("notion-version").and_then(|v| v.to_str().ok()) {
+        None => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_version",
+            "Notion-Version header failed validation: Notion-Version header should be defined, instead was `undefined`.",
+        )),
+        Some(version) if !VERSIONS.contains(&version) => Err(ApiError::validation(format!(
+            "Notion-Version header failed validation: Notion-Version header should be a valid version, instead was `{version}`."
+        ))),
+        Some(_) => Ok(fault),
+    }
+}
+
+fn parse_body(body: &Bytes) -> Result<Value> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "validation_error", "Request body too large."));
+    }
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|error| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("Error parsing JSON body: {error}"))
+    })
+}
+
+fn workspace(shared: &Shared) -> MutexGuard<'_, Workspace> {
+    lock(&shared.workspace)
+}
+
+async fn retrieve_database(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<axum::Json<Value>> {
+    workspace(&shared).database_json(&id).map(axum::Json).ok_or_else(|| ApiError::not_found("database", &id))
+}
+
+async fn query_data_source(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<axum::Json<Value>> {
+    let body = parse_body(&body)?;
+    let workspace = workspace(&shared);
+    if !workspace.data_sources.contains_key(&id) {
+        return Err(ApiError::not_found("data source", &id));
+    }
+    let page_size = match &body["page_size"] {
+        Value::Null => 100,
+        value => value.as_u64().filter(|n| (1..=100).contains(n)).ok_or_else(|| {
+            ApiError::validation(format!(
+                "body failed validation: body.page_size should be ≤ `100`, instead was `{value}`."
+            ))
+        })? as usize,
+    };
+    let mut pages = Vec::new();
+    for page in workspace.pages.values().filter(|p| p.data_source_id == id && !p.in_trash) {
+        let json = workspace.page_json(&page.id).expect("the page exists");
+        if body["filter"].is_null() || query::matches(&body["filter"], &json, 0)? {
+            pages.push((json, page.seq));
+        }
+    }
+    query::sort(&mut pages, body.get("sorts"))?;
+    let start = match body["start_cursor"].as_str() {
+        None => 0,
+        Some(cursor) => pages.iter().position(|(page, _)| page["id"] == cursor).ok_or_else(|| {
+            ApiError::validation(format!("body.start_cursor should be a valid cursor, instead was `{cursor}`."))
+        })?,
+    };
+    let end = (start + page_size).min(pages.len());
+    let next_cursor = pages.get(end).map(|(page, _)| page["id"].clone());
+    let results: Vec<Value> = pages[start..end].iter().map(|(page, _)| page.clone()).collect();
+    Ok(axum::Json(json!({
+        "object": "list",
+        "results": results,
+        "next_cursor": next_cursor,
+        "has_more": next_cursor.is_some(),
+        "type": "page_or_data_source",
+        "page_or_data_source": {},
+        "request_id": uuid::Uuid::new_v4().to_string(),
+    })))
+}
+
+async fn retrieve_page(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<axum::Json<Value>> {
+    workspace(&shared).page_json(&id).map(axum::Json).ok_or_else(|| ApiError::not_found("page", &id))
+}
+
+async fn create_page(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axum::Json<Value>> {
+    let body = parse_body(&body)?;
+    let source = body["parent"]["data_source_id"]
+        .as_str()
+        .ok_or_else(|| ApiError::validation("body.parent.data_source_id should be defined"))?;
+    let properties: Map<String, Value> = body["properties"].as_object().cloned().unwrap_or_default();
+    if let Some(children) = body.get("children") {
+        blocks::validate(children)?;
+    }
+    let mut workspace = workspace(&shared);
+    let id = workspace.create_page(source, &properties)?;
+    if let Some(children) = body.get("children") {
+        blocks::append(&mut workspace, &id, true, children);
+    }
+    Ok(axum::Json(workspace.page_json(&id).expect("just created")))
+}
+
+async fn update_page(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<axum::Json<Value>> {
+    let body = parse_body(&body)?;
+    let mut workspace = workspace(&shared);
+    let source =
+        workspace.pages.get(&id).map(|p| p.data_source_id.clone()).ok_or_else(|| ApiError::not_found("page", &id))?;
+    let mut updates = Vec::new();
+    for (name, value) in body["properties"].as_object().into_iter().flatten() {
+        updates.push((name.clone(), workspace.write_property(&source, name, value)?));
+    }
+    let trash = body["in_trash"].as_bool().or_else(|| body["archived"].as_bool());
+    if let Some(page) = workspace.pages.get_mut(&id) {
+        for (name, value) in updates {
+            page.values.insert(name, value);
+        }
+        if let Some(trash) = trash {
+            page.in_trash = trash;
+        }
+    }
+    workspace.touch(&id);
+    Ok(axum::Json(workspace.page_json(&id).expect("the page exists")))
+}
+
+async fn retrieve_block(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<axum::Json<Value>> {
+    workspace(&shared).block_json(&id).map(axum::Json).ok_or_else(|| ApiError::not_found("block", &id))
+}
+
+async fn delete_block(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<axum::Json<Value>> {
+    let mut workspace = workspace(&shared);
+    let block = workspace.blocks.get_mut(&id).ok_or_else(|| ApiError::not_found("block", &id))?;
+    block.in_trash = true;
+    if let Some(page) = workspace.page_of(&id) {
+        workspace.touch(&page);
+    }
+    Ok(axum::Json(workspace.block_json(&id).expect("the block exists")))
+}
+
+#[derive(serde::Deserialize)]
+struct Paging {
+    page_size: Option<usize>,
+    start_cursor: Option<String>,
+}
+
+async fn list_children(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(paging): Query<Paging>,
+) -> Result<axum::Json<Value>> {
+    let workspace = workspace(&shared);
+    if !workspace.pages.contains_key(&id) && !workspace.blocks.contains_key(&id) {
+        return Err(ApiError::not_found("block", &id));
+    }
+    let page_size = paging.page_size.unwrap_or(100);
+    if !(1..=100).contains(&page_size) {
+        return Err(ApiError::validation(format!("page_size should be ≤ `100`, instead was `{page_size}`.")));
+    }
+    let children = workspace.live_children(&id);
+    let start = match &paging.start_cursor {
+        None => 0,
+        Some(cursor) => children.iter().position(|c| c == cursor).ok_or_else(|| {
+            ApiError::validation(format!("start_cursor should be a valid cursor, instead was `{cursor}`."))
+        })?,
+    };
+    let end = (start + page_size).min(children.len());
+    let results: Vec<Value> = children[start..end].iter().filter_map(|c| workspace.block_json(c)).collect();
+    let next_cursor = children.get(end).cloned();
+    Ok(axum::Json(json!({
+        "object": "list",
+        "results": results,
+        "next_cursor": next_cursor,
+        "has_more": next_cursor.is_some(),
+        "type": "block",
+        "block": {},
+        "request_id": uuid::Uuid::new_v4().to_string(),
+    })))
+}
+
+async fn append_children(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    _uri: Uri,
+    body: Bytes,
+) -> Result<axum::Json<Value>> {
+    let body = parse_body(&body)?;
+    let children = body.get("children").ok_or_else(|| ApiError::validation("body.children should be defined"))?;
+    blocks::validate(children)?;
+    let mut workspace = workspace(&shared);
+    let parent_is_page = workspace.pages.contains_key(&id);
+    if !parent_is_page && !workspace.blocks.contains_key(&id) {
+        return Err(ApiError::not_found("block", &id));
+    }
+    let created = blocks::append(&mut workspace, &id, parent_is_page, children);
+    if let Some(page) = workspace.page_of(&id) {
+        workspace.touch(&page);
+    }
+    let results: Vec<Value> = created.iter().filter_map(|c| workspace.block_json(c)).collect();
+    Ok(axum::Json(json!({
+        "object": "list",
+        "results": results,
+        "next_cursor": null,
+        "has_more": false,
+        "type": "block",
+        "block": {},
+        "request_id": uuid::Uuid::new_v4().to_string(),
+    })))
+}
