@@ -207,6 +207,27 @@ impl NotionSandbox {
         id
     }
 
+    /// Puts a block of any type (even one the API cannot create, like `unsupported`) at the end
+    /// of a page, as content made in the Notion app would be.
+    pub fn add_raw_block(&self, page_id: &str, kind: &str, payload: Value) {
+        let mut workspace = self.workspace();
+        let id = model::new_id();
+        let created = workspace.now();
+        workspace.blocks.insert(
+            id.clone(),
+            model::BlockRecord {
+                id: id.clone(),
+                parent: page_id.to_owned(),
+                parent_is_page: true,
+                kind: kind.to_owned(),
+                payload,
+                created,
+                in_trash: false,
+            },
+        );
+        workspace.children.entry(page_id.to_owned()).or_default().push(id);
+    }
+
     /// A page in its read shape (`GET /v1/pages/{id}`), trashed pages included.
     pub fn page(&self, id: &str) -> Option<Value> {
         self.workspace().page_json(id)

@@ -1,0 +1,256 @@
+//! Configuration by the names of the design's table: environment variables, then an optional
+//! TOML file holding the same names (`NOTION_DATABASE_ID = "…"`), then defaults.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::context::LadderSettings;
+use crate::pipeline::{PipelineSettings, Vocabulary};
+
+/// A secret whose `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares in constant time (BLAKE3 hashes compare in constant time).
+    pub fn matches(&self, candidate: &str) -> bool {
+        blake3::hash(self.0.as_bytes()) == blake3::hash(candidate.as_bytes())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A configuration problem; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+/// Everything the cloud side can be told.
+#[derive(Debug, Clone)]
+pub struct CloudConfig {
+    /// `NOTION_API_KEY`.
+    pub notion_api_key: Option<Secret>,
+    /// `NOTION_DATABASE_ID`: the questions database.
+    pub notion_database_id: Option<String>,
+    /// `NOTION_TEMPLATES_DATABASE_ID`.
+    pub notion_templates_database_id: Option<String>,
+    /// `NOTION_API_BASE_URL`.
+    pub notion_base_url: String,
+    /// `NOTION_VERSION`.
+    pub notion_version: String,
+    /// `NOTION_RATE_LIMIT`: requests per second (Notion allows about 3).
+    pub notion_rate_limit: u32,
+    /// `OPENROUTER_API_KEY`; without it answers are extractive.
+    pub openrouter_api_key: Option<Secret>,
+    /// `OPENROUTER_BASE_URL`.
+    pub openrouter_base_url: String,
+    /// `LLM_MODELS`: primary, then fallbacks.
+    pub llm_models: Vec<String>,
+    /// `LLM_TIMEOUT` (seconds).
+    pub llm_timeout: Duration,
+    /// `CLOUD_API_KEY`: required on every HTTP endpoint but `/health`.
+    pub cloud_api_key: Option<Secret>,
+    /// `DYNAMODB_TABLE`: use DynamoDB; otherwise the embedded store.
+    pub dynamodb_table: Option<String>,
+    /// `DATA_DIR`: where the embedded store lives.
+    pub data_dir: PathBuf,
+    /// `ENABLE_FALLBACK`, `FALLBACK_TIMEOUT`, `CONTEXT_CACHE_TTL`.
+    pub ladder: LadderSettings,
+    /// Leases, attempts, concurrency, and the questions database's names.
+    pub pipeline: PipelineSettings,
+    /// `POLL_INTERVAL` (seconds) of the self-hosted timer.
+    pub poll_interval: Duration,
+}
+
+/// Reads settings from the environment and an optional file of the same names.
+pub struct Source {
+    file: BTreeMap<String, String>,
+}
+
+impl Source {
+    /// The environment, backed by `file` if given.
+    pub fn new(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut values = BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| ConfigError(format!("cannot read {}: {error}", path.display())))?;
+            let table: toml::Table =
+                toml::from_str(&text).map_err(|error| ConfigError(format!("{}: {error}", path.display())))?;
+            for (key, value) in table {
+                let text = match value {
+                    toml::Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                values.insert(key.to_uppercase(), text);
+            }
+        }
+        Ok(Self { file: values })
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().or_else(|| self.file.get(name).cloned()).filter(|value| !value.trim().is_empty())
+    }
+
+    fn seconds(&self, name: &str, default: f64) -> Result<Duration, ConfigError> {
+        match self.get(name) {
+            None => Ok(Duration::from_secs_f64(default)),
+            Some(text) => parse_duration(&text)
+                .ok_or_else(|| ConfigError(format!("{name}={text:?} is not a duration such as 5, 2.5s, 10m or 7d"))),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => text.trim().parse().map_err(|_| ConfigError(format!("{name}={text:?} is not a number"))),
+        }
+    }
+
+    fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.trim().to_lowercase()) {
+            None => Ok(default),
+            Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+            Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+            Some(v) => Err(ConfigError(format!("{name}={v:?} is not true or false"))),
+        }
+    }
+}
+
+/// Seconds, or a number with `ms`, `s`, `m`, `h` or `d`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.trim().parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86400.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
+}
+
+impl CloudConfig {
+    /// Reads the configuration.
+    pub fn load(source: &Source) -> Result<Self, ConfigError> {
+        let defaults = PipelineSettings::default();
+        let vocabulary = Vocabulary::default();
+        let names = |name: &str, default: &str| source.get(name).unwrap_or_else(|| default.to_owned());
+        let llm_models: Vec<String> = names("LLM_MODELS", "openai/gpt-4o-mini")
+            .split(',')
+            .map(|model| model.trim().to_owned())
+            .filter(|model| !model.is_empty())
+            .collect();
+        let config = Self {
+            notion_api_key: source.get("NOTION_API_KEY").map(Secret::new),
+            notion_database_id: source.get("NOTION_DATABASE_ID"),
+            notion_templates_database_id: source.get("NOTION_TEMPLATES_DATABASE_ID"),
+            notion_base_url: names("NOTION_API_BASE_URL", notion::client::DEFAULT_BASE_URL),
+            notion_version: names("NOTION_VERSION", notion::client::DEFAULT_VERSION),
+            notion_rate_limit: source.number("NOTION_RATE_LIMIT", 3)?,
+            openrouter_api_key: source.get("OPENROUTER_API_KEY").map(Secret::new),
+            openrouter_base_url: names("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1"),
+            llm_models,
+            llm_timeout: source.seconds("LLM_TIMEOUT", 60.0)?,
+            cloud_api_key: source.get("CLOUD_API_KEY").map(Secret::new),
+            dynamodb_table: source.get("DYNAMODB_TABLE"),
+            data_dir: source.get("DATA_DIR").map(PathBuf::from).unwrap_or_else(|| {
+                dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("notion-llm").join("cloud")
+            }),
+            ladder: LadderSettings {
+                enable_fallback: source.flag("ENABLE_FALLBACK", true)?,
+                agent_timeout: source.seconds("FALLBACK_TIMEOUT", 5.0)?,
+                cache_ttl: source.seconds("CONTEXT_CACHE_TTL", 7.0 * 86400.0)?,
+                max_results: source.number("RAG_MAX_RESULTS", 5)?,
+            },
+            pipeline: PipelineSettings {
+                vocabulary: Vocabulary {
+                    status_property: names("NOTION_STATUS_PROPERTY", &vocabulary.status_property),
+                    tags_property: names("NOTION_TAGS_PROPERTY", &vocabulary.tags_property),
+                    pending: names("STATUS_PENDING", &vocabulary.pending),
+                    processing: names("STATUS_PROCESSING", &vocabulary.processing),
+                    answered: names("STATUS_ANSWERED", &vocabulary.answered),
+                    answered_offline: names("STATUS_ANSWERED_OFFLINE", &vocabulary.answered_offline),
+                    failed: names("STATUS_FAILED", &vocabulary.failed),
+                },
+                lease_secs: source.seconds("JOB_LEASE", defaults.lease_secs as f64)?.as_secs() as i64,
+                max_attempts: source.number("MAX_ATTEMPTS", defaults.max_attempts)?,
+                retry_delay_secs: source.seconds("RETRY_DELAY", defaults.retry_delay_secs as f64)?.as_secs() as i64,
+                concurrency: source.number("CONCURRENCY", defaults.concurrency)?,
+            },
+            poll_interval: source.seconds("POLL_INTERVAL", 120.0)?,
+        };
+        if config.llm_models.is_empty() {
+            return Err(ConfigError("LLM_MODELS names no model".into()));
+        }
+        if config.pipeline.max_attempts == 0 {
+            return Err(ConfigError("MAX_ATTEMPTS must be at least 1".into()));
+        }
+        Ok(config)
+    }
+
+    /// The questions database and the token, or a message saying which is missing.
+    pub fn notion(&self) -> Result<(&Secret, &str), ConfigError> {
+        let key = self.notion_api_key.as_ref().ok_or_else(|| ConfigError("NOTION_API_KEY is not set".into()))?;
+        let database = self
+            .notion_database_id
+            .as_deref()
+            .ok_or_else(|| ConfigError("NOTION_DATABASE_ID (the questions database) is not set".into()))?;
+        Ok((key, database))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_seconds_and_units() {
+        assert_eq!(parse_duration("5"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2.5s"), Some(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("-1"), None);
+        assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn the_file_fills_in_what_the_environment_does_not_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cloud.toml");
+        std::fs::write(
+            &path,
+            "NOTION_DATABASE_ID = \"db-1\"\nLLM_MODELS = \"a/b, c/d\"\nMAX_ATTEMPTS = 5\nFALLBACK_TIMEOUT = \"2s\"\n",
+        )
+        .unwrap();
+        let config = CloudConfig::load(&Source::new(Some(&path)).unwrap()).unwrap();
+        assert_eq!(config.notion_database_id.as_deref(), Some("db-1"));
+        assert_eq!(config.llm_models, ["a/b", "c/d"]);
+        assert_eq!(config.pipeline.max_attempts, 5);
+        assert_eq!(config.ladder.agent_timeout, Duration::from_secs(2));
+        std::fs::write(&path, "MAX_ATTEMPTS = \"many\"\n").unwrap();
+        let error = CloudConfig::load(&Source::new(Some(&path)).unwrap()).unwrap_err();
+        assert!(error.to_string().contains("MAX_ATTEMPTS"), "{error}");
+        assert_eq!(format!("{:?}", Secret::new("s3cret")), "Secret(***)");
+    }
+}

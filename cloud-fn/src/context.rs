@@ -1,0 +1,168 @@
+//! The context ladder: the live agent, else the context cached per tag, else the template's.
+//!
+//! Every answer from the agent is written through to the cache under each of the question's
+//! tags (`_all` for untagged questions), so when the user's PC sleeps the next question on the
+//! same topic still gets context from their notes — marked as cached.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::SearchRequest;
+use serde::Serialize;
+
+use crate::agent::{AgentLink, LinkError};
+use crate::clock::Clock;
+use crate::store::{CachedContext, Store, StoreError, Template};
+
+/// Which rung of the ladder produced the context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextMode {
+    /// From the live agent.
+    Full,
+    /// From the per-tag cache.
+    Cached,
+    /// From the template (possibly empty).
+    Template,
+}
+
+impl ContextMode {
+    /// Name shown in the answer's footer and stored in the job.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Cached => "cached",
+            Self::Template => "template",
+        }
+    }
+}
+
+/// Context for one question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltContext {
+    /// Which rung produced it.
+    pub mode: ContextMode,
+    /// The context block (may be empty).
+    pub text: String,
+    /// Cited sources.
+    pub sources: Vec<String>,
+}
+
+/// Settings of the ladder (`ENABLE_FALLBACK`, `FALLBACK_TIMEOUT`, `CONTEXT_CACHE_TTL`).
+#[derive(Debug, Clone, Copy)]
+pub struct LadderSettings {
+    /// Whether to answer at all when the agent is offline.
+    pub enable_fallback: bool,
+    /// How long to wait for the agent.
+    pub agent_timeout: Duration,
+    /// How long cached context stays usable.
+    pub cache_ttl: Duration,
+    /// Passages asked from the agent.
+    pub max_results: usize,
+}
+
+impl Default for LadderSettings {
+    fn default() -> Self {
+        Self {
+            enable_fallback: true,
+            agent_timeout: Duration::from_secs(5),
+            cache_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_results: 5,
+        }
+    }
+}
+
+/// Why no context could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// The agent is unreachable and the fallback is switched off.
+    #[error("the local agent is unreachable ({0}) and ENABLE_FALLBACK is off")]
+    AgentUnavailable(LinkError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Builds context by the ladder.
+pub struct ContextBuilder {
+    link: Arc<dyn AgentLink>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    settings: LadderSettings,
+}
+
+/// Cache key of untagged questions.
+const UNTAGGED: &str = "_all";
+
+impl ContextBuilder {
+    /// A ladder over `link`, caching in `store`.
+    pub fn new(
+        link: Arc<dyn AgentLink>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: LadderSettings,
+    ) -> Self {
+        Self { link, store, clock, settings }
+    }
+
+    /// The agent link (for status endpoints).
+    pub fn link(&self) -> &Arc<dyn AgentLink> {
+        &self.link
+    }
+
+    /// Context for `question`, tagged `tags`, using `template` as the last resort.
+    pub async fn build(
+        &self,
+        question: &str,
+        tags: &[String],
+        template: &Template,
+    ) -> Result<BuiltContext, ContextError> {
+        let keys: Vec<String> = if tags.is_empty() { vec![UNTAGGED.to_owned()] } else { tags.to_vec() };
+        let offline = if self.link.is_live().await {
+            let request = SearchRequest {
+                tags: tags.to_vec(),
+                max_results: self.settings.max_results,
+                ..SearchRequest::new(question)
+            };
+            match self.link.search(&request, self.settings.agent_timeout).await {
+                Ok(response) => {
+                    let mut sources: Vec<String> = Vec::new();
+                    for hit in &response.results {
+                        if !sources.contains(&hit.source) {
+                            sources.push(hit.source.clone());
+                        }
+                    }
+                    let now = self.clock.now();
+                    let cached = CachedContext {
+                        context: response.context.clone(),
+                        sources: sources.clone(),
+                        updated_at: now,
+                        expires_at: now + self.settings.cache_ttl.as_secs() as i64,
+                    };
+                    for key in &keys {
+                        if let Err(error) = self.store.put_context(key, &cached).await {
+                            tracing::warn!(%error, tag = key, "could not cache the agent's context");
+                        }
+                    }
+                    return Ok(BuiltContext { mode: ContextMode::Full, text: response.context, sources });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the agent gave no context; falling back");
+                    error
+                }
+            }
+        } else {
+            LinkError::Offline
+        };
+        if !self.settings.enable_fallback {
+            return Err(ContextError::AgentUnavailable(offline));
+        }
+        let now = self.clock.now();
+        for key in &keys {
+            if let Some(cached) = self.store.get_context(key, now).await? {
+                return Ok(BuiltContext { mode: ContextMode::Cached, text: cached.context, sources: cached.sources });
+            }
+        }
+        Ok(BuiltContext { mode: ContextMode::Template, text: template.fallback_context.clone(), sources: Vec::new() })
+    }
+}

@@ -1,0 +1,28 @@
+//! The notion-llm cloud side: finds pending questions in a Notion database, answers each
+//! exactly once with context from the user's local agent (or, when it is offline, from cache
+//! or templates), and writes the answer back into the page.
+//!
+//! The core talks to the world only through traits, each with its real adapter:
+//!
+//! - [`store::Store`]: job ledger, context cache, templates — [`store::dynamo`] (AWS) and
+//!   [`store::embedded`] (self-hosted, redb);
+//! - [`llm::Llm`]: OpenRouter or any OpenAI-compatible endpoint;
+//! - [`agent::AgentLink`]: the tunnel to the agent ([`agent::OfflineLink`] until one connects);
+//! - the Notion client of the `notion` crate.
+//!
+//! [`pipeline`] is the job itself (`process_once`), [`context`] the fallback ladder,
+//! [`templates`] the prompts; [`server`] is the self-hosted HTTP front, [`app`] the wiring and
+//! [`config`] the settings.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod llm;
+pub mod pipeline;
+pub mod server;
+pub mod store;
+pub mod templates;

@@ -1,0 +1,139 @@
+//! `cloud-fn`: answer Notion questions — as a self-hosted server, or one run at a time.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use cloud_fn::config::{CloudConfig, Source};
+use cloud_fn::server::{self, ServerState};
+use cloud_fn::{app, templates};
+use tracing_subscriber::EnvFilter;
+
+/// Answers questions from a Notion database with context from your own notes.
+#[derive(Parser)]
+#[command(name = "cloud-fn", version, about)]
+struct Cli {
+    /// A TOML file of settings (`NOTION_DATABASE_ID = "…"`); the environment wins over it.
+    #[arg(long, global = true, env = "CLOUD_FN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API and answer new questions every poll interval.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Seconds between polls [default: POLL_INTERVAL, 120].
+        #[arg(long)]
+        poll_interval: Option<f64>,
+    },
+    /// Answer the pending questions once and exit.
+    ProcessOnce,
+    /// Sync prompt templates with the Notion templates database.
+    Templates {
+        #[command(subcommand)]
+        direction: SyncDirection,
+    },
+}
+
+#[derive(Subcommand)]
+enum SyncDirection {
+    /// Copy templates from Notion into the store.
+    SyncFromNotion,
+    /// Write the active templates to Notion.
+    SyncToNotion,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(error) = runtime.block_on(run(cli)) {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = CloudConfig::load(&Source::new(cli.config.as_deref())?)?;
+    match cli.command {
+        Command::Serve { listen, poll_interval } => {
+            if config.cloud_api_key.is_none() && !listen.ip().is_loopback() {
+                bail!("CLOUD_API_KEY must be set to serve on {listen}: every endpoint but /health requires it");
+            }
+            if config.cloud_api_key.is_none() {
+                tracing::warn!("CLOUD_API_KEY is not set: the API is open to anyone on this machine");
+            }
+            let pipeline = app::pipeline(&config, None).await?;
+            let state =
+                ServerState::new(pipeline, config.cloud_api_key.clone(), config.notion_templates_database_id.clone());
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            let address = listener.local_addr()?;
+            println!("listening on http://{address}");
+            let interval = poll_interval.map_or(config.poll_interval, Duration::from_secs_f64);
+            server::serve(listener, state, interval, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::ProcessOnce => {
+            let pipeline = app::pipeline(&config, None).await?;
+            let report = pipeline.process_once().await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Templates { direction } => {
+            let database = config
+                .notion_templates_database_id
+                .clone()
+                .context("NOTION_TEMPLATES_DATABASE_ID (the templates database) is not set")?;
+            let notion = app::notion_client(&config)?;
+            let store = app::store(&config).await?;
+            let source = notion.data_source_id(&database).await?;
+            let count = match direction {
+                SyncDirection::SyncFromNotion => templates::sync_from_notion(&notion, &source, store.as_ref()).await?,
+                SyncDirection::SyncToNotion => templates::sync_to_notion(&notion, &source, store.as_ref()).await?,
+            };
+            println!("{count} templates synced");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,774 @@
+//! `process_once`: find pending questions, answer each exactly once, write the answers back.
+//!
+//! A page is owned by one run at a time through its job record (`job#<page_id>`), written with
+//! a version condition: the run that wins the write holds a lease; a run that dies leaves a lease
+//! that expires, and the next run takes the job over. The answer is appended under a heading
+//! whose link carries a marker (page and generation), and ends with a footer carrying the end
+//! marker; before appending, the page is checked for both, so a retry after a crash at any step
+//! neither loses the question nor answers it twice — an interrupted append is removed and
+//! written again. A person reopens a question by setting it back to Pending: the next run starts
+//! a new generation (confirmed with a direct read, because query results can lag behind writes).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use notion::page::write;
+use notion::{Block, NotionClient, NotionError, Page};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::clock::Clock;
+use crate::context::{BuiltContext, ContextBuilder, ContextError, ContextMode};
+use crate::llm::{Llm, LlmError};
+use crate::store::{JobRecord, JobStatus, Store, StoreError, Usage};
+use crate::templates::{Templates, build_prompt};
+
+/// Names in the questions database (all configurable).
+#[derive(Debug, Clone)]
+pub struct Vocabulary {
+    /// The status property (a `status` or `select`).
+    pub status_property: String,
+    /// The tags property (multi-select).
+    pub tags_property: String,
+    /// Status of a new question.
+    pub pending: String,
+    /// Status while answering.
+    pub processing: String,
+    /// Status after an answer with the agent's context.
+    pub answered: String,
+    /// Status after an answer without it.
+    pub answered_offline: String,
+    /// Status after the last failed attempt.
+    pub failed: String,
+}
+
+impl Default for Vocabulary {
+    fn default() -> Self {
+        Self {
+            status_property: "Status".into(),
+            tags_property: "Tags".into(),
+            pending: "Pending".into(),
+            processing: "Processing".into(),
+            answered: "Answered".into(),
+            answered_offline: "Answered (offline)".into(),
+            failed: "Failed".into(),
+        }
+    }
+}
+
+/// Pipeline settings.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// Names in the questions database.
+    pub vocabulary: Vocabulary,
+    /// How long a run owns a job before another may take it over (seconds).
+    pub lease_secs: i64,
+    /// Attempts per question generation before it is marked failed.
+    pub max_attempts: u32,
+    /// How long to wait before retrying a failed attempt (seconds).
+    pub retry_delay_secs: i64,
+    /// Questions answered at the same time (Notion's rate limit is shared by all of them).
+    pub concurrency: usize,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            vocabulary: Vocabulary::default(),
+            lease_secs: 300,
+            max_attempts: 3,
+            retry_delay_secs: 60,
+            concurrency: 4,
+        }
+    }
+}
+
+/// Steps of answering one question, named for crash tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// The job record was claimed.
+    Claimed,
+    /// The page shows Processing.
+    MarkedProcessing,
+    /// The question was read.
+    ReadQuestion,
+    /// Context was built.
+    BuiltContext,
+    /// The model answered and the answer's mode and usage were recorded.
+    Answered,
+    /// The answer is on the page.
+    Appended,
+    /// The job is recorded as finished.
+    Recorded,
+    /// The page shows the final status.
+    StatusSet,
+}
+
+impl Step {
+    /// Every step, in order.
+    pub const ALL: [Step; 8] = [
+        Step::Claimed,
+        Step::MarkedProcessing,
+        Step::ReadQuestion,
+        Step::BuiltContext,
+        Step::Answered,
+        Step::Appended,
+        Step::Recorded,
+        Step::StatusSet,
+    ];
+}
+
+/// What happened to one page in a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Answered.
+    Answered {
+        /// Context mode.
+        mode: String,
+    },
+    /// Given up; the reason is on the page.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// Not this run's to answer (owned by another run, or no longer pending).
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// This attempt failed; a later run retries.
+    WillRetry {
+        /// Why.
+        error: String,
+    },
+}
+
+/// What one `process_once` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    /// Pending pages found.
+    pub found: usize,
+    /// Answered with the agent's context.
+    pub answered: usize,
+    /// Answered without it.
+    pub answered_offline: usize,
+    /// Marked failed.
+    pub failed: usize,
+    /// Left to another run or no longer pending.
+    pub skipped: usize,
+    /// To be retried.
+    pub retrying: usize,
+    /// Per page.
+    pub pages: Vec<(String, Outcome)>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Why a run as a whole failed (single pages fail into their [`Outcome`] instead).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Notion failed before any page could be processed.
+    #[error("Notion: {0}")]
+    Notion(#[from] NotionError),
+    /// The store failed before any page could be processed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A crash injected by a test (the run stops where it is, as a killed process would).
+    #[error("crash injected after step {0:?}")]
+    Crashed(Step),
+}
+
+/// Failure of one attempt at one page.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("Notion: {0}")]
+    Notion(#[from] NotionError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("LLM: {0}")]
+    Llm(#[from] LlmError),
+    #[error("{0}")]
+    Context(#[from] ContextError),
+    #[error("another run took the job over")]
+    LostLease,
+    #[error("crash injected after {0:?}")]
+    Crashed(Step),
+}
+
+impl StepError {
+    fn retryable(&self) -> bool {
+        match self {
+            Self::Notion(error) => error.is_retryable(),
+            Self::Llm(error) => error.is_retryable(),
+            Self::Store(_) | Self::Context(_) | Self::LostLease | Self::Crashed(_) => true,
+        }
+    }
+}
+
+/// Everything `process_once` needs.
+pub struct Pipeline {
+    notion: NotionClient,
+    database_id: String,
+    data_source: OnceCell<String>,
+    llm: Option<Arc<dyn Llm>>,
+    store: Arc<dyn Store>,
+    context: ContextBuilder,
+    clock: Arc<dyn Clock>,
+    settings: PipelineSettings,
+    crash_after: Option<Step>,
+    run_counter: std::sync::atomic::AtomicU64,
+}
+
+/// Base of the marker links on answers.
+const MARKER_BASE: &str = "https://github.com/notion-llm/notion-llm#answer-";
+
+impl Pipeline {
+    /// A pipeline for the questions database `database_id`. Without `llm`, answers are
+    /// extractive (the best passages of the context) and say so.
+    pub fn new(
+        notion: NotionClient,
+        database_id: impl Into<String>,
+        llm: Option<Arc<dyn Llm>>,
+        store: Arc<dyn Store>,
+        context: ContextBuilder,
+        clock: Arc<dyn Clock>,
+        settings: PipelineSettings,
+    ) -> Self {
+        Self {
+            notion,
+            database_id: database_id.into(),
+            data_source: OnceCell::new(),
+            llm,
+            store,
+            context,
+            clock,
+            settings,
+            crash_after: None,
+            run_counter: Default::default(),
+        }
+    }
+
+    /// Test hook: stop every page's processing right after `step`, as a killed process would
+    /// (nothing is cleaned up, the lease stays).
+    pub fn crash_after(mut self, step: Step) -> Self {
+        self.crash_after = Some(step);
+        self
+    }
+
+    /// The settings, to adjust before the pipeline is shared.
+    pub fn settings_mut(&mut self) -> &mut PipelineSettings {
+        &mut self.settings
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The context ladder.
+    pub fn context(&self) -> &ContextBuilder {
+        &self.context
+    }
+
+    /// The Notion client.
+    pub fn notion(&self) -> &NotionClient {
+        &self.notion
+    }
+
+    async fn data_source(&self) -> Result<&str, NotionError> {
+        self.data_source.get_or_try_init(|| self.notion.data_source_id(&self.database_id)).await.map(String::as_str)
+    }
+
+    /// One run: every pending (or stuck processing) page, oldest first, a few at a time.
+    pub async fn process_once(self: &Arc<Self>) -> Result<RunReport, PipelineError> {
+        let started = Instant::now();
+        let run_id =
+            format!("run-{}-{}", self.clock.now(), self.run_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let source = self.data_source().await?.to_owned();
+        let vocabulary = &self.settings.vocabulary;
+        // Processing pages too: a run that died, or an attempt waiting to be retried, left them so.
+        let filter = |kind: &str| {
+            json!({ "or": [
+                { "property": vocabulary.status_property, kind: { "equals": vocabulary.pending } },
+                { "property": vocabulary.status_property, kind: { "equals": vocabulary.processing } },
+            ]})
+        };
+        let sorts = json!([{ "timestamp": "created_time", "direction": "ascending" }]);
+        let pages = match self.notion.query_all(&source, Some(filter("status")), Some(sorts.clone())).await {
+            Ok(pages) => pages,
+            // The status property may be a select rather than a status.
+            Err(error) if error.code() == Some("validation_error") => {
+                self.notion.query_all(&source, Some(filter("select")), Some(sorts)).await?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let templates = Arc::new(Templates::load(self.store.as_ref()).await?);
+        let mut report = RunReport { found: pages.len(), ..RunReport::default() };
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for page in pages {
+            let (pipeline, templates, run_id, permits) =
+                (self.clone(), templates.clone(), run_id.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let id = page.id.clone();
+                (id, pipeline.process_page(page, &run_id, &templates).await)
+            });
+        }
+        let mut crashed = None;
+        while let Some(joined) = tasks.join_next().await {
+            let (id, outcome) = match joined {
+                Ok(result) => result,
+                Err(error) => {
+                    tracing::error!(%error, "a page task panicked");
+                    continue;
+                }
+            };
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(step) => {
+                    crashed = Some(step);
+                    continue;
+                }
+            };
+            match &outcome {
+                Outcome::Answered { mode } if mode == ContextMode::Full.as_str() => report.answered += 1,
+                Outcome::Answered { .. } => report.answered_offline += 1,
+                Outcome::Failed { .. } => report.failed += 1,
+                Outcome::Skipped { .. } => report.skipped += 1,
+                Outcome::WillRetry { .. } => report.retrying += 1,
+            }
+            report.pages.push((id, outcome));
+        }
+        if let Some(step) = crashed {
+            return Err(PipelineError::Crashed(step));
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            found = report.found,
+            answered = report.answered,
+            offline = report.answered_offline,
+            failed = report.failed,
+            retrying = report.retrying,
+            "run finished"
+        );
+        Ok(report)
+    }
+
+    /// Answers one page; `Err` only for an injected crash.
+    async fn process_page(&self, page: Page, run_id: &str, templates: &Templates) -> Result<Outcome, Step> {
+        let now = self.clock.now();
+        let (mut job, expected) = match self.claim(&page, run_id, now).await {
+            Ok(Claim::Work(job, expected)) => (job, expected),
+            Ok(Claim::Skip) => {
+                return Ok(Outcome::Skipped { reason: "owned by another run, or no longer pending".into() });
+            }
+            Ok(Claim::Finish(job)) => {
+                return Ok(match self.set_status(&page, self.final_status(job.status)).await {
+                    Ok(()) => match job.status {
+                        JobStatus::Failed => Outcome::Failed { reason: job.error.unwrap_or_default() },
+                        _ => Outcome::Answered { mode: job.mode.unwrap_or_else(|| ContextMode::Full.as_str().into()) },
+                    },
+                    Err(error) => Outcome::WillRetry { error: error.to_string() },
+                });
+            }
+            Err(error) => return Ok(Outcome::WillRetry { error: error.to_string() }),
+        };
+        job.version = expected.unwrap_or(0) + 1;
+        if self.crash_after == Some(Step::Claimed) {
+            return Err(Step::Claimed);
+        }
+        if job.attempts > self.settings.max_attempts {
+            let reason = job.error.clone().unwrap_or_else(|| "too many attempts".into());
+            return Ok(self.give_up(&page, job, reason).await);
+        }
+        match self.answer(&page, &mut job, templates).await {
+            Ok(mode) => Ok(Outcome::Answered { mode }),
+            Err(StepError::Crashed(step)) => Err(step),
+            Err(StepError::LostLease) => Ok(Outcome::Skipped { reason: "another run took the job over".into() }),
+            Err(error) => {
+                let reason = error.to_string();
+                tracing::warn!(page = %page.id, attempt = job.attempts, %reason, "attempt failed");
+                if !error.retryable() || job.attempts >= self.settings.max_attempts {
+                    return Ok(self.give_up(&page, job, reason).await);
+                }
+                let expected = job.version;
+                job.error = Some(reason.clone());
+                job.lease_until = self.clock.now() + self.settings.retry_delay_secs;
+                if let Err(error) = self.store.put_job(&job, Some(expected)).await {
+                    tracing::warn!(%error, "could not record the failed attempt");
+                }
+                Ok(Outcome::WillRetry { error: reason })
+            }
+        }
+    }
+
+    /// Takes the job of a pending page: a new job, an expired lease, or a reopened question.
+    async fn claim(&self, page: &Page, run_id: &str, now: i64) -> Result<Claim, StepError> {
+        let lease_until = now + self.settings.lease_secs;
+        let existing = self.store.get_job(&page.id).await?;
+        let (job, expected) = match existing {
+            None => (
+                JobRecord {
+                    page_id: page.id.clone(),
+                    generation: 1,
+                    status: JobStatus::Working,
+                    attempts: 1,
+                    lease_until,
+                    owner: run_id.to_owned(),
+                    mode: None,
+                    error: None,
+                    finished_at: None,
+                    usage: None,
+                    version: 0,
+                },
+                None,
+            ),
+            Some(job) if job.status == JobStatus::Working && job.lease_until > now => return Ok(Claim::Skip),
+            Some(job) if job.status == JobStatus::Working => {
+                let expected = job.version;
+                let taken = JobRecord { attempts: job.attempts + 1, lease_until, owner: run_id.to_owned(), ..job };
+                (taken, Some(expected))
+            }
+            Some(job) => {
+                // Finished before, yet found again. A direct read tells why (queries can lag).
+                let fresh = self.notion.retrieve_page(&page.id).await?;
+                let vocabulary = &self.settings.vocabulary;
+                let status = fresh.choice(&vocabulary.status_property);
+                if status == Some(vocabulary.processing.as_str()) {
+                    // The run died between recording the job and setting the page's status.
+                    return Ok(Claim::Finish(job));
+                }
+                if status != Some(vocabulary.pending.as_str()) {
+                    return Ok(Claim::Skip);
+                }
+                // Pending again: a person reopened the question.
+                let expected = job.version;
+                let reopened = JobRecord {
+                    generation: job.generation + 1,
+                    status: JobStatus::Working,
+                    attempts: 1,
+                    lease_until,
+                    owner: run_id.to_owned(),
+                    mode: None,
+                    error: None,
+                    finished_at: None,
+                    usage: None,
+                    ..job
+                };
+                (reopened, Some(expected))
+            }
+        };
+        Ok(if self.store.put_job(&job, expected).await? { Claim::Work(job, expected) } else { Claim::Skip })
+    }
+
+    fn crash_point(&self, step: Step) -> Result<(), StepError> {
+        if self.crash_after == Some(step) { Err(StepError::Crashed(step)) } else { Ok(()) }
+    }
+
+    /// Records `job` (conditionally on its version) and keeps the version in step.
+    async fn save(&self, job: &mut JobRecord) -> Result<(), StepError> {
+        let expected = job.version;
+        if !self.store.put_job(job, Some(expected)).await? {
+            return Err(StepError::LostLease);
+        }
+        job.version = expected + 1;
+        Ok(())
+    }
+
+    async fn set_status(&self, page: &Page, name: &str) -> Result<(), NotionError> {
+        let property = &self.settings.vocabulary.status_property;
+        let value = match page.property(property).and_then(|p| p["type"].as_str()) {
+            Some("select") => write::select(name),
+            _ => write::status(name),
+        };
+        self.notion.update_properties(&page.id, json!({ property.as_str(): value })).await.map(|_| ())
+    }
+
+    async fn answer(&self, page: &Page, job: &mut JobRecord, templates: &Templates) -> Result<String, StepError> {
+        let started = Instant::now();
+        let vocabulary = &self.settings.vocabulary;
+        self.set_status(page, &vocabulary.processing).await?;
+        self.crash_point(Step::MarkedProcessing)?;
+
+        let tree = self.notion.block_tree(&page.id, 6).await?;
+        let existing = find_answer(&tree, &page.id, job.generation);
+        let question = page.title();
+        let question = if question.trim().is_empty() { "(untitled question)".to_owned() } else { question };
+        let tags = page.multi_select(&vocabulary.tags_property);
+        // The page body, up to the first answer written by a previous generation.
+        let own: Vec<Block> = tree.iter().take_while(|block| !is_answer_block(block, &page.id)).cloned().collect();
+        let details = notion::render(&own).text;
+        self.crash_point(Step::ReadQuestion)?;
+
+        let mode = match (&existing, &job.mode) {
+            // The answer of this generation is already complete: only the status is missing.
+            (AnswerOnPage::Complete, Some(mode)) => mode.clone(),
+            _ => {
+                let template = templates.select(&tags);
+                let context = self.context.build(&question, &tags, template).await?;
+                self.crash_point(Step::BuiltContext)?;
+                let (markdown, usage) = match &self.llm {
+                    Some(llm) => {
+                        let prompt = build_prompt(template, &context, &question, &details);
+                        let completion = llm.complete(&prompt).await?;
+                        (completion.text, Some(completion.usage))
+                    }
+                    None => (extractive_answer(&context), None),
+                };
+                job.mode = Some(context.mode.as_str().to_owned());
+                job.usage = usage.clone();
+                self.save(job).await?;
+                self.crash_point(Step::Answered)?;
+
+                if let AnswerOnPage::Partial(ids) = &existing {
+                    for id in ids {
+                        self.notion.delete_block(id).await?;
+                    }
+                }
+                if !matches!(existing, AnswerOnPage::Complete) {
+                    let blocks = answer_blocks(
+                        &page.id,
+                        job.generation,
+                        &markdown,
+                        &context,
+                        usage.as_ref(),
+                        started.elapsed().as_secs_f64(),
+                    );
+                    self.notion.append_children(&page.id, blocks).await?;
+                }
+                context.mode.as_str().to_owned()
+            }
+        };
+        self.crash_point(Step::Appended)?;
+
+        // Recorded before the status is set: a page left Processing with a finished job only
+        // needs its status (see `claim`), while the reverse order could hide a finished job.
+        job.status = if mode == ContextMode::Full.as_str() { JobStatus::Answered } else { JobStatus::AnsweredOffline };
+        job.finished_at = Some(self.clock.now());
+        job.error = None;
+        self.save(job).await?;
+        self.crash_point(Step::Recorded)?;
+
+        self.set_status(page, self.final_status(job.status)).await?;
+        self.crash_point(Step::StatusSet)?;
+        Ok(mode)
+    }
+
+    /// The page status that shows a finished job.
+    fn final_status(&self, status: JobStatus) -> &str {
+        let vocabulary = &self.settings.vocabulary;
+        match status {
+            JobStatus::Answered | JobStatus::Working => &vocabulary.answered,
+            JobStatus::AnsweredOffline => &vocabulary.answered_offline,
+            JobStatus::Failed => &vocabulary.failed,
+        }
+    }
+
+    /// Marks the page failed, with the reason on it.
+    async fn give_up(&self, page: &Page, mut job: JobRecord, reason: String) -> Outcome {
+        let marker = format!("{MARKER_BASE}{}-g{}-failed", compact(&page.id), job.generation);
+        let note = json!({
+            "type": "callout",
+            "callout": {
+                "rich_text": [
+                    notion::rich_text::text_item("notion-llm could not answer this question: ", &notion::rich_text::Style {
+                        bold: true, link: Some(marker.clone()), ..Default::default()
+                    }),
+                    notion::rich_text::text_item(
+                        &format!("{}. Set Status back to {} to try again.", truncate(&reason, 1500), self.settings.vocabulary.pending),
+                        &Default::default(),
+                    ),
+                ],
+                "icon": { "type": "emoji", "emoji": "⚠️" },
+            },
+        });
+        let already = match self.notion.children(&page.id).await {
+            Ok(blocks) => blocks.iter().any(|block| has_link(block, &marker)),
+            Err(_) => false,
+        };
+        let written = async {
+            if !already {
+                self.notion.append_children(&page.id, vec![note]).await?;
+            }
+            self.set_status(page, &self.settings.vocabulary.failed).await
+        };
+        if let Err(error) = written.await {
+            tracing::warn!(%error, page = %page.id, "could not mark the question failed; the next run tries again");
+        }
+        job.status = JobStatus::Failed;
+        job.error = Some(reason.clone());
+        job.finished_at = Some(self.clock.now());
+        let expected = job.version;
+        if let Err(error) = self.store.put_job(&job, Some(expected)).await {
+            tracing::warn!(%error, "could not record the failure");
+        }
+        Outcome::Failed { reason }
+    }
+}
+
+/// The result of trying to take a page's job.
+enum Claim {
+    /// This run owns the job (written with the expected version).
+    Work(JobRecord, Option<u64>),
+    /// The job is finished; only the page's status is missing.
+    Finish(JobRecord),
+    /// Another run owns it, or it is no longer pending.
+    Skip,
+}
+
+/// What of this generation's answer is on the page already.
+#[derive(Debug, PartialEq, Eq)]
+enum AnswerOnPage {
+    Absent,
+    /// The heading (and maybe some blocks) but no footer: an interrupted append. The ids are
+    /// those of the answer's blocks, to be removed before writing it again.
+    Partial(Vec<String>),
+    Complete,
+}
+
+fn compact(page_id: &str) -> String {
+    page_id.replace('-', "")
+}
+
+fn marker(page_id: &str, generation: u32, part: &str) -> String {
+    format!("{MARKER_BASE}{}-g{generation}-{part}", compact(page_id))
+}
+
+fn has_link(block: &Block, url: &str) -> bool {
+    block.payload()["rich_text"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|item| item["href"] == url || item["text"]["link"]["url"] == url)
+}
+
+fn is_answer_block(block: &Block, page_id: &str) -> bool {
+    let prefix = format!("{MARKER_BASE}{}-g", compact(page_id));
+    block.payload()["rich_text"].as_array().into_iter().flatten().any(|item| {
+        item["href"]
+            .as_str()
+            .or_else(|| item["text"]["link"]["url"].as_str())
+            .is_some_and(|url| url.starts_with(&prefix))
+    })
+}
+
+fn find_answer(blocks: &[Block], page_id: &str, generation: u32) -> AnswerOnPage {
+    let start = marker(page_id, generation, "start");
+    let end = marker(page_id, generation, "end");
+    let Some(first) = blocks.iter().position(|block| has_link(block, &start)) else { return AnswerOnPage::Absent };
+    if blocks[first..].iter().any(|block| has_link(block, &end)) {
+        AnswerOnPage::Complete
+    } else {
+        AnswerOnPage::Partial(blocks[first..].iter().map(|block| block.id.clone()).collect())
+    }
+}
+
+/// The answer as blocks: a heading carrying the start marker, the answer, a footer carrying the
+/// end marker (mode, model, sources, seconds).
+fn answer_blocks(
+    page_id: &str,
+    generation: u32,
+    markdown: &str,
+    context: &BuiltContext,
+    usage: Option<&Usage>,
+    seconds: f64,
+) -> Vec<Value> {
+    use notion::rich_text::{Style, text_item};
+    let title = match context.mode {
+        ContextMode::Full => "Answer",
+        _ => "Answer (offline)",
+    };
+    let heading_style = Style { link: Some(marker(page_id, generation, "start")), ..Style::default() };
+    let mut blocks =
+        vec![json!({ "type": "heading_2", "heading_2": { "rich_text": [text_item(title, &heading_style)] } })];
+    blocks.extend(notion::markdown::to_blocks(markdown));
+    let mut footer = format!(" · mode: {}", context.mode.as_str());
+    if let Some(usage) = usage {
+        footer.push_str(&format!(" · model: {}", usage.model));
+    }
+    if !context.sources.is_empty() {
+        footer.push_str(&format!(" · sources: {}", context.sources.join(", ")));
+    }
+    footer.push_str(&format!(" · {seconds:.1} s"));
+    let muted = Style { italic: true, ..Style::default() };
+    let signature = Style { italic: true, link: Some(marker(page_id, generation, "end")), ..Style::default() };
+    blocks.push(json!({
+        "type": "paragraph",
+        "paragraph": { "rich_text": [text_item("notion-llm", &signature), text_item(&truncate(&footer, 1900), &muted)], "color": "gray" },
+    }));
+    blocks
+}
+
+/// Without a model, the answer is the context itself, introduced as such.
+fn extractive_answer(context: &BuiltContext) -> String {
+    let intro = "*No language model is configured (OPENROUTER_API_KEY is not set), so this answer quotes the \
+        passages of your notes that best match the question.*";
+    if context.text.trim().is_empty() {
+        format!("{intro}\n\nNo passages matched, and no notes were reachable.")
+    } else {
+        let quoted: Vec<String> = context
+            .text
+            .lines()
+            .map(|line| if line.is_empty() { ">".to_owned() } else { format!("> {line}") })
+            .collect();
+        format!("{intro}\n\n{}", quoted.join("\n"))
+    }
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        None => text.to_owned(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(id: &str, url: Option<&str>) -> Block {
+        let rich = match url {
+            Some(url) => json!([{ "plain_text": "x", "href": url }]),
+            None => json!([{ "plain_text": "x", "href": null }]),
+        };
+        serde_json::from_value(json!({ "id": id, "type": "paragraph", "paragraph": { "rich_text": rich } })).unwrap()
+    }
+
+    #[test]
+    fn answers_are_found_by_their_markers() {
+        let page = "1111-2222";
+        let start = marker(page, 2, "start");
+        let end = marker(page, 2, "end");
+        let old = marker(page, 1, "start");
+        let complete = [block("a", None), block("b", Some(&start)), block("c", None), block("d", Some(&end))];
+        assert_eq!(find_answer(&complete, page, 2), AnswerOnPage::Complete);
+        let partial = [block("a", Some(&old)), block("b", Some(&start)), block("c", None)];
+        assert_eq!(find_answer(&partial, page, 2), AnswerOnPage::Partial(vec!["b".into(), "c".into()]));
+        assert_eq!(find_answer(&partial, page, 3), AnswerOnPage::Absent);
+        assert!(is_answer_block(&partial[0], page) && !is_answer_block(&complete[0], page));
+    }
+
+    #[test]
+    fn the_answer_carries_heading_footer_and_markers() {
+        let context = BuiltContext { mode: ContextMode::Cached, text: String::new(), sources: vec!["a.md".into()] };
+        let usage = Usage { model: "m".into(), ..Usage::default() };
+        let blocks = answer_blocks("p-1", 1, "Hello **world**", &context, Some(&usage), 1.26);
+        assert_eq!(blocks[0]["heading_2"]["rich_text"][0]["text"]["content"], "Answer (offline)");
+        assert_eq!(blocks[0]["heading_2"]["rich_text"][0]["text"]["link"]["url"], marker("p-1", 1, "start"));
+        let footer = &blocks.last().unwrap()["paragraph"]["rich_text"];
+        assert_eq!(footer[1]["text"]["content"], " · mode: cached · model: m · sources: a.md · 1.3 s");
+        assert_eq!(footer[0]["text"]["link"]["url"], marker("p-1", 1, "end"));
+    }
+
+    #[test]
+    fn extractive_answers_say_why_they_are_extractive() {
+        let context = BuiltContext { mode: ContextMode::Full, text: "[1] T (a.md)\nline".into(), sources: vec![] };
+        let answer = extractive_answer(&context);
+        assert!(answer.contains("OPENROUTER_API_KEY is not set"));
+        assert!(answer.ends_with("> [1] T (a.md)\n> line"));
+    }
+}

@@ -1,0 +1,244 @@
+//! The AWS store: one DynamoDB table, partition key `pk` (string), items under the design's
+//! keys. Each item keeps its record as JSON in `data`; jobs also carry `version` (the
+//! condition of every job write) and `status`, context items `expires_at` (the table's TTL
+//! attribute — which DynamoDB honours up to days late, so reads check it too).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{CachedContext, JobRecord, Store, StoreError, StoreResult, Template, context_key, job_key, template_key};
+
+/// A DynamoDB-backed store.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn backend(error: impl ProvideErrorMetadata + std::fmt::Display) -> StoreError {
+    // The SDK's Display is terse ("service error"); the code and message say what happened.
+    match (error.code(), error.message()) {
+        (Some(code), Some(message)) => StoreError::Backend(format!("{code}: {message}")),
+        (Some(code), None) => StoreError::Backend(code.to_owned()),
+        _ => StoreError::Backend(error.to_string()),
+    }
+}
+
+impl DynamoStore {
+    /// A store on `table`, with a client configured by the caller.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// A store on `table`, configured from the environment (region, credentials, and
+    /// `AWS_ENDPOINT_URL` for a stand-in).
+    pub async fn from_env(table: impl Into<String>) -> Self {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::new(Client::new(&config), table)
+    }
+
+    /// Creates the table if it does not exist (on AWS, `template.yaml` does this; tests and
+    /// first runs against a stand-in use it), and waits until it is active.
+    pub async fn ensure_table(&self) -> StoreResult<()> {
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("pk")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|error| StoreError::Backend(error.to_string()))?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("pk")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .map_err(|error| StoreError::Backend(error.to_string()))?,
+            )
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        if let Err(error) = created
+            && !error.as_service_error().is_some_and(|e| e.is_resource_in_use_exception())
+        {
+            return Err(backend(error));
+        }
+        for _ in 0..100 {
+            let description = self.client.describe_table().table_name(&self.table).send().await.map_err(backend)?;
+            if description.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(StoreError::Backend(format!("table {} did not become active", self.table)))
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Option<Item>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(output.item)
+    }
+
+    async fn put<T: Serialize>(&self, key: &str, value: &T, extra: Item) -> StoreResult<()> {
+        let mut item = item(key, value)?;
+        item.extend(extra);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn scan<T: DeserializeOwned>(&self, prefix: &str) -> StoreResult<Vec<T>> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :prefix)")
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(backend)?;
+            for found in output.items() {
+                items.push(decode(found)?);
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+fn item<T: Serialize>(key: &str, value: &T) -> StoreResult<Item> {
+    let data = serde_json::to_string(value).map_err(|error| StoreError::Backend(error.to_string()))?;
+    Ok(HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(key.to_owned())),
+        ("data".to_owned(), AttributeValue::S(data)),
+    ]))
+}
+
+fn decode<T: DeserializeOwned>(item: &Item) -> StoreResult<T> {
+    let key = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+    let data = item
+        .get("data")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Corrupt { key: key.clone(), message: "no data attribute".into() })?;
+    serde_json::from_str(data).map_err(|error| StoreError::Corrupt { key, message: error.to_string() })
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn get_job(&self, page_id: &str) -> StoreResult<Option<JobRecord>> {
+        self.get(&job_key(page_id)).await?.as_ref().map(decode).transpose()
+    }
+
+    async fn put_job(&self, job: &JobRecord, expected: Option<u64>) -> StoreResult<bool> {
+        let mut job = job.clone();
+        job.version = expected.unwrap_or(0) + 1;
+        let mut item = item(&job_key(&job.page_id), &job)?;
+        item.insert("version".into(), AttributeValue::N(job.version.to_string()));
+        item.insert("status".into(), AttributeValue::S(job.status.as_str().to_owned()));
+        let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let request = match expected {
+            None => request.condition_expression("attribute_not_exists(pk)"),
+            Some(version) => request
+                .condition_expression("version = :expected")
+                .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(error) => Err(backend(error)),
+        }
+    }
+
+    async fn job_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
+        let mut counts = BTreeMap::new();
+        for job in self.scan::<JobRecord>("job#").await? {
+            *counts.entry(job.status.as_str().to_owned()).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    async fn put_context(&self, tag: &str, context: &CachedContext) -> StoreResult<()> {
+        let ttl = HashMap::from([("expires_at".to_owned(), AttributeValue::N(context.expires_at.to_string()))]);
+        self.put(&context_key(tag), context, ttl).await
+    }
+
+    async fn get_context(&self, tag: &str, now: i64) -> StoreResult<Option<CachedContext>> {
+        let context: Option<CachedContext> = self.get(&context_key(tag)).await?.as_ref().map(decode).transpose()?;
+        Ok(context.filter(|context| context.expires_at > now))
+    }
+
+    async fn put_template(&self, template: &Template) -> StoreResult<()> {
+        self.put(&template_key(&template.name), template, HashMap::new()).await
+    }
+
+    async fn templates(&self) -> StoreResult<Vec<Template>> {
+        self.scan("tpl#").await
+    }
+
+    fn kind(&self) -> &'static str {
+        "dynamodb"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+
+    use super::*;
+    use crate::store::contract;
+
+    /// A store on a fresh table in a dynalite started for this test.
+    pub(crate) async fn dynalite_store() -> (testkit::Dynalite, DynamoStore) {
+        let dynalite = testkit::Dynalite::start().expect("dynalite is installed by scripts/setup.sh");
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(dynalite.url())
+            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+            .build();
+        let store = DynamoStore::new(Client::from_conf(config), "notion-llm-test");
+        store.ensure_table().await.unwrap();
+        store.ensure_table().await.unwrap(); // idempotent
+        (dynalite, store)
+    }
+
+    #[tokio::test]
+    async fn satisfies_the_store_contract_against_dynalite() {
+        let (_dynalite, store) = dynalite_store().await;
+        contract::jobs_are_written_once_and_then_only_by_version(&store).await;
+        contract::expired_context_is_ignored(&store).await;
+        contract::templates_round_trip(&store).await;
+        contract::concurrent_claims_have_one_winner(Arc::new(store)).await;
+    }
+}

@@ -1,0 +1,180 @@
+//! The self-hosted store: one redb file, one table of JSON items under the design's keys.
+//! redb transactions are serialisable, so the conditional job write is a read and a write in
+//! one write transaction.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{CachedContext, JobRecord, Store, StoreError, StoreResult, Template, context_key, job_key, template_key};
+
+const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
+
+/// A redb-backed store.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(backend)?;
+        }
+        let db = Database::create(path).map_err(backend)?;
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(ITEMS).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Runs blocking redb work off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || work(&db)).await.map_err(backend)?
+    }
+
+    fn read<T: DeserializeOwned>(db: &Database, key: &str) -> StoreResult<Option<T>> {
+        let txn = db.begin_read().map_err(backend)?;
+        let table = txn.open_table(ITEMS).map_err(backend)?;
+        let Some(bytes) = table.get(key).map_err(backend)? else { return Ok(None) };
+        decode(key, bytes.value()).map(Some)
+    }
+
+    fn write<T: Serialize>(db: &Database, key: &str, value: &T) -> StoreResult<()> {
+        let bytes = serde_json::to_vec(value).map_err(backend)?;
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(ITEMS).map_err(backend)?.insert(key, bytes.as_slice()).map_err(backend)?;
+        txn.commit().map_err(backend)
+    }
+
+    fn scan<T: DeserializeOwned>(db: &Database, prefix: &str) -> StoreResult<Vec<T>> {
+        let txn = db.begin_read().map_err(backend)?;
+        let table = txn.open_table(ITEMS).map_err(backend)?;
+        let mut items = Vec::new();
+        for entry in table.range(prefix..).map_err(backend)? {
+            let (key, value) = entry.map_err(backend)?;
+            if !key.value().starts_with(prefix) {
+                break;
+            }
+            items.push(decode(key.value(), value.value())?);
+        }
+        Ok(items)
+    }
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| StoreError::Corrupt { key: key.to_owned(), message: error.to_string() })
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get_job(&self, page_id: &str) -> StoreResult<Option<JobRecord>> {
+        let key = job_key(page_id);
+        self.blocking(move |db| Self::read(db, &key)).await
+    }
+
+    async fn put_job(&self, job: &JobRecord, expected: Option<u64>) -> StoreResult<bool> {
+        let key = job_key(&job.page_id);
+        let mut job = job.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut table = txn.open_table(ITEMS).map_err(backend)?;
+                let current: Option<JobRecord> = match table.get(key.as_str()).map_err(backend)? {
+                    Some(bytes) => Some(decode(&key, bytes.value())?),
+                    None => None,
+                };
+                if current.map(|job| job.version) != expected {
+                    return Ok(false);
+                }
+                job.version = expected.unwrap_or(0) + 1;
+                let bytes = serde_json::to_vec(&job).map_err(backend)?;
+                table.insert(key.as_str(), bytes.as_slice()).map_err(backend)?;
+            }
+            txn.commit().map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn job_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
+        self.blocking(|db| {
+            let mut counts = BTreeMap::new();
+            for job in Self::scan::<JobRecord>(db, "job#")? {
+                *counts.entry(job.status.as_str().to_owned()).or_default() += 1;
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn put_context(&self, tag: &str, context: &CachedContext) -> StoreResult<()> {
+        let (key, context) = (context_key(tag), context.clone());
+        self.blocking(move |db| Self::write(db, &key, &context)).await
+    }
+
+    async fn get_context(&self, tag: &str, now: i64) -> StoreResult<Option<CachedContext>> {
+        let key = context_key(tag);
+        let context: Option<CachedContext> = self.blocking(move |db| Self::read(db, &key)).await?;
+        Ok(context.filter(|context| context.expires_at > now))
+    }
+
+    async fn put_template(&self, template: &Template) -> StoreResult<()> {
+        let (key, template) = (template_key(&template.name), template.clone());
+        self.blocking(move |db| Self::write(db, &key, &template)).await
+    }
+
+    async fn templates(&self) -> StoreResult<Vec<Template>> {
+        self.blocking(|db| Self::scan(db, "tpl#")).await
+    }
+
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract;
+
+    fn store() -> (tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn satisfies_the_store_contract() {
+        let (_dir, store) = store();
+        contract::jobs_are_written_once_and_then_only_by_version(&store).await;
+        contract::expired_context_is_ignored(&store).await;
+        contract::templates_round_trip(&store).await;
+        contract::concurrent_claims_have_one_winner(Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let template =
+            Template { name: "t".into(), tags: vec![], system_prompt: "p".into(), fallback_context: String::new() };
+        EmbeddedStore::open(&path).unwrap().put_template(&template).await.unwrap();
+        assert_eq!(EmbeddedStore::open(&path).unwrap().templates().await.unwrap(), [template]);
+    }
+}

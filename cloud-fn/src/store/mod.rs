@@ -1,0 +1,273 @@
+//! Durable state of the cloud side, behind the [`Store`] trait: the job ledger (one record per
+//! question page, written with optimistic concurrency so two runs can never both own a job), the
+//! per-tag context cache for the offline fallback, and prompt templates.
+//!
+//! Two adapters: [`dynamo::DynamoStore`] (one DynamoDB table, for AWS) and
+//! [`embedded::EmbeddedStore`] (a redb file, for self-hosting). Keys follow the design's table
+//! layout — `job#<page_id>`, `ctx#<tag>`, `tpl#<name>` — in both.
+
+pub mod dynamo;
+pub mod embedded;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// A run holds the lease and is working on it (or died doing so: see `lease_until`).
+    Working,
+    /// Answered with the agent's context.
+    Answered,
+    /// Answered from cached or template context.
+    AnsweredOffline,
+    /// Given up after the last attempt; the reason is on the page.
+    Failed,
+}
+
+impl JobStatus {
+    /// Whether the job is finished (a new generation may start when the page is reopened).
+    pub fn is_terminal(self) -> bool {
+        self != Self::Working
+    }
+
+    /// Name used in counters and `/status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Working => "working",
+            Self::Answered => "answered",
+            Self::AnsweredOffline => "answered_offline",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Tokens and cost of one LLM call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Model that answered (a fallback may differ from the one asked for).
+    pub model: String,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Cost in credits (USD on OpenRouter), if reported.
+    pub cost: Option<f64>,
+}
+
+/// The ledger entry of one question page (`job#<page_id>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The question page.
+    pub page_id: String,
+    /// Increases each time a person reopens the question (sets it back to Pending).
+    pub generation: u32,
+    /// Where the job stands.
+    pub status: JobStatus,
+    /// Attempts at the current generation.
+    pub attempts: u32,
+    /// Until when the current owner holds the job (seconds since the epoch).
+    pub lease_until: i64,
+    /// The run that holds (or last held) the lease.
+    pub owner: String,
+    /// Context mode of the answer (`full`, `cached`, `template`, `none`).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Why the last attempt failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// When the job reached a terminal status (seconds since the epoch).
+    #[serde(default)]
+    pub finished_at: Option<i64>,
+    /// LLM usage of the answer.
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    /// Optimistic-concurrency version: every write is conditional on the version read.
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// Cached context for one tag (`ctx#<tag>`), written whenever the agent answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachedContext {
+    /// The context block.
+    pub context: String,
+    /// Its cited sources.
+    pub sources: Vec<String>,
+    /// When it was written (seconds since the epoch).
+    pub updated_at: i64,
+    /// When it stops being usable (seconds since the epoch).
+    pub expires_at: i64,
+}
+
+/// A prompt template (`tpl#<name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template {
+    /// Unique name; `default` is used when no tag has a template of its own.
+    pub name: String,
+    /// Tags this template answers (empty for `default`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The system prompt.
+    pub system_prompt: String,
+    /// Context used when neither the agent nor the cache can provide any.
+    #[serde(default)]
+    pub fallback_context: String,
+}
+
+/// Errors of a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, network, throttling…).
+    #[error("store backend: {0}")]
+    Backend(String),
+    /// A stored item could not be decoded.
+    #[error("stored item {key} is unreadable: {message}")]
+    Corrupt {
+        /// Its key.
+        key: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Result with a [`StoreError`].
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Durable state, shared by every run of the cloud side.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The job of a page, if any.
+    async fn get_job(&self, page_id: &str) -> StoreResult<Option<JobRecord>>;
+
+    /// Writes `job` if the stored version is still `expected` (`None`: no job exists yet), and
+    /// stores it with version `expected + 1`. Returns false when another writer got there first.
+    async fn put_job(&self, job: &JobRecord, expected: Option<u64>) -> StoreResult<bool>;
+
+    /// Number of jobs by status name.
+    async fn job_counts(&self) -> StoreResult<BTreeMap<String, u64>>;
+
+    /// Stores the context for a tag.
+    async fn put_context(&self, tag: &str, context: &CachedContext) -> StoreResult<()>;
+
+    /// The context for a tag, unless it expired before `now`: expired items are ignored even if
+    /// the backend has not deleted them yet (DynamoDB's TTL deletes up to days late).
+    async fn get_context(&self, tag: &str, now: i64) -> StoreResult<Option<CachedContext>>;
+
+    /// Stores a template under its name.
+    async fn put_template(&self, template: &Template) -> StoreResult<()>;
+
+    /// All stored templates, by name.
+    async fn templates(&self) -> StoreResult<Vec<Template>>;
+
+    /// What kind of store this is, for `/status`.
+    fn kind(&self) -> &'static str;
+}
+
+/// Key of a job item.
+pub fn job_key(page_id: &str) -> String {
+    format!("job#{page_id}")
+}
+
+/// Key of a context item (tags are compared case-insensitively).
+pub fn context_key(tag: &str) -> String {
+    format!("ctx#{}", tag.trim().to_lowercase())
+}
+
+/// Key of a template item.
+pub fn template_key(name: &str) -> String {
+    format!("tpl#{name}")
+}
+
+#[cfg(test)]
+pub(crate) mod contract {
+    //! The behaviour every adapter must have; run against each of them.
+
+    use super::*;
+
+    fn job(page: &str) -> JobRecord {
+        JobRecord {
+            page_id: page.into(),
+            generation: 1,
+            status: JobStatus::Working,
+            attempts: 1,
+            lease_until: 100,
+            owner: "run-a".into(),
+            mode: None,
+            error: None,
+            finished_at: None,
+            usage: None,
+            version: 0,
+        }
+    }
+
+    pub async fn jobs_are_written_once_and_then_only_by_version(store: &dyn Store) {
+        assert_eq!(store.get_job("p1").await.unwrap(), None);
+        assert!(store.put_job(&job("p1"), None).await.unwrap(), "first claim wins");
+        assert!(!store.put_job(&job("p1"), None).await.unwrap(), "a second first claim loses");
+        let stored = store.get_job("p1").await.unwrap().unwrap();
+        assert_eq!(stored.version, 1);
+        assert_eq!(stored.owner, "run-a");
+
+        let mut next = stored.clone();
+        next.owner = "run-b".into();
+        assert!(store.put_job(&next, Some(1)).await.unwrap());
+        assert!(!store.put_job(&next, Some(1)).await.unwrap(), "a stale version loses");
+        let mut done = store.get_job("p1").await.unwrap().unwrap();
+        assert_eq!((done.version, done.owner.as_str()), (2, "run-b"));
+        done.status = JobStatus::Answered;
+        done.usage = Some(Usage { model: "m".into(), prompt_tokens: 3, completion_tokens: 4, cost: Some(0.5) });
+        assert!(store.put_job(&done, Some(2)).await.unwrap());
+        let read = store.get_job("p1").await.unwrap().unwrap();
+        assert_eq!(read.usage, done.usage);
+        assert_eq!(read.status, JobStatus::Answered);
+
+        store.put_job(&job("p2"), None).await.unwrap();
+        let counts = store.job_counts().await.unwrap();
+        assert_eq!(counts.get("answered"), Some(&1));
+        assert_eq!(counts.get("working"), Some(&1));
+    }
+
+    pub async fn concurrent_claims_have_one_winner(store: std::sync::Arc<dyn Store>) {
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                let mut claim = job("race");
+                claim.owner = format!("run-{i}");
+                tokio::spawn(async move { store.put_job(&claim, None).await.unwrap() })
+            })
+            .collect();
+        let mut winners = 0;
+        for task in tasks {
+            winners += usize::from(task.await.unwrap());
+        }
+        assert_eq!(winners, 1);
+    }
+
+    pub async fn expired_context_is_ignored(store: &dyn Store) {
+        let context =
+            CachedContext { context: "[1] x".into(), sources: vec!["a.md".into()], updated_at: 10, expires_at: 100 };
+        store.put_context("AI效率", &context).await.unwrap();
+        assert_eq!(store.get_context("ai效率", 50).await.unwrap(), Some(context.clone()), "tags ignore case");
+        assert_eq!(store.get_context("AI效率", 100).await.unwrap(), None, "expired at its expiry time");
+        assert_eq!(store.get_context("other", 50).await.unwrap(), None);
+    }
+
+    pub async fn templates_round_trip(store: &dyn Store) {
+        assert!(store.templates().await.unwrap().is_empty());
+        let template = Template {
+            name: "rust".into(),
+            tags: vec!["Rust".into()],
+            system_prompt: "You answer Rust questions.".into(),
+            fallback_context: String::new(),
+        };
+        store.put_template(&template).await.unwrap();
+        let mut changed = template.clone();
+        changed.system_prompt = "Changed.".into();
+        store.put_template(&changed).await.unwrap();
+        assert_eq!(store.templates().await.unwrap(), [changed]);
+    }
+}

@@ -1,0 +1,199 @@
+//! Prompt templates: built-in defaults, overridden by templates in the store (which the
+//! `Templates` Notion database syncs both ways), and the prompt built from one.
+//!
+//! The Notion templates database has the properties `Name` (title), `Tags` (multi-select),
+//! `System Prompt` (text) and `Fallback Context` (text).
+
+use std::collections::BTreeMap;
+
+use notion::page::write;
+use notion::{NotionClient, NotionError};
+use serde_json::json;
+
+use crate::context::{BuiltContext, ContextMode};
+use crate::llm::Prompt;
+use crate::store::{Store, StoreError, Template};
+
+/// Name of the template used when no tag has one.
+pub const DEFAULT_TEMPLATE: &str = "default";
+
+/// The templates shipped with the program; stored ones with the same name win.
+pub fn builtin() -> Vec<Template> {
+    vec![
+        Template {
+            name: DEFAULT_TEMPLATE.into(),
+            tags: Vec::new(),
+            system_prompt: "You are a personal knowledge assistant. Answer the user's question using the context \
+                from their own notes, and cite the passages you use as [1], [2]. If the notes do not contain \
+                the answer, say so, then answer from general knowledge and mark that part clearly. Answer in \
+                the language of the question. Use Markdown: short paragraphs, lists where they help."
+                .into(),
+            fallback_context: String::new(),
+        },
+        Template {
+            name: "ai-efficiency".into(),
+            tags: vec!["AI效率".into()],
+            system_prompt: "你是一位注重实效的效率教练。根据用户笔记中的上下文回答问题，引用时标注 [1]、[2]。\
+                给出具体、可以立即执行的步骤；笔记中没有的内容要明确说明是一般建议。用提问所用的语言回答，使用 Markdown。"
+                .into(),
+            fallback_context: "一般原则：先明确目标，再拆分任务；用番茄工作法等固定节奏保持专注；每周回顾并调整计划。".into(),
+        },
+    ]
+}
+
+/// The active templates: built-ins overridden by stored ones.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    by_name: BTreeMap<String, Template>,
+}
+
+impl Templates {
+    /// Built-ins overridden by `stored`.
+    pub fn new(stored: Vec<Template>) -> Self {
+        let mut by_name: BTreeMap<String, Template> = builtin().into_iter().map(|t| (t.name.clone(), t)).collect();
+        for template in stored {
+            by_name.insert(template.name.clone(), template);
+        }
+        Self { by_name }
+    }
+
+    /// Loads the stored templates.
+    pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
+        Ok(Self::new(store.templates().await?))
+    }
+
+    /// All templates, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Template> {
+        self.by_name.values()
+    }
+
+    /// The template for a question: the first of its tags that a template answers (tags compare
+    /// case-insensitively), else `default`.
+    pub fn select(&self, tags: &[String]) -> &Template {
+        for tag in tags {
+            let tag = tag.to_lowercase();
+            if let Some(template) = self.by_name.values().find(|t| t.tags.iter().any(|own| own.to_lowercase() == tag)) {
+                return template;
+            }
+        }
+        self.by_name.get(DEFAULT_TEMPLATE).unwrap_or_else(|| self.by_name.values().next().expect("built-ins exist"))
+    }
+}
+
+/// The prompt: the template's system prompt; then the context between delimiters, and the
+/// question (title, then details from the page body) last.
+pub fn build_prompt(template: &Template, context: &BuiltContext, question: &str, details: &str) -> Prompt {
+    let mut user = String::new();
+    let source = match context.mode {
+        ContextMode::Full => "the user's notes",
+        ContextMode::Cached => "the user's notes (cached; the notes themselves are offline)",
+        ContextMode::Template => "general background (the user's notes are offline)",
+    };
+    if context.text.trim().is_empty() {
+        user.push_str("No context is available for this question.\n\n");
+    } else {
+        user.push_str(&format!(
+            "Context from {source}, between the markers:\n<<<CONTEXT\n{}\nCONTEXT>>>\n\n",
+            context.text.trim()
+        ));
+    }
+    if !details.trim().is_empty() {
+        user.push_str(&format!("Details given with the question:\n{}\n\n", details.trim()));
+    }
+    user.push_str(&format!("Question: {}", question.trim()));
+    Prompt { system: template.system_prompt.clone(), user }
+}
+
+/// Errors of a template sync.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Notion failed.
+    #[error(transparent)]
+    Notion(#[from] NotionError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Copies the templates of the Notion templates database into the store; returns how many.
+pub async fn sync_from_notion(notion: &NotionClient, data_source: &str, store: &dyn Store) -> Result<usize, SyncError> {
+    let pages = notion.query_all(data_source, None, None).await?;
+    let mut count = 0;
+    for page in pages.iter().filter(|page| !page.is_trashed()) {
+        let name = page.title().trim().to_owned();
+        let system_prompt = page.text("System Prompt").unwrap_or_default();
+        if name.is_empty() || system_prompt.trim().is_empty() {
+            tracing::warn!(page = %page.id, "skipping a template without a name or system prompt");
+            continue;
+        }
+        let template = Template {
+            name,
+            tags: page.multi_select("Tags"),
+            system_prompt,
+            fallback_context: page.text("Fallback Context").unwrap_or_default(),
+        };
+        store.put_template(&template).await?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Writes every active template (built-in or stored) to the Notion templates database:
+/// existing pages (same name) are updated, missing ones created. Returns how many were written.
+pub async fn sync_to_notion(notion: &NotionClient, data_source: &str, store: &dyn Store) -> Result<usize, SyncError> {
+    let templates = Templates::load(store).await?;
+    let existing = notion.query_all(data_source, None, None).await?;
+    let mut count = 0;
+    for template in templates.all() {
+        let properties = json!({
+            "Name": write::title(&template.name),
+            "Tags": write::multi_select(&template.tags),
+            "System Prompt": write::rich_text(&template.system_prompt),
+            "Fallback Context": write::rich_text(&template.fallback_context),
+        });
+        match existing.iter().find(|page| !page.is_trashed() && page.title().trim() == template.name) {
+            Some(page) => {
+                notion.update_properties(&page.id, properties).await?;
+            }
+            None => {
+                notion.create_page(data_source, properties, Vec::new()).await?;
+            }
+        }
+        count += 1;
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(mode: ContextMode, text: &str) -> BuiltContext {
+        BuiltContext { mode, text: text.into(), sources: Vec::new() }
+    }
+
+    #[test]
+    fn templates_are_chosen_by_tag_and_stored_ones_override_built_ins() {
+        let stored = Template {
+            name: "default".into(),
+            tags: vec![],
+            system_prompt: "Custom.".into(),
+            fallback_context: String::new(),
+        };
+        let templates = Templates::new(vec![stored]);
+        assert_eq!(templates.select(&[]).system_prompt, "Custom.");
+        assert_eq!(templates.select(&["other".into(), "ai效率".into()]).name, "ai-efficiency");
+    }
+
+    #[test]
+    fn the_prompt_delimits_context_and_ends_with_the_question() {
+        let template = &builtin()[0];
+        let prompt =
+            build_prompt(template, &context(ContextMode::Full, "[1] Note (a.md)\ntext"), "Why?", "More detail.");
+        assert_eq!(prompt.system, template.system_prompt);
+        assert!(prompt.user.contains("<<<CONTEXT\n[1] Note (a.md)\ntext\nCONTEXT>>>"));
+        assert!(prompt.user.ends_with("More detail.\n\nQuestion: Why?"));
+        let offline = build_prompt(template, &context(ContextMode::Template, ""), "Why?", "");
+        assert!(offline.user.starts_with("No context is available"));
+    }
+}

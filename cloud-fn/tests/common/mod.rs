@@ -1,0 +1,183 @@
+//! The world the cloud side's tests run in: the Notion sandbox with a questions database, the
+//! LLM stand-in, a store, a clock the tests move, and a fake agent that can go offline.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cloud_fn::agent::{AgentLink, LinkError, LinkStatus};
+use cloud_fn::clock::{Clock, ManualClock};
+use cloud_fn::context::{ContextBuilder, LadderSettings};
+use cloud_fn::llm::{Llm, OpenRouter, OpenRouterOptions};
+use cloud_fn::pipeline::{Pipeline, PipelineSettings};
+use cloud_fn::store::Store;
+use cloud_fn::store::embedded::EmbeddedStore;
+use notion::page::write;
+use notion::{ClientOptions, NotionClient, RetryPolicy};
+use protocol::{SearchHit, SearchRequest, SearchResponse, SourceType};
+use serde_json::{Value, json};
+use testkit::{LlmStandIn, NotionSandbox, PropertyKind, PropertySchema};
+
+pub const TOKEN: &str = "secret_sandbox";
+pub const KEY: &str = "sk-or-test";
+
+/// An agent that answers every search with one passage, while `live`.
+pub struct FakeAgent {
+    pub live: AtomicBool,
+}
+
+#[async_trait]
+impl AgentLink for FakeAgent {
+    async fn is_live(&self) -> bool {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    async fn search(&self, request: &SearchRequest, _deadline: Duration) -> Result<SearchResponse, LinkError> {
+        if !self.is_live().await {
+            return Err(LinkError::Offline);
+        }
+        let hit = SearchHit {
+            knowledge_id: "notes/sleep.md#0".into(),
+            title: "Sleep notes".into(),
+            content_snippet: "Sleep 7–9 hours.".into(),
+            similarity_score: 0.9,
+            source_type: SourceType::Hybrid,
+            source: "notes/sleep.md".into(),
+        };
+        Ok(SearchResponse {
+            success: true,
+            results: vec![hit],
+            context: format!("[1] Sleep notes (notes/sleep.md)\nAbout: {}", request.query),
+            processing_time: 0.001,
+        })
+    }
+
+    async fn status(&self) -> LinkStatus {
+        LinkStatus { kind: "fake".into(), live_agents: usize::from(self.live.load(Ordering::SeqCst)) }
+    }
+}
+
+pub struct World {
+    pub sandbox: NotionSandbox,
+    pub llm: LlmStandIn,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<ManualClock>,
+    pub database: String,
+    pub source: String,
+    pub agent: Arc<FakeAgent>,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+        Self::with_store(store, dir).await
+    }
+
+    pub async fn with_store(store: Arc<dyn Store>, dir: tempfile::TempDir) -> Self {
+        let sandbox = NotionSandbox::start(TOKEN).await.unwrap();
+        let (database, source) = sandbox.create_database(
+            "Questions",
+            vec![
+                PropertySchema::new("Question", PropertyKind::Title),
+                PropertySchema::new("Status", PropertyKind::Status).with_options(&[
+                    "Pending",
+                    "Processing",
+                    "Answered",
+                    "Answered (offline)",
+                    "Failed",
+                ]),
+                PropertySchema::new("Tags", PropertyKind::MultiSelect),
+            ],
+        );
+        World {
+            sandbox,
+            llm: LlmStandIn::start(KEY).await.unwrap(),
+            store,
+            clock: Arc::new(ManualClock::new()),
+            database,
+            source,
+            agent: Arc::new(FakeAgent { live: AtomicBool::new(true) }),
+            _dir: dir,
+        }
+    }
+
+    pub fn notion(&self) -> NotionClient {
+        let options = ClientOptions {
+            base_url: self.sandbox.url(),
+            requests_per_second: 1000,
+            retry: RetryPolicy {
+                base_delay: Duration::from_millis(2),
+                max_delay: Duration::from_millis(20),
+                ..RetryPolicy::default()
+            },
+            ..ClientOptions::default()
+        };
+        NotionClient::new(TOKEN, options).unwrap()
+    }
+
+    pub fn llm(&self, models: &[&str]) -> Arc<dyn Llm> {
+        let options = OpenRouterOptions {
+            base_url: self.llm.url(),
+            models: models.iter().map(|m| (*m).to_owned()).collect(),
+            timeout: Duration::from_secs(5),
+            backoff: Duration::from_millis(5),
+            ..OpenRouterOptions::default()
+        };
+        Arc::new(OpenRouter::new(KEY, options).unwrap())
+    }
+
+    /// A fresh pipeline, as a new process (or Lambda invocation) would build it.
+    pub fn pipeline(&self, llm: Option<Arc<dyn Llm>>, link: Arc<dyn AgentLink>) -> Arc<Pipeline> {
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        let ladder = LadderSettings { agent_timeout: Duration::from_millis(500), ..LadderSettings::default() };
+        let context = ContextBuilder::new(link, self.store.clone(), clock.clone(), ladder);
+        let settings = PipelineSettings { lease_secs: 300, retry_delay_secs: 60, ..PipelineSettings::default() };
+        Arc::new(Pipeline::new(self.notion(), self.database.clone(), llm, self.store.clone(), context, clock, settings))
+    }
+
+    pub fn default_pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline(Some(self.llm(&["primary/model"])), self.agent.clone())
+    }
+
+    pub fn ask(&self, question: &str, tags: &[&str]) -> String {
+        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+        self.sandbox.add_page(
+            &self.source,
+            json!({ "Question": write::title(question), "Status": write::status("Pending"), "Tags": write::multi_select(&tags) }),
+            Value::Null,
+        )
+    }
+
+    pub fn status(&self, page: &str) -> String {
+        self.sandbox.page(page).unwrap()["properties"]["Status"]["status"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Answer headings on the page.
+    pub fn answers(&self, page: &str) -> usize {
+        self.sandbox
+            .blocks(page)
+            .iter()
+            .filter(|b| {
+                b["type"] == "heading_2"
+                    && b["heading_2"]["rich_text"][0]["plain_text"].as_str().unwrap_or("").starts_with("Answer")
+            })
+            .count()
+    }
+
+    /// Complete answers (footers) on the page.
+    pub fn footers(&self, page: &str) -> Vec<String> {
+        self.sandbox
+            .blocks(page)
+            .iter()
+            .filter(|b| b["type"] == "paragraph" && b["paragraph"]["rich_text"][0]["plain_text"] == "notion-llm")
+            .map(|b| b["paragraph"]["rich_text"][1]["plain_text"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}

@@ -1,0 +1,265 @@
+//! `process_once` against the Notion sandbox, the LLM stand-in and both stores: every question
+//! answered exactly once, through rate limits, failures, crashes and reopenings.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use cloud_fn::agent::OfflineLink;
+use cloud_fn::pipeline::{Outcome, Step};
+use common::World;
+use notion::page::write;
+use serde_json::{Value, json};
+use testkit::{Fault, LlmFault};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_questions_are_answered_exactly_once() {
+    let world = World::new().await;
+    let pages: Vec<String> = (0..50).map(|i| world.ask(&format!("Question number {i}?"), &["health"])).collect();
+    let report = world.default_pipeline().process_once().await.unwrap();
+    assert_eq!((report.found, report.answered), (50, 50), "{report:?}");
+
+    let again = world.default_pipeline().process_once().await.unwrap();
+    assert_eq!(again.found, 0, "nothing is pending any more");
+    for page in &pages {
+        assert_eq!(world.status(page), "Answered");
+        assert_eq!(world.answers(page), 1, "{page}");
+        let footer = &world.footers(page)[0];
+        assert!(
+            footer.contains("mode: full")
+                && footer.contains("model: primary/model")
+                && footer.contains("sources: notes/sleep.md"),
+            "{footer}"
+        );
+        let text = world.sandbox.page_text(page);
+        assert!(text.contains("[1] Sleep notes (notes/sleep.md)"), "the agent's context reached the model: {text}");
+        assert!(text.contains("You are a personal knowledge assistant."), "the default template was used");
+    }
+    assert_eq!(world.llm.requests().len(), 50);
+    let jobs = world.store.job_counts().await.unwrap();
+    assert_eq!(jobs.get("answered"), Some(&50));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_at_once_never_answer_a_question_twice() {
+    let world = World::new().await;
+    let pages: Vec<String> = (0..20).map(|i| world.ask(&format!("Q{i}"), &[])).collect();
+    let (a, b) = (world.default_pipeline(), world.default_pipeline());
+    let (first, second) = tokio::join!(a.process_once(), b.process_once());
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.answered + second.answered, 20, "{first:?} / {second:?}");
+    for page in &pages {
+        assert_eq!(world.answers(page), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notion_rate_limits_and_server_errors_are_weathered() {
+    let world = World::new().await;
+    let pages: Vec<String> = (0..10).map(|i| world.ask(&format!("Q{i}"), &[])).collect();
+    world.sandbox.inject(None, "/query", Fault::RateLimited { retry_after_secs: 0 }, 2);
+    world.sandbox.inject(Some("PATCH"), "/v1/pages/", Fault::Status(503), 3);
+    world.sandbox.inject(Some("GET"), "/children", Fault::Overloaded { retry_after_secs: 0 }, 3);
+    world.sandbox.inject(Some("PATCH"), "/children", Fault::RateLimited { retry_after_secs: 0 }, 3);
+    let report = world.default_pipeline().process_once().await.unwrap();
+    assert_eq!(report.answered, 10, "{report:?}");
+    for page in &pages {
+        assert_eq!((world.answers(page), world.status(page).as_str()), (1, "Answered"));
+    }
+    assert!(world.sandbox.requests().iter().any(|r| r.status == 429));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_failures_fall_back_to_the_next_model_or_fail_clearly() {
+    let world = World::new().await;
+    let fallback = world.ask("Use the fallback", &[]);
+    world.llm.inject(Some("flaky/model"), LlmFault::Status(502), 3);
+    world.llm.inject(Some("second/model"), LlmFault::ErrorIn200, 1);
+    let pipeline = world.pipeline(Some(world.llm(&["flaky/model", "second/model"])), world.agent.clone());
+    pipeline.process_once().await.unwrap();
+    assert_eq!(world.status(&fallback), "Answered");
+    assert!(world.footers(&fallback)[0].contains("model: second/model"), "{:?}", world.footers(&fallback));
+
+    let broke = world.ask("No credits", &[]);
+    world.llm.inject(None, LlmFault::Status(402), 1);
+    let report = world.default_pipeline().process_once().await.unwrap();
+    assert_eq!(report.failed, 1);
+    assert_eq!(world.status(&broke), "Failed");
+    assert!(world.sandbox.page_text(&broke).contains("insufficient credits"), "{}", world.sandbox.page_text(&broke));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_by_later_runs_then_given_up() {
+    let world = World::new().await;
+    let page = world.ask("Flaky", &[]);
+    world.llm.inject(None, LlmFault::Status(500), 1000);
+    for attempt in 1..=3 {
+        let report = world.default_pipeline().process_once().await.unwrap();
+        let expected = if attempt < 3 { "retrying" } else { "failed" };
+        let counts = (report.retrying, report.failed);
+        assert_eq!(counts, if expected == "retrying" { (1, 0) } else { (0, 1) }, "attempt {attempt}: {report:?}");
+        // A retry waits for its delay: the next run leaves the page alone until then.
+        if attempt < 3 {
+            assert_eq!(world.default_pipeline().process_once().await.unwrap().skipped, 1);
+            world.clock.advance(61);
+        }
+    }
+    assert_eq!(world.status(&page), "Failed");
+    assert!(world.sandbox.page_text(&page).contains("could not answer this question"));
+    assert_eq!(world.answers(&page), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_any_step_still_ends_with_exactly_one_answer() {
+    for step in Step::ALL {
+        let world = World::new().await;
+        let page = world.ask(&format!("Crash after {step:?}"), &[]);
+        let crashing = world.default_pipeline();
+        let crashing = Arc::new(Arc::try_unwrap(crashing).ok().unwrap().crash_after(step));
+        assert!(crashing.process_once().await.is_err(), "{step:?}");
+        if step < Step::Recorded {
+            // The lease holds until it expires; then the next run takes the job over.
+            assert_eq!(world.default_pipeline().process_once().await.unwrap().skipped, 1, "{step:?}");
+            world.clock.advance(301);
+        }
+        let report = world.default_pipeline().process_once().await.unwrap();
+        if step < Step::StatusSet {
+            assert_eq!(report.answered, 1, "{step:?}: {report:?}");
+        }
+        assert_eq!(world.answers(&page), 1, "{step:?}");
+        assert_eq!(world.footers(&page).len(), 1, "{step:?}");
+        assert_eq!(world.status(&page), "Answered", "{step:?}");
+        let finished = world.default_pipeline().process_once().await.unwrap();
+        assert_eq!(finished.found, 0, "{step:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_append_reply_does_not_duplicate_the_answer() {
+    let world = World::new().await;
+    let page = world.ask("Lost reply", &[]);
+    world.sandbox.inject(Some("PATCH"), "/children", Fault::ApplyThenFail, 1);
+    let report = world.default_pipeline().process_once().await.unwrap();
+    assert_eq!(report.retrying, 1, "{report:?}");
+    world.clock.advance(61);
+    world.default_pipeline().process_once().await.unwrap();
+    assert_eq!((world.answers(&page), world.footers(&page).len()), (1, 1));
+    assert_eq!(world.status(&page), "Answered");
+    assert_eq!(world.llm.requests().len(), 1, "the complete answer was found, the model was not asked again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_agent_means_cached_then_template_context() {
+    let world = World::new().await;
+    let first = world.ask("While online", &["AI效率"]);
+    world.default_pipeline().process_once().await.unwrap();
+    assert_eq!(world.status(&first), "Answered");
+
+    world.agent.live.store(false, Ordering::SeqCst);
+    let cached = world.ask("While offline", &["ai效率"]);
+    let untagged = world.ask("Offline, no tag", &["new-topic"]);
+    let report = world.default_pipeline().process_once().await.unwrap();
+    assert_eq!(report.answered_offline, 2, "{report:?}");
+    assert_eq!(world.status(&cached), "Answered (offline)");
+    assert!(world.footers(&cached)[0].contains("mode: cached"));
+    assert!(world.sandbox.page_text(&cached).contains("[1] Sleep notes"), "context cached from the first question");
+    assert!(world.sandbox.page_text(&cached).contains("你是一位注重实效的效率教练"), "the tag's template");
+    assert!(world.footers(&untagged)[0].contains("mode: template"));
+
+    // Stale cache is not used.
+    world.clock.advance(8 * 86400);
+    let stale = world.ask("Much later", &["AI效率"]);
+    world.default_pipeline().process_once().await.unwrap();
+    assert!(world.footers(&stale)[0].contains("mode: template"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_llm_key_the_answer_quotes_the_notes_and_says_why() {
+    let world = World::new().await;
+    let page = world.ask("No key", &[]);
+    world.pipeline(None, world.agent.clone()).process_once().await.unwrap();
+    let text = world.sandbox.page_text(&page);
+    assert!(text.contains("OPENROUTER_API_KEY is not set"), "{text}");
+    assert!(text.contains("[1] Sleep notes (notes/sleep.md)"));
+    assert_eq!(world.status(&page), "Answered");
+    assert!(world.llm.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_question_gets_a_second_answer_below_the_first() {
+    let world = World::new().await;
+    let page = world.ask("Ask me twice", &[]);
+    world.default_pipeline().process_once().await.unwrap();
+    world.sandbox.set_property(&page, "Status", write::status("Pending"));
+    world.default_pipeline().process_once().await.unwrap();
+    assert_eq!((world.answers(&page), world.footers(&page).len()), (2, 2));
+    assert_eq!(world.status(&page), "Answered");
+    let second_prompt = &world.llm.requests()[1].messages[1]["content"];
+    assert!(!second_prompt.as_str().unwrap().contains("Stand-in answer"), "earlier answers are not sent as details");
+    world.default_pipeline().process_once().await.unwrap();
+    assert_eq!(world.answers(&page), 2, "an answered question stays answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_pages_get_a_clear_outcome() {
+    let world = World::new().await;
+    let untitled = world.ask("", &[]);
+    let huge = world.ask("Huge body", &[]);
+    let paragraphs: Vec<Value> = (0..100)
+        .map(|i| json!({"type": "paragraph", "paragraph": {"rich_text": [{"text": {"content": format!("{i} {}", "detail ".repeat(250))}}]}}))
+        .collect();
+    for _ in 0..3 {
+        world.notion().append_children(&huge, paragraphs.clone()).await.unwrap();
+    }
+    let odd = world.ask("Odd blocks", &[]);
+    world.sandbox.add_raw_block(&odd, "unsupported", json!({}));
+    world.sandbox.add_raw_block(&odd, "ai_block", json!({}));
+    world.sandbox.add_raw_block(&odd, "paragraph", json!({"rich_text": [{"plain_text": "Real detail"}]}));
+
+    let report = world.default_pipeline().process_once().await.unwrap();
+    assert_eq!(report.answered, 3, "{report:?}");
+    assert!(world.sandbox.page_text(&untitled).contains("(untitled question)"));
+    let odd_prompt = world
+        .llm
+        .requests()
+        .iter()
+        .find(|r| r.messages[1]["content"].as_str().unwrap().contains("Odd blocks"))
+        .cloned()
+        .unwrap();
+    assert!(odd_prompt.messages[1]["content"].as_str().unwrap().contains("Real detail"));
+    assert_eq!(world.answers(&huge), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offline_link_answers_from_templates_with_the_offline_status() {
+    let world = World::new().await;
+    let page = world.ask("Nobody home", &[]);
+    let report = world.pipeline(Some(world.llm(&["m"])), Arc::new(OfflineLink)).process_once().await.unwrap();
+    assert!(matches!(&report.pages[0].1, Outcome::Answered { mode } if mode == "template"));
+    assert_eq!(world.status(&page), "Answered (offline)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_works_the_same_on_dynamodb() {
+    let dynalite = testkit::Dynalite::start().expect("dynalite is installed by scripts/setup.sh");
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .endpoint_url(dynalite.url())
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
+        .build();
+    let store =
+        cloud_fn::store::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), "questions-test");
+    store.ensure_table().await.unwrap();
+    let world = World::with_store(Arc::new(store), tempfile::tempdir().unwrap()).await;
+    let pages: Vec<String> = (0..10).map(|i| world.ask(&format!("Q{i}"), &["t"])).collect();
+    let crashing = Arc::new(Arc::try_unwrap(world.default_pipeline()).ok().unwrap().crash_after(Step::Appended));
+    assert!(crashing.process_once().await.is_err());
+    world.clock.advance(301);
+    world.default_pipeline().process_once().await.unwrap();
+    for page in &pages {
+        assert_eq!((world.answers(page), world.status(page).as_str()), (1, "Answered"));
+    }
+    assert_eq!(world.store.job_counts().await.unwrap().get("answered"), Some(&10));
+}

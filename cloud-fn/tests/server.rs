@@ -1,0 +1,177 @@
+//! The self-hosted server on an ephemeral port: authentication, the status endpoints, manual
+//! and timed runs, template sync both ways.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloud_fn::config::Secret;
+use cloud_fn::server::{self, ServerState};
+use cloud_fn::store::Template;
+use common::World;
+use notion::page::write;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use testkit::{PropertyKind, PropertySchema};
+
+const CLOUD_KEY: &str = "cloud-key-for-tests";
+
+struct Running {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    async fn start(world: &World, templates_database: Option<String>, poll: Duration) -> Self {
+        let state = ServerState::new(world.default_pipeline(), Some(Secret::new(CLOUD_KEY)), templates_database);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(listener, state, poll, async {
+            let _ = stopped.await;
+        }));
+        Self { url, stop: Some(stop), task }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, key: Option<&str>) -> (StatusCode, Value) {
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.url));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+/// A poll interval long enough that only manual runs happen during a test.
+const NO_TIMER: Duration = Duration::from_secs(3600);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_but_health_needs_the_key() {
+    let world = World::new().await;
+    let server = Running::start(&world, None, NO_TIMER).await;
+    let (status, health) = server.call(reqwest::Method::GET, "/health", None).await;
+    assert_eq!((status, health["status"].as_str()), (StatusCode::OK, Some("healthy")));
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    for (method, path) in [
+        (reqwest::Method::GET, "/status"),
+        (reqwest::Method::GET, "/rag/status"),
+        (reqwest::Method::POST, "/process-once"),
+        (reqwest::Method::POST, "/templates/sync-from-notion"),
+        (reqwest::Method::POST, "/templates/sync-to-notion"),
+    ] {
+        for key in [None, Some("wrong key")] {
+            let (status, body) = server.call(method.clone(), path, key).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} {key:?}");
+            assert_eq!(body["error"]["code"], "unauthorized");
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_runs_and_status_report_what_happened() {
+    let world = World::new().await;
+    let page = world.ask("Through the API", &[]);
+    let server = Running::start(&world, None, NO_TIMER).await;
+
+    // The server also runs once at start; a manual run waits for that one, never overlaps it.
+    let (status, body) = server.call(reqwest::Method::POST, "/process-once", Some(CLOUD_KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(world.status(&page), "Answered");
+    assert_eq!(world.answers(&page), 1);
+
+    let (_, status_body) = server.call(reqwest::Method::GET, "/status", Some(CLOUD_KEY)).await;
+    assert_eq!(status_body["jobs"]["answered"], 1);
+    assert!(status_body["last_poll"]["at"].as_i64().is_some(), "{status_body}");
+    assert_eq!(status_body["store"], "embedded");
+    assert_eq!(status_body["agent"]["live_agents"], 1);
+
+    let (_, rag) = server.call(reqwest::Method::GET, "/rag/status", Some(CLOUD_KEY)).await;
+    assert_eq!(rag["rag_available"], true);
+    assert!(rag["response_time"].as_f64().is_some());
+    world.agent.live.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (_, rag) = server.call(reqwest::Method::GET, "/rag/status", Some(CLOUD_KEY)).await;
+    assert_eq!(rag["rag_available"], false);
+
+    let (status, body) = server.call(reqwest::Method::POST, "/templates/sync-to-notion", Some(CLOUD_KEY)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("not_configured")));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timer_answers_new_questions_by_itself() {
+    let world = World::new().await;
+    let server = Running::start(&world, None, Duration::from_millis(100)).await;
+    let page = world.ask("Answered by the timer", &[]);
+    for _ in 0..100 {
+        if world.status(&page) == "Answered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(world.status(&page), "Answered");
+    server.stop().await;
+    assert_eq!(world.answers(&page), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_sync_both_ways_with_a_notion_database() {
+    let world = World::new().await;
+    let (database, source) = world.sandbox.create_database(
+        "Templates",
+        vec![
+            PropertySchema::new("Name", PropertyKind::Title),
+            PropertySchema::new("Tags", PropertyKind::MultiSelect),
+            PropertySchema::new("System Prompt", PropertyKind::RichText),
+            PropertySchema::new("Fallback Context", PropertyKind::RichText),
+        ],
+    );
+    world.sandbox.add_page(
+        &source,
+        json!({
+            "Name": write::title("cooking"),
+            "Tags": write::multi_select(&["cooking".into()]),
+            "System Prompt": write::rich_text("You are a chef."),
+            "Fallback Context": write::rich_text("Salt to taste."),
+        }),
+        Value::Null,
+    );
+    let server = Running::start(&world, Some(database), NO_TIMER).await;
+    let (status, body) = server.call(reqwest::Method::POST, "/templates/sync-from-notion", Some(CLOUD_KEY)).await;
+    assert_eq!((status, body["templates"].as_u64()), (StatusCode::OK, Some(1)), "{body}");
+    let stored: Vec<Template> = world.store.templates().await.unwrap();
+    assert_eq!(stored[0].system_prompt, "You are a chef.");
+    assert_eq!(stored[0].fallback_context, "Salt to taste.");
+
+    // The chef template now answers cooking questions.
+    let page = world.ask("How much salt?", &["cooking"]);
+    server.call(reqwest::Method::POST, "/process-once", Some(CLOUD_KEY)).await;
+    assert!(
+        world.sandbox.page_text(&page).contains("**System:** You are a chef.")
+            || world.sandbox.page_text(&page).contains("System: You are a chef.")
+    );
+
+    let (status, body) = server.call(reqwest::Method::POST, "/templates/sync-to-notion", Some(CLOUD_KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let names: Vec<String> =
+        world.notion().query_all(&source, None, None).await.unwrap().iter().map(|page| page.title()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["ai-efficiency", "cooking", "default"],
+        "built-ins added, the existing one updated, none duplicated"
+    );
+    drop(Arc::clone(&world.store));
+    server.stop().await;
+}
