@@ -521,6 +521,9 @@ impl Pipeline {
                 };
                 job.mode = Some(context.mode.as_str().to_owned());
                 job.usage = usage.clone();
+                // Renewing the lease here, conditionally, means a run whose lease lapsed during a
+                // slow LLM call learns it before appending, not after (then another run owns it).
+                job.lease_until = self.clock.now() + self.settings.lease_secs;
                 self.save(job).await?;
                 self.crash_point(Step::Answered)?;
 

@@ -263,3 +263,20 @@ async fn the_pipeline_works_the_same_on_dynamodb() {
     }
     assert_eq!(world.store.job_counts().await.unwrap().get("answered"), Some(&10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_outlives_its_lease_steps_aside() {
+    let world = World::new().await;
+    let page = world.ask("Slow model", &[]);
+    world.llm.inject(None, LlmFault::Delay(std::time::Duration::from_millis(1500)), 1);
+    let slow = world.default_pipeline();
+    let slow_run = tokio::spawn(async move { slow.process_once().await });
+    // While the first run waits for the model, its lease runs out and another run takes over.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    world.clock.advance(301);
+    let fast = world.default_pipeline().process_once().await.unwrap();
+    assert_eq!(fast.answered, 1, "{fast:?}");
+    let slow = slow_run.await.unwrap().unwrap();
+    assert_eq!(slow.skipped, 1, "the first run learns it lost the job before appending: {slow:?}");
+    assert_eq!((world.answers(&page), world.footers(&page).len()), (1, 1));
+}
