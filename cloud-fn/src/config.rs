@@ -76,6 +76,13 @@ pub struct CloudConfig {
     pub pipeline: PipelineSettings,
     /// `POLL_INTERVAL` (seconds) of the self-hosted timer.
     pub poll_interval: Duration,
+    /// Tokens agents may present (`AGENT_TOKEN`, comma-separated); none = no agents accepted.
+    pub agent_tokens: Vec<Secret>,
+    /// How often agents must send a heartbeat (`AGENT_HEARTBEAT`, 30 s).
+    pub agent_heartbeat: Duration,
+    /// Certificate chain and private key (PEM) to serve TLS directly (`TLS_CERT_FILE`,
+    /// `TLS_KEY_FILE`); without them `serve` speaks plain HTTP for a TLS-terminating proxy.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Reads settings from the environment and an optional file of the same names.
@@ -198,7 +205,25 @@ impl CloudConfig {
                 concurrency: source.number("CONCURRENCY", defaults.concurrency)?,
             },
             poll_interval: source.seconds("POLL_INTERVAL", 120.0)?,
+            agent_tokens: source
+                .get("AGENT_TOKEN")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|token| !token.is_empty())
+                .map(Secret::new)
+                .collect(),
+            agent_heartbeat: source.seconds("AGENT_HEARTBEAT", 30.0)?,
+            tls: match (source.get("TLS_CERT_FILE"), source.get("TLS_KEY_FILE")) {
+                (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+                (None, None) => None,
+                _ => return Err(ConfigError("TLS_CERT_FILE and TLS_KEY_FILE must be set together".into())),
+            },
         };
+        if config.agent_heartbeat < Duration::from_secs(1) || config.agent_heartbeat > Duration::from_secs(290) {
+            // API Gateway drops connections idle for 10 minutes; two missed beats must fit in that.
+            return Err(ConfigError("AGENT_HEARTBEAT must be between 1 s and 290 s".into()));
+        }
         if config.llm_models.is_empty() {
             return Err(ConfigError("LLM_MODELS names no model".into()));
         }

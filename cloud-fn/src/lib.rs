@@ -7,7 +7,8 @@
 //! - [`store::Store`]: job ledger, context cache, templates — [`store::dynamo`] (AWS) and
 //!   [`store::embedded`] (self-hosted, redb);
 //! - [`llm::Llm`]: OpenRouter or any OpenAI-compatible endpoint;
-//! - [`agent::AgentLink`]: the tunnel to the agent ([`agent::OfflineLink`] until one connects);
+//! - [`agent::AgentLink`]: the tunnel to the agent — [`tunnel::hub::Hub`] when self-hosted,
+//!   [`agent::OfflineLink`] where no agent can connect;
 //! - the Notion client of the `notion` crate.
 //!
 //! [`pipeline`] is the job itself (`process_once`), [`context`] the fallback ladder,
@@ -26,3 +27,4 @@ pub mod pipeline;
 pub mod server;
 pub mod store;
 pub mod templates;
+pub mod tunnel;

@@ -3,12 +3,17 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use cloud_fn::clock::SystemClock;
 use cloud_fn::config::{CloudConfig, Source};
 use cloud_fn::server::{self, ServerState};
+use cloud_fn::tunnel::hub::Hub;
+use cloud_fn::tunnel::tls::{self, TlsListener};
+use cloud_fn::tunnel::websocket::{self, AgentGate};
 use cloud_fn::{app, templates};
 use tracing_subscriber::EnvFilter;
 
@@ -82,15 +87,36 @@ async fn run(cli: Cli) -> Result<()> {
             if config.cloud_api_key.is_none() {
                 tracing::warn!("CLOUD_API_KEY is not set: the API is open to anyone on this machine");
             }
-            let pipeline = app::pipeline(&config, None).await?;
+            if config.agent_tokens.is_empty() {
+                tracing::warn!("AGENT_TOKEN is not set: no agent can connect; answers use cached or template context");
+            }
+            let hub = Hub::new(config.agent_heartbeat);
+            let pipeline = app::pipeline(&config, Some(hub.clone())).await?;
+            let gate = AgentGate::new(
+                hub,
+                config.agent_tokens.clone(),
+                pipeline.store().clone(),
+                Arc::new(SystemClock),
+                config.ladder.cache_ttl,
+            );
             let state =
                 ServerState::new(pipeline, config.cloud_api_key.clone(), config.notion_templates_database_id.clone());
+            let app = server::router(state.clone()).merge(websocket::routes(gate));
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             let address = listener.local_addr()?;
-            println!("listening on http://{address}");
             let interval = poll_interval.map_or(config.poll_interval, Duration::from_secs_f64);
-            server::serve(listener, state, interval, shutdown_signal()).await?;
+            match &config.tls {
+                Some((cert, key)) => {
+                    let listener = TlsListener::new(listener, tls::server_config(cert, key)?)?;
+                    println!("listening on https://{address}; agents connect to wss://{address}/agent");
+                    server::serve(listener, app, state, interval, shutdown_signal()).await?;
+                }
+                None => {
+                    println!("listening on http://{address}; agents connect to ws://{address}/agent");
+                    server::serve(listener, app, state, interval, shutdown_signal()).await?;
+                }
+            }
             Ok(())
         }
         Command::ProcessOnce => {

@@ -76,26 +76,31 @@ impl ServerState {
     }
 }
 
-/// Serves `state` on `listener`, running `process_once` every `poll_interval`, until
-/// `shutdown` completes (an in-flight run is allowed to finish).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves `app` (usually [`router`], plus the agents' `/agent` route when self-hosted) on
+/// `listener`, running `process_once` of `state` every `poll_interval`, until `shutdown`
+/// completes (an in-flight run is allowed to finish).
+pub async fn serve<L>(
+    listener: L,
+    app: Router,
     state: Arc<ServerState>,
     poll_interval: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let timer_state = state.clone();
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let timer = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(poll_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            if timer_state.run_if_idle().await.is_none() {
+            if state.run_if_idle().await.is_none() {
                 tracing::debug!("a run is still in progress; skipping this tick");
             }
         }
     });
-    let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     timer.abort();
     result
 }

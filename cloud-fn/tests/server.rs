@@ -29,7 +29,7 @@ impl Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(listener, state, poll, async {
+        let task = tokio::spawn(server::serve(listener, server::router(state.clone()), state, poll, async {
             let _ = stopped.await;
         }));
         Self { url, stop: Some(stop), task }

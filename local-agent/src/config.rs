@@ -41,6 +41,11 @@ impl Secret {
         Self(value.into())
     }
 
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// Compares with a candidate in constant time (BLAKE3 hashes compare in constant time).
     pub fn matches(&self, candidate: &str) -> bool {
         blake3::hash(self.0.as_bytes()) == blake3::hash(candidate.as_bytes())
@@ -69,6 +74,8 @@ pub struct ConfigFile {
     pub search: SearchSettings,
     /// HTTP API.
     pub server: ServerSection,
+    /// The tunnel to the cloud.
+    pub cloud: CloudSection,
 }
 
 /// `[model]`.
@@ -105,6 +112,20 @@ pub struct ServerSection {
     pub api_key: Option<Secret>,
 }
 
+/// `[cloud]`: where the tunnel connects (`CLOUD_URL`, `AGENT_TOKEN`, `CLOUD_CA_FILE`, `AGENT_ID`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudSection {
+    /// `wss://…` of the cloud's WebSocket endpoint; without it the agent stays local.
+    pub url: Option<String>,
+    /// The shared secret the cloud checks.
+    pub token: Option<Secret>,
+    /// A PEM file with the only CA to trust for the cloud (a self-hosted cloud's own CA).
+    pub ca_file: Option<PathBuf>,
+    /// Stable id of this agent (default: generated once and kept in the data dir).
+    pub agent_id: Option<String>,
+}
+
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -122,6 +143,8 @@ pub struct AgentConfig {
     pub listen: SocketAddr,
     /// Key required on the HTTP API (`LOCAL_RAG_API_KEY`), if any.
     pub api_key: Option<Secret>,
+    /// The tunnel to the cloud, if configured.
+    pub cloud: CloudSection,
 }
 
 /// Default address of the HTTP API: loopback only.
@@ -187,6 +210,12 @@ impl AgentConfig {
             None => file.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
         };
         let api_key = env("LOCAL_RAG_API_KEY").map(Secret::new).or(file.server.api_key);
+        let cloud = CloudSection {
+            url: env("CLOUD_URL").or(file.cloud.url),
+            token: env("AGENT_TOKEN").map(Secret::new).or(file.cloud.token),
+            ca_file: env("CLOUD_CA_FILE").map(PathBuf::from).or_else(|| file.cloud.ca_file.map(resolve)),
+            agent_id: env("AGENT_ID").or(file.cloud.agent_id),
+        };
         let config = Self {
             data_dir,
             folders: file.folders.into_iter().map(resolve).collect(),
@@ -199,6 +228,7 @@ impl AgentConfig {
             search: file.search,
             listen,
             api_key,
+            cloud,
         };
         config.validate(config_path.as_deref())?;
         Ok(config)
@@ -224,6 +254,9 @@ impl AgentConfig {
         let vectors = self.index.vectors;
         if vectors.connectivity < 2 || vectors.expansion_add == 0 || vectors.expansion_search == 0 {
             return fail("index.vectors: connectivity ≥ 2 and expansions ≥ 1 are required".into());
+        }
+        if self.cloud.url.is_some() && self.cloud.token.is_none() {
+            return fail("CLOUD_URL is set but AGENT_TOKEN is not: the cloud refuses agents without a token".into());
         }
         if self.api_key.as_ref().is_some_and(|key| key.0.len() < 8) {
             return fail("the API key (LOCAL_RAG_API_KEY) must be at least 8 characters".into());

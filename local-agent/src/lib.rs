@@ -1,6 +1,6 @@
 //! The notion-llm local agent: indexes a person's notes and answers retrieval requests with
-//! hybrid search, from the command line, over a loopback HTTP API, and (later) over the
-//! tunnel to the cloud.
+//! hybrid search, from the command line, over a loopback HTTP API, and over the tunnel to the
+//! cloud.
 //!
 //! The major components, in the order data flows through them:
 //!
@@ -10,7 +10,8 @@
 //! - [`text_index`] (tantivy BM25, Chinese + English) and [`vector_index`] (usearch HNSW);
 //! - [`generations`] and [`indexer`]: incremental, atomic index updates;
 //! - [`snapshot`] and [`search`]: the live index, hybrid retrieval, fusion, context building;
-//! - [`http`]: the HTTP API; [`config`]: settings from file, environment and flags.
+//! - [`http`]: the HTTP API; [`tunnel`]: the outbound connection to the cloud;
+//!   [`config`]: settings from file, environment and flags.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod ingest;
 pub mod search;
 pub mod snapshot;
 pub mod text_index;
+pub mod tunnel;
 pub mod vector_index;
 
 pub use error::{Error, Result};

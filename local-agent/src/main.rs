@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use local_agent::config::{AgentConfig, Overrides};
@@ -14,6 +14,7 @@ use local_agent::embed::Embedder;
 use local_agent::generations::IndexDir;
 use local_agent::indexer::{self, IndexReport, Phase, Progress};
 use local_agent::search::{Engine, SearchSettings};
+use local_agent::tunnel::{self, Responder, TunnelConfig};
 use local_agent::{http, snapshot::Snapshot};
 use protocol::{SearchMode, SearchRequest, SearchResponse};
 use tracing_subscriber::EnvFilter;
@@ -201,10 +202,57 @@ async fn serve(config: &AgentConfig, listen: SocketAddr) -> Result<()> {
     );
     // Scripts and tests read the bound address (port 0 picks a free one) from this line.
     println!("listening on http://{address}");
+    let tunnel = match (&config.cloud.url, &config.cloud.token) {
+        (Some(url), Some(token)) => {
+            let agent_id = match &config.cloud.agent_id {
+                Some(id) => id.clone(),
+                None => persistent_agent_id(&config.data_dir)?,
+            };
+            let tunnel_config =
+                TunnelConfig::new(url, token.clone(), agent_id.clone(), config.cloud.ca_file.as_deref())?;
+            tracing::info!(url, agent_id, "connecting to the cloud");
+            let responder: Arc<dyn Responder> = engine.clone();
+            Some(tokio::spawn(tunnel::run(tunnel_config, responder)))
+        }
+        _ => None,
+    };
     let state = http::ApiState::new(engine, config.api_key.clone());
-    http::serve(listener, state, shutdown_signal()).await?;
+    let server = http::serve(listener, state, shutdown_signal());
+    match tunnel {
+        None => server.await?,
+        // The tunnel only ever stops on an error retrying cannot fix: then the agent exits
+        // non-zero rather than serve on while the cloud cannot reach it.
+        Some(tunnel) => tokio::select! {
+            result = server => result?,
+            stopped = tunnel => match stopped {
+                Ok(error) => bail!("the tunnel to the cloud stopped: {error}"),
+                Err(panic) => bail!("the tunnel to the cloud crashed: {panic}"),
+            },
+        },
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The id this installation presents to the cloud: made once, then kept in the data dir, so
+/// the cloud's status page shows the same agent across restarts.
+fn persistent_agent_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join("agent-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_owned());
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "agent".into());
+    let id = format!("{host}-{:08x}", fastrand::u32(..));
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
 }
 
 async fn shutdown_signal() {

@@ -8,6 +8,8 @@
 //! - [`ContextRequest`] / [`ContextResponse`]: only the context block, sized for a prompt;
 //! - [`ErrorResponse`]: the body of every failed request.
 //!
+//! The [`tunnel`] module holds the messages the agent and the cloud exchange over the WebSocket.
+//!
 //! Requests are validated with [`SearchRequest::validate`] / [`ContextRequest::validate`], so
 //! both transports reject the same bad input with the same [`ErrorCode`].
 #![forbid(unsafe_code)]
@@ -16,6 +18,8 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+pub mod tunnel;
 
 /// Version of the wire protocol; sent in the tunnel's `hello` and checked by the cloud.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,11 @@
+//! The cloud's end of the tunnel to the user's agents.
+//!
+//! Agents dial out to the cloud, so the user's PC needs no public address. Self-hosted, they
+//! connect to `GET /agent` on `cloud-fn serve` ([`websocket`]) and the in-process [`hub::Hub`]
+//! is the [`crate::agent::AgentLink`]: it tracks live agents by heartbeat, correlates requests
+//! with replies, and fails over between agents. [`tls`] serves the same routes over rustls when
+//! the server is not behind a TLS-terminating proxy.
+
+pub mod hub;
+pub mod tls;
+pub mod websocket;

@@ -1,0 +1,120 @@
+//! The agent's end of the tunnel: an outbound WebSocket to the cloud, so the user's PC needs no
+//! public address, port forwarding or DDNS.
+//!
+//! - [`connection`] dials (`Authorization: Bearer <AGENT_TOKEN>`, rustls with real certificate
+//!   checks, `hello` → `welcome`) and runs a session: requests answered concurrently within
+//!   their deadlines, replies trimmed to the message limit and fragmented into 32 KB frames,
+//!   heartbeats, and `cache_push` of per-tag context whenever the index changes;
+//! - [`supervisor`] keeps a connection up: jittered exponential [`backoff`], a new connection
+//!   opened before the old one is drained (API Gateway closes connections at two hours), and a
+//!   fatal error only for what retrying cannot fix (a refused token, a bad URL);
+//! - [`responder`] is what answers: the search engine.
+
+pub mod backoff;
+pub mod connection;
+pub mod responder;
+pub mod supervisor;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::ClientConfig;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::config::Secret;
+pub use responder::Responder;
+pub use supervisor::{SupervisorSettings, supervise};
+
+/// Why the tunnel is down.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TunnelError {
+    /// The cloud refused the token: retrying cannot help.
+    #[error("the cloud refused the agent token (HTTP {0}); set AGENT_TOKEN to one the cloud accepts")]
+    Unauthorized(u16),
+    /// The configuration cannot work: retrying cannot help.
+    #[error("{0}")]
+    Config(String),
+    /// The cloud could not be reached or the connection broke: retried.
+    #[error("cannot reach the cloud: {0}")]
+    Unreachable(String),
+    /// The cloud answered something unexpected: retried.
+    #[error("the cloud broke the protocol: {0}")]
+    Protocol(String),
+}
+
+impl TunnelError {
+    /// Whether the supervisor should stop (and the process exit) instead of retrying.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, TunnelError::Unauthorized(_) | TunnelError::Config(_))
+    }
+}
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct TunnelConfig {
+    /// `wss://…` (or `ws://…` on loopback and behind TLS-terminating proxies).
+    pub url: String,
+    /// The shared secret the cloud checks on the upgrade.
+    pub token: Secret,
+    /// Stable id of this agent installation.
+    pub agent_id: String,
+    /// TLS settings: the public web roots, or the user's own CA only.
+    pub tls: Arc<ClientConfig>,
+    /// Requests answered at once; more wait (within their deadlines).
+    pub max_concurrent_requests: usize,
+    /// Reconnect and rotation settings.
+    pub supervisor: SupervisorSettings,
+}
+
+impl TunnelConfig {
+    /// A configuration for `url` with defaults: the public web PKI, unless `ca_file` names the
+    /// only CA to trust (for a self-hosted cloud with its own certificate).
+    pub fn new(url: &str, token: Secret, agent_id: String, ca_file: Option<&Path>) -> Result<Self, TunnelError> {
+        if !(url.starts_with("wss://") || url.starts_with("ws://")) {
+            return Err(TunnelError::Config(format!("CLOUD_URL must start with wss:// (or ws://), got {url:?}")));
+        }
+        Ok(Self {
+            url: url.to_owned(),
+            token,
+            agent_id,
+            tls: Arc::new(client_tls(ca_file)?),
+            max_concurrent_requests: std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
+            supervisor: SupervisorSettings::default(),
+        })
+    }
+}
+
+fn client_tls(ca_file: Option<&Path>) -> Result<ClientConfig, TunnelError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs =
+                CertificateDer::pem_file_iter(path).and_then(|certs| certs.collect::<Result<Vec<_>, _>>()).map_err(
+                    |error| TunnelError::Config(format!("cannot read CLOUD_CA_FILE {}: {error}", path.display())),
+                )?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(TunnelError::Config(format!(
+                    "CLOUD_CA_FILE {} holds no usable certificate",
+                    path.display()
+                )));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    // The provider is named explicitly: other crates in the build enable a second one.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TunnelError::Config(format!("TLS setup failed: {error}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// Connects to the cloud and stays connected until a fatal error, which it returns.
+pub async fn run(config: TunnelConfig, responder: Arc<dyn Responder>) -> TunnelError {
+    let settings = config.supervisor;
+    supervise(|| connection::dial(&config, responder.clone()), settings).await
+}

@@ -1,0 +1,91 @@
+//! What answers the cloud's requests: the search engine, behind a trait so the tunnel can be
+//! tested (and benchmarked for its own overhead) without a model.
+
+use protocol::tunnel::{CachePush, IndexSummary, ReplyBody, RequestBody};
+use protocol::{ContextRequest, ErrorCode, ErrorDetail};
+
+use crate::Error;
+use crate::search::Engine;
+
+/// Answers requests arriving through the tunnel. Methods may block (they run on the blocking
+/// pool).
+pub trait Responder: Send + Sync + 'static {
+    /// Answers one request.
+    fn respond(&self, request: &RequestBody) -> Result<ReplyBody, ErrorDetail>;
+
+    /// The size of the index, for `hello` and heartbeats.
+    fn summary(&self) -> IndexSummary;
+
+    /// Identifies the index's current version; when it changes the tunnel pushes fresh context.
+    fn generation(&self) -> u64 {
+        0
+    }
+
+    /// Context per tag for the cloud's offline fallback.
+    fn tag_contexts(&self) -> Vec<CachePush> {
+        Vec::new()
+    }
+}
+
+/// Longest context pushed per tag: what the cloud would have asked for a question.
+const PUSHED_CONTEXT_CHARS: usize = 2000;
+
+/// Most tags pushed after one re-index (each push is one message).
+const MAX_PUSHED_TAGS: usize = 50;
+
+fn detail(error: Error) -> ErrorDetail {
+    let code = match &error {
+        Error::InvalidRequest(_) => ErrorCode::InvalidRequest,
+        Error::NoIndex { .. } => ErrorCode::IndexUnavailable,
+        _ => ErrorCode::Internal,
+    };
+    ErrorDetail { code, message: error.to_string() }
+}
+
+impl Responder for Engine {
+    fn respond(&self, request: &RequestBody) -> Result<ReplyBody, ErrorDetail> {
+        match request {
+            RequestBody::Search(search) => self.search(search).map(ReplyBody::Search).map_err(detail),
+            RequestBody::BuildContext(context) => {
+                self.build_context(context).map(ReplyBody::BuildContext).map_err(detail)
+            }
+        }
+    }
+
+    fn summary(&self) -> IndexSummary {
+        let stats = self.stats();
+        IndexSummary { chunks: stats.chunks as u64, docs: stats.documents as u64 }
+    }
+
+    fn generation(&self) -> u64 {
+        let _ = self.refresh();
+        self.stats().generation
+    }
+
+    fn tag_contexts(&self) -> Vec<CachePush> {
+        let Ok(snapshot) = self.snapshot() else { return Vec::new() };
+        let mut tags: Vec<String> =
+            snapshot.manifest.documents.iter().flat_map(|doc| doc.tags.iter().cloned()).collect();
+        tags.sort_by_key(|tag| tag.to_lowercase());
+        tags.dedup_by_key(|tag| tag.to_lowercase());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |age| age.as_secs());
+        tags.into_iter()
+            .take(MAX_PUSHED_TAGS)
+            .filter_map(|tag| {
+                // The tag's name is the best guess at what a question under it is about.
+                let request = ContextRequest {
+                    tags: vec![tag.clone()],
+                    max_length: PUSHED_CONTEXT_CHARS,
+                    ..ContextRequest::new(&tag)
+                };
+                let response = self.build_context(&request).ok()?;
+                (!response.context.is_empty()).then_some(CachePush {
+                    tag,
+                    context: response.context,
+                    sources: response.sources,
+                    updated_at: now as i64,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,198 @@
+//! A cloud hub on an ephemeral port, agents with scripted answers, and raw WebSocket clients
+//! for what a well-behaved agent never sends.
+#![allow(dead_code)] // each test module uses its own part
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cloud_fn::clock::SystemClock;
+use cloud_fn::config::Secret as CloudSecret;
+use cloud_fn::store::Store;
+use cloud_fn::store::embedded::EmbeddedStore;
+use cloud_fn::tunnel::hub::Hub;
+use cloud_fn::tunnel::websocket::{self, AgentGate};
+use local_agent::config::Secret;
+use local_agent::tunnel::backoff::BackoffSettings;
+use local_agent::tunnel::{self, Responder, SupervisorSettings, TunnelConfig};
+use protocol::tunnel::{CachePush, IndexSummary, ReplyBody, RequestBody};
+use protocol::{ErrorDetail, SearchHit, SearchResponse, SourceType};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const TOKEN: &str = "agent-token-for-tests";
+
+/// The cloud's side: a hub behind `/agent` on 127.0.0.1, on a runtime of its own so that
+/// stopping it ends every connection at once, as a crashed process would.
+pub struct Cloud {
+    pub hub: Arc<Hub>,
+    pub store: Arc<dyn Store>,
+    pub address: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cloud {
+    pub async fn start(heartbeat: Duration) -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), heartbeat).await
+    }
+
+    /// Starts on `address` (to restart a stopped cloud on the same port).
+    pub async fn start_on(address: SocketAddr, heartbeat: Duration) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+        let hub = Hub::new(heartbeat);
+        let gate = AgentGate::new(
+            hub.clone(),
+            vec![CloudSecret::new("another-token"), CloudSecret::new(TOKEN)],
+            store.clone(),
+            Arc::new(SystemClock),
+            Duration::from_secs(3600),
+        );
+        let listener = std::net::TcpListener::bind(address).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let _ = axum::serve(listener, websocket::routes(gate)).await;
+        });
+        Self { hub, store, address, runtime: Some(runtime), _dir: dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/agent", self.address)
+    }
+
+    /// Stops accepting and drops every connection, like a crashed process.
+    pub fn stop(self) -> SocketAddr {
+        self.address
+    }
+
+    /// Waits until `count` agents are live (or panics after 10 s).
+    pub async fn until_live(&self, count: usize) {
+        for _ in 0..1000 {
+            if self.hub.agents().len() == count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("expected {count} live agents, have {:?}", self.hub.agents());
+    }
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        // Tests run inside another runtime, where a runtime may only be shut down this way.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// An agent whose answers are scripted: one passage quoting the query, after `delay`.
+pub struct ScriptedNotes {
+    pub name: String,
+    pub delay: Duration,
+    pub context_chars: usize,
+    pub tags: Vec<String>,
+    pub served: AtomicU64,
+}
+
+impl ScriptedNotes {
+    pub fn new(name: &str) -> Arc<Self> {
+        Self::with(name, Duration::ZERO, 200)
+    }
+
+    pub fn with(name: &str, delay: Duration, context_chars: usize) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            delay,
+            context_chars,
+            tags: vec!["AI效率".into()],
+            served: AtomicU64::new(0),
+        })
+    }
+}
+
+impl Responder for ScriptedNotes {
+    fn respond(&self, request: &RequestBody) -> Result<ReplyBody, ErrorDetail> {
+        std::thread::sleep(self.delay);
+        self.served.fetch_add(1, Ordering::SeqCst);
+        let RequestBody::Search(search) = request else {
+            return Err(ErrorDetail { code: protocol::ErrorCode::InvalidRequest, message: "search only".into() });
+        };
+        let mut context = format!("[1] {} notes (notes/{}.md)\nAbout: {} ", self.name, self.name, search.query);
+        while context.len() < self.context_chars {
+            context.push_str("上下文 context ");
+        }
+        Ok(ReplyBody::Search(SearchResponse {
+            success: true,
+            results: vec![SearchHit {
+                knowledge_id: format!("{}#0", self.name),
+                title: format!("{} notes", self.name),
+                content_snippet: "…".into(),
+                similarity_score: 0.9,
+                source_type: SourceType::Hybrid,
+                source: format!("notes/{}.md", self.name),
+            }],
+            context,
+            processing_time: self.delay.as_secs_f64(),
+        }))
+    }
+
+    fn summary(&self) -> IndexSummary {
+        IndexSummary { chunks: 10, docs: 2 }
+    }
+
+    fn generation(&self) -> u64 {
+        1
+    }
+
+    fn tag_contexts(&self) -> Vec<CachePush> {
+        self.tags
+            .iter()
+            .map(|tag| CachePush {
+                tag: tag.clone(),
+                context: format!("[1] pushed context for {tag}"),
+                sources: vec![format!("notes/{}.md", self.name)],
+                updated_at: 1,
+            })
+            .collect()
+    }
+}
+
+/// A tunnel configuration for tests: quick reconnects.
+pub fn agent_config(url: &str, token: &str, name: &str) -> TunnelConfig {
+    let mut config = TunnelConfig::new(url, Secret::new(token), name.into(), None).unwrap();
+    config.supervisor = SupervisorSettings {
+        backoff: BackoffSettings {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(400),
+            healthy_after: Duration::from_secs(1),
+        },
+        ..SupervisorSettings::default()
+    };
+    config
+}
+
+/// Runs an agent in this process until the handle is aborted (which drops its connection).
+pub fn spawn_agent(config: TunnelConfig, notes: Arc<ScriptedNotes>) -> tokio::task::JoinHandle<tunnel::TunnelError> {
+    tokio::spawn(tunnel::run(config, notes))
+}
+
+pub type RawSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A bare WebSocket client with `token` (if any), for misbehaving on purpose.
+pub async fn raw_client(
+    cloud: &Cloud,
+    token: Option<&str>,
+) -> Result<RawSocket, tokio_tungstenite::tungstenite::Error> {
+    let mut request = cloud.url().into_client_request().unwrap();
+    if let Some(token) = token {
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request).await.map(|(socket, _)| socket)
+}
