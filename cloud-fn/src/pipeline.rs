@@ -285,8 +285,14 @@ impl Pipeline {
     /// One run: every pending (or stuck processing) page, oldest first, a few at a time.
     pub async fn process_once(self: &Arc<Self>) -> Result<RunReport, PipelineError> {
         let started = Instant::now();
-        let run_id =
-            format!("run-{}-{}", self.clock.now(), self.run_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        // Unique across processes and Lambda containers, not only within this one: the owner of
+        // a job tells a run whether a finished job is its own.
+        let run_id = format!(
+            "run-{}-{:08x}-{}",
+            self.clock.now(),
+            fastrand::u32(..),
+            self.run_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let source = self.data_source().await?.to_owned();
         let vocabulary = &self.settings.vocabulary;
         // Processing pages too: a run that died, or an attempt waiting to be retried, left them so.
@@ -439,7 +445,12 @@ impl Pipeline {
                 let vocabulary = &self.settings.vocabulary;
                 let status = fresh.choice(&vocabulary.status_property);
                 if status == Some(vocabulary.processing.as_str()) {
-                    // The run died between recording the job and setting the page's status.
+                    // Recorded as finished, status not yet set: either the run that did it is
+                    // setting the status right now (its lease still holds: leave it alone), or
+                    // it died in between (the lease ran out: set the status for it).
+                    if job.lease_until > now && job.owner != run_id {
+                        return Ok(Claim::Skip);
+                    }
                     return Ok(Claim::Finish(job));
                 }
                 if status != Some(vocabulary.pending.as_str()) {

@@ -5,17 +5,21 @@
 //!   binary for demos);
 //! - [`llm_standin`]: an OpenAI-compatible chat-completions server whose answers reveal their
 //!   inputs (in-process, or the `llm-standin` binary);
-//! - [`dynalite`]: a launcher for dynalite, the DynamoDB stand-in.
+//! - [`dynalite`]: a launcher for dynalite, the DynamoDB stand-in;
+//! - [`api_gateway`]: an API Gateway WebSocket API emulator that turns real WebSocket clients
+//!   into Lambda events for the cloud side's handlers and serves the `@connections` API.
 //!
 //! Servers listen on 127.0.0.1, on an ephemeral port unless told otherwise, and stop when
 //! their handle is dropped.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api_gateway;
 pub mod dynalite;
 pub mod llm_standin;
 pub mod notion_sandbox;
 
+pub use api_gateway::{ApiGatewayEmulator, EmulatorOptions, WebSocketBackend};
 pub use dynalite::Dynalite;
 pub use llm_standin::{LlmFault, LlmStandIn};
 pub use notion_sandbox::{Fault, NotionSandbox, PropertyKind, PropertySchema};

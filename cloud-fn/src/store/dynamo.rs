@@ -2,6 +2,11 @@
 //! keys. Each item keeps its record as JSON in `data`; jobs also carry `version` (the
 //! condition of every job write) and `status`, context items `expires_at` (the table's TTL
 //! attribute — which DynamoDB honours up to days late, so reads check it too).
+//!
+//! Agent connections are the exception: they live as map attributes `conn#<id>` of one item,
+//! `agents`, so listing them is one consistent `GetItem` instead of a `Scan` of the whole table
+//! (which every request to the agent would otherwise pay), and each connection is still
+//! written, touched and removed by its own atomic `UpdateItem`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -15,7 +20,13 @@ use aws_sdk_dynamodb::types::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{CachedContext, JobRecord, Store, StoreError, StoreResult, Template, context_key, job_key, template_key};
+use super::{
+    AgentConnection, CachedContext, JobRecord, Store, StoreError, StoreResult, Template, connection_key, context_key,
+    job_key, reply_key, template_key,
+};
+
+/// Key of the item holding every agent connection.
+const AGENTS_KEY: &str = "agents";
 
 /// A DynamoDB-backed store.
 #[derive(Clone, Debug)]
@@ -204,6 +215,102 @@ impl Store for DynamoStore {
         self.scan("tpl#").await
     }
 
+    async fn put_connection(&self, connection: &AgentConnection) -> StoreResult<()> {
+        let record = HashMap::from([
+            ("agent_id".to_owned(), AttributeValue::S(connection.agent_id.clone())),
+            ("connected_at".to_owned(), AttributeValue::N(connection.connected_at.to_string())),
+            ("last_seen".to_owned(), AttributeValue::N(connection.last_seen.to_string())),
+        ]);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(AGENTS_KEY.into()))
+            .update_expression("SET #c = :record")
+            .expression_attribute_names("#c", connection_key(&connection.connection_id))
+            .expression_attribute_values(":record", AttributeValue::M(record))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn touch_connection(&self, connection_id: &str, agent_id: Option<&str>, now: i64) -> StoreResult<bool> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(AGENTS_KEY.into()))
+            .condition_expression("attribute_exists(#c)")
+            .expression_attribute_names("#c", connection_key(connection_id))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()));
+        request = match agent_id {
+            Some(agent_id) => request
+                .update_expression("SET #c.last_seen = :now, #c.agent_id = :agent")
+                .expression_attribute_values(":agent", AttributeValue::S(agent_id.to_owned())),
+            None => request.update_expression("SET #c.last_seen = :now"),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(error) => Err(backend(error)),
+        }
+    }
+
+    async fn remove_connection(&self, connection_id: &str) -> StoreResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(AGENTS_KEY.into()))
+            .update_expression("REMOVE #c")
+            .expression_attribute_names("#c", connection_key(connection_id))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn connections(&self) -> StoreResult<Vec<AgentConnection>> {
+        let Some(item) = self.get(AGENTS_KEY).await? else { return Ok(Vec::new()) };
+        let number = |record: &HashMap<String, AttributeValue>, name: &str| {
+            record.get(name).and_then(|value| value.as_n().ok()).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0)
+        };
+        Ok(item
+            .iter()
+            .filter_map(|(name, value)| {
+                let connection_id = name.strip_prefix("conn#")?;
+                let record = value.as_m().ok()?;
+                Some(AgentConnection {
+                    connection_id: connection_id.to_owned(),
+                    agent_id: record.get("agent_id").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
+                    connected_at: number(record, "connected_at"),
+                    last_seen: number(record, "last_seen"),
+                })
+            })
+            .collect())
+    }
+
+    async fn put_reply(&self, request_id: &str, reply: &str, expires_at: i64) -> StoreResult<()> {
+        let item = HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(reply_key(request_id))),
+            ("body".to_owned(), AttributeValue::S(reply.to_owned())),
+            ("expires_at".to_owned(), AttributeValue::N(expires_at.to_string())),
+        ]);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn get_reply(&self, request_id: &str, now: i64) -> StoreResult<Option<String>> {
+        let Some(item) = self.get(&reply_key(request_id)).await? else { return Ok(None) };
+        let expires_at =
+            item.get("expires_at").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
+        if expires_at <= now {
+            return Ok(None);
+        }
+        Ok(item.get("body").and_then(|v| v.as_s().ok()).cloned())
+    }
+
     fn kind(&self) -> &'static str {
         "dynamodb"
     }
@@ -239,6 +346,8 @@ mod tests {
         contract::jobs_are_written_once_and_then_only_by_version(&store).await;
         contract::expired_context_is_ignored(&store).await;
         contract::templates_round_trip(&store).await;
+        contract::connections_are_tracked_by_last_seen(&store).await;
+        contract::replies_wait_for_their_reader_until_they_expire(&store).await;
         contract::concurrent_claims_have_one_winner(Arc::new(store)).await;
     }
 }

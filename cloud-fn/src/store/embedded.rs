@@ -11,7 +11,17 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{CachedContext, JobRecord, Store, StoreError, StoreResult, Template, context_key, job_key, template_key};
+use super::{
+    AgentConnection, CachedContext, JobRecord, Store, StoreError, StoreResult, Template, connection_key, context_key,
+    job_key, reply_key, template_key,
+};
+
+/// A reply as the embedded store keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredReply {
+    body: String,
+    expires_at: i64,
+}
 
 const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
 
@@ -143,6 +153,63 @@ impl Store for EmbeddedStore {
         self.blocking(|db| Self::scan(db, "tpl#")).await
     }
 
+    async fn put_connection(&self, connection: &AgentConnection) -> StoreResult<()> {
+        let (key, connection) = (connection_key(&connection.connection_id), connection.clone());
+        self.blocking(move |db| Self::write(db, &key, &connection)).await
+    }
+
+    async fn touch_connection(&self, connection_id: &str, agent_id: Option<&str>, now: i64) -> StoreResult<bool> {
+        let key = connection_key(connection_id);
+        let agent_id = agent_id.map(str::to_owned);
+        self.blocking(move |db| {
+            // Read and write in one write transaction, so a concurrent remove is not undone.
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut table = txn.open_table(ITEMS).map_err(backend)?;
+                let current: Option<AgentConnection> = match table.get(key.as_str()).map_err(backend)? {
+                    Some(bytes) => Some(decode(&key, bytes.value())?),
+                    None => None,
+                };
+                let Some(mut connection) = current else { return Ok(false) };
+                connection.last_seen = connection.last_seen.max(now);
+                if let Some(agent_id) = agent_id {
+                    connection.agent_id = agent_id;
+                }
+                let bytes = serde_json::to_vec(&connection).map_err(backend)?;
+                table.insert(key.as_str(), bytes.as_slice()).map_err(backend)?;
+            }
+            txn.commit().map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn remove_connection(&self, connection_id: &str) -> StoreResult<()> {
+        let key = connection_key(connection_id);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            txn.open_table(ITEMS).map_err(backend)?.remove(key.as_str()).map_err(backend)?;
+            txn.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn connections(&self) -> StoreResult<Vec<AgentConnection>> {
+        self.blocking(|db| Self::scan(db, "conn#")).await
+    }
+
+    async fn put_reply(&self, request_id: &str, reply: &str, expires_at: i64) -> StoreResult<()> {
+        let key = reply_key(request_id);
+        let reply = StoredReply { body: reply.to_owned(), expires_at };
+        self.blocking(move |db| Self::write(db, &key, &reply)).await
+    }
+
+    async fn get_reply(&self, request_id: &str, now: i64) -> StoreResult<Option<String>> {
+        let key = reply_key(request_id);
+        let reply: Option<StoredReply> = self.blocking(move |db| Self::read(db, &key)).await?;
+        Ok(reply.filter(|reply| reply.expires_at > now).map(|reply| reply.body))
+    }
+
     fn kind(&self) -> &'static str {
         "embedded"
     }
@@ -165,6 +232,8 @@ mod tests {
         contract::jobs_are_written_once_and_then_only_by_version(&store).await;
         contract::expired_context_is_ignored(&store).await;
         contract::templates_round_trip(&store).await;
+        contract::connections_are_tracked_by_last_seen(&store).await;
+        contract::replies_wait_for_their_reader_until_they_expire(&store).await;
         contract::concurrent_claims_have_one_winner(Arc::new(store)).await;
     }
 

@@ -118,6 +118,21 @@ pub struct Template {
     pub fallback_context: String,
 }
 
+/// An agent's connection through API Gateway (the self-hosted hub keeps these in memory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentConnection {
+    /// API Gateway's connection id: where `PostToConnection` sends requests.
+    pub connection_id: String,
+    /// The agent's own id, from its `hello` (empty until then).
+    #[serde(default)]
+    pub agent_id: String,
+    /// When it connected (seconds since the epoch).
+    pub connected_at: i64,
+    /// When it was last heard from (seconds since the epoch); liveness comes from this, not from
+    /// `$disconnect`, which API Gateway delivers only on a best-effort basis.
+    pub last_seen: i64,
+}
+
 /// Errors of a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -163,6 +178,26 @@ pub trait Store: Send + Sync {
     /// All stored templates, by name.
     async fn templates(&self) -> StoreResult<Vec<Template>>;
 
+    /// Records a new connection (or replaces the record of one).
+    async fn put_connection(&self, connection: &AgentConnection) -> StoreResult<()>;
+
+    /// Marks a connection as heard from at `now`, and records its agent id if given. Returns
+    /// false if the connection is unknown (its `$connect` was never recorded, or it was removed).
+    async fn touch_connection(&self, connection_id: &str, agent_id: Option<&str>, now: i64) -> StoreResult<bool>;
+
+    /// Forgets a connection (on `$disconnect`, or when API Gateway says it is gone).
+    async fn remove_connection(&self, connection_id: &str) -> StoreResult<()>;
+
+    /// Every recorded connection, live or not; callers judge liveness by `last_seen`.
+    async fn connections(&self) -> StoreResult<Vec<AgentConnection>>;
+
+    /// Stores an agent's reply to request `request_id` for the run waiting on it, until
+    /// `expires_at`.
+    async fn put_reply(&self, request_id: &str, reply: &str, expires_at: i64) -> StoreResult<()>;
+
+    /// The reply to `request_id`, if it has arrived and not expired by `now`.
+    async fn get_reply(&self, request_id: &str, now: i64) -> StoreResult<Option<String>>;
+
     /// What kind of store this is, for `/status`.
     fn kind(&self) -> &'static str;
 }
@@ -175,6 +210,16 @@ pub fn job_key(page_id: &str) -> String {
 /// Key of a context item (tags are compared case-insensitively).
 pub fn context_key(tag: &str) -> String {
     format!("ctx#{}", tag.trim().to_lowercase())
+}
+
+/// Key of a connection item.
+pub fn connection_key(connection_id: &str) -> String {
+    format!("conn#{connection_id}")
+}
+
+/// Key of a reply item.
+pub fn reply_key(request_id: &str) -> String {
+    format!("reply#{request_id}")
 }
 
 /// Key of a template item.
@@ -254,6 +299,34 @@ pub(crate) mod contract {
         assert_eq!(store.get_context("ai效率", 50).await.unwrap(), Some(context.clone()), "tags ignore case");
         assert_eq!(store.get_context("AI效率", 100).await.unwrap(), None, "expired at its expiry time");
         assert_eq!(store.get_context("other", 50).await.unwrap(), None);
+    }
+
+    pub async fn connections_are_tracked_by_last_seen(store: &dyn Store) {
+        assert!(store.connections().await.unwrap().is_empty());
+        assert!(!store.touch_connection("ghost=", None, 5).await.unwrap(), "unknown connections are not created");
+        for id in ["A1b2C3d4E5f=", "zZ9-yY8_xX7="] {
+            let connection =
+                AgentConnection { connection_id: id.into(), agent_id: String::new(), connected_at: 10, last_seen: 10 };
+            store.put_connection(&connection).await.unwrap();
+        }
+        assert!(store.touch_connection("A1b2C3d4E5f=", Some("laptop"), 42).await.unwrap());
+        assert!(store.touch_connection("A1b2C3d4E5f=", None, 43).await.unwrap());
+        let mut connections = store.connections().await.unwrap();
+        connections.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        assert_eq!(connections.len(), 2);
+        assert_eq!((connections[0].agent_id.as_str(), connections[0].last_seen), ("laptop", 43));
+        assert_eq!(connections[0].connected_at, 10);
+        store.remove_connection("zZ9-yY8_xX7=").await.unwrap();
+        store.remove_connection("zZ9-yY8_xX7=").await.unwrap(); // idempotent ($disconnect may repeat)
+        assert_eq!(store.connections().await.unwrap().len(), 1);
+        assert!(!store.touch_connection("zZ9-yY8_xX7=", None, 50).await.unwrap());
+    }
+
+    pub async fn replies_wait_for_their_reader_until_they_expire(store: &dyn Store) {
+        assert_eq!(store.get_reply("r1", 5).await.unwrap(), None);
+        store.put_reply("r1", "{\"ok\":1}", 100).await.unwrap();
+        assert_eq!(store.get_reply("r1", 50).await.unwrap().as_deref(), Some("{\"ok\":1}"));
+        assert_eq!(store.get_reply("r1", 100).await.unwrap(), None, "expired at its expiry time");
     }
 
     pub async fn templates_round_trip(store: &dyn Store) {

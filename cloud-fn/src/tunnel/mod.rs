@@ -5,7 +5,12 @@
 //! is the [`crate::agent::AgentLink`]: it tracks live agents by heartbeat, correlates requests
 //! with replies, and fails over between agents. [`tls`] serves the same routes over rustls when
 //! the server is not behind a TLS-terminating proxy.
+//!
+//! On AWS, agents connect to an API Gateway WebSocket API instead; [`api_gateway::Tunnel`]
+//! holds the handlers of its routes and is the `AgentLink`, with connections and replies kept
+//! in the store because every event is a separate Lambda invocation.
 
+pub mod api_gateway;
 pub mod hub;
 pub mod tls;
 pub mod websocket;

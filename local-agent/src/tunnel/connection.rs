@@ -65,7 +65,7 @@ pub async fn dial(config: &TunnelConfig, responder: Arc<dyn Responder>) -> Resul
         index: responder.summary(),
     };
     socket.send(Message::text(AgentMessage::Hello(hello).encode())).await.map_err(classify)?;
-    let welcome = tokio::time::timeout(WELCOME_TIMEOUT, await_welcome(&mut socket))
+    let (welcome, early) = tokio::time::timeout(WELCOME_TIMEOUT, await_welcome(&mut socket))
         .await
         .map_err(|_| TunnelError::Protocol(format!("no welcome within {WELCOME_TIMEOUT:?}")))??;
 
@@ -73,7 +73,7 @@ pub async fn dial(config: &TunnelConfig, responder: Arc<dyn Responder>) -> Resul
     let (end, ended) = oneshot::channel();
     let concurrency = config.max_concurrent_requests;
     tokio::spawn(async move {
-        let outcome = Session::new(responder, welcome, concurrency).run(socket, drained).await;
+        let outcome = Session::new(responder, welcome, concurrency).run(socket, early, drained).await;
         let _ = end.send(outcome);
     });
     Ok(LiveConnection::new(drain, ended))
@@ -95,19 +95,20 @@ fn classify(error: tungstenite::Error) -> TunnelError {
     }
 }
 
-async fn await_welcome(socket: &mut Socket) -> Result<Welcome, TunnelError> {
+/// Waits for `welcome`; requests that overtake it (each API Gateway event is its own Lambda,
+/// so order is not guaranteed) are kept and answered once the session runs.
+async fn await_welcome(socket: &mut Socket) -> Result<(Welcome, Vec<String>), TunnelError> {
+    let mut early = Vec::new();
     while let Some(message) = socket.next().await {
         match message.map_err(classify)? {
-            Message::Text(text) => {
-                return match CloudMessage::decode(text.as_str()) {
-                    Ok(CloudMessage::Welcome(welcome)) => Ok(welcome),
-                    Ok(CloudMessage::Error(error)) => {
-                        Err(TunnelError::Protocol(format!("the cloud refused the hello: {}", error.message)))
-                    }
-                    Ok(other) => Err(TunnelError::Protocol(format!("expected welcome, got {other:?}"))),
-                    Err(error) => Err(TunnelError::Protocol(error.to_string())),
-                };
-            }
+            Message::Text(text) => match CloudMessage::decode(text.as_str()) {
+                Ok(CloudMessage::Welcome(welcome)) => return Ok((welcome, early)),
+                Ok(CloudMessage::Request(_)) => early.push(text.as_str().to_owned()),
+                Ok(CloudMessage::Error(error)) => {
+                    return Err(TunnelError::Protocol(format!("the cloud refused the hello: {}", error.message)));
+                }
+                Err(error) => return Err(TunnelError::Protocol(error.to_string())),
+            },
             Message::Close(frame) => {
                 return Err(TunnelError::Unreachable(format!("the cloud closed the connection: {frame:?}")));
             }
@@ -176,7 +177,7 @@ impl Session {
         }
     }
 
-    async fn run(self, socket: Socket, mut drain: oneshot::Receiver<()>) -> SessionEnd {
+    async fn run(self, socket: Socket, early: Vec<String>, mut drain: oneshot::Receiver<()>) -> SessionEnd {
         let (mut sink, mut stream) = socket.split();
         let (outbox, mut outgoing) = mpsc::channel::<Outgoing>(64);
         // One writer, so the frames of a fragmented message are never interleaved.
@@ -198,6 +199,9 @@ impl Session {
         });
 
         let mut requests: JoinSet<()> = JoinSet::new();
+        for text in early {
+            self.handle(&text, &outbox, &mut requests);
+        }
         let mut heartbeat = tokio::time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut index_check = tokio::time::interval(INDEX_CHECK_INTERVAL);

@@ -54,6 +54,9 @@ pub struct SupervisorSettings {
     pub max_connection_age: Duration,
     /// How soon to try again when dialling the replacement fails (the old one stays up).
     pub rotation_retry: Duration,
+    /// How long the old connection keeps serving after its replacement is up, so the cloud
+    /// has registered the new one before the old one closes.
+    pub drain_grace: Duration,
 }
 
 impl Default for SupervisorSettings {
@@ -62,6 +65,7 @@ impl Default for SupervisorSettings {
             backoff: BackoffSettings::default(),
             max_connection_age: Duration::from_secs(110 * 60),
             rotation_retry: Duration::from_secs(30),
+            drain_grace: Duration::from_secs(5),
         }
     }
 }
@@ -97,7 +101,12 @@ where
                     // Make the new connection first, then let the old one finish and close.
                     match dial().await {
                         Ok(fresh) => {
-                            std::mem::replace(&mut current, fresh).drain();
+                            let old = std::mem::replace(&mut current, fresh);
+                            let grace = settings.drain_grace;
+                            tokio::spawn(async move {
+                                tokio::time::sleep(grace).await;
+                                old.drain();
+                            });
                             connected_at = Instant::now();
                             rotate_at = connected_at + settings.max_connection_age;
                             tracing::info!("rotated the connection to the cloud");
@@ -203,6 +212,7 @@ mod tests {
             },
             max_connection_age: Duration::from_secs(7200 - 600),
             rotation_retry: Duration::from_secs(30),
+            drain_grace: Duration::from_secs(5),
         }
     }
 
@@ -263,10 +273,12 @@ mod tests {
         let age = settings().max_connection_age;
         assert_eq!(log.dials[1] - started, age);
         assert_eq!(log.dials[2] - log.dials[1], Duration::from_secs(30), "retried after rotation_retry");
-        // The first connection was drained only after its replacement was up, well before 2 h.
+        // The first connection was drained only after its replacement was up (plus the grace
+        // for the cloud to register it), well before 2 h.
         let (drained, at) = log.drains[0];
         assert_eq!(drained, 1);
-        assert!(at >= log.dials[2] && at - started < Duration::from_secs(7200));
+        assert_eq!(at - log.dials[2], Duration::from_secs(5));
+        assert!(at - started < Duration::from_secs(7200));
         assert_eq!(log.dials[3] - log.dials[2], age, "the next rotation is one age later");
     }
 }

@@ -1,8 +1,11 @@
-//! The whole chain on one machine, self-hosted: a question in the Notion sandbox → `cloud-fn`'s
-//! server (its timer, pipeline and `/agent` hub) → the tunnel → the real `local-agent` binary
-//! searching the sample notes with the real model → the LLM stand-in → the answer on the page.
-//! Then the agent is killed (the next answer comes from the cached context) and restarted
-//! (full answers again, with no manual step).
+//! The whole chain on one machine: a question in the Notion sandbox → `cloud-fn` → the tunnel →
+//! the real `local-agent` binary searching the sample notes with the real model → the LLM
+//! stand-in → the answer on the page. Then the agent is killed (the next answer comes from the
+//! cached context) and restarted (full answers again, with no manual step).
+//!
+//! Twice: self-hosted (`cloud-fn`'s server with its timer, pipeline and `/agent` hub, embedded
+//! store), and on "AWS" (the API Gateway emulator calling the WebSocket handlers, the real
+//! management API client, DynamoDB in dynalite).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -22,22 +25,30 @@ use cloud_fn::tunnel::websocket::{self, AgentGate};
 use notion::page::write;
 use notion::{ClientOptions, NotionClient};
 use serde_json::{Value, json};
-use testkit::{LlmStandIn, NotionSandbox, PropertyKind, PropertySchema};
+use testkit::{ApiGatewayEmulator, Dynalite, LlmStandIn, NotionSandbox, PropertyKind, PropertySchema};
 
-use crate::support::TOKEN;
+use crate::support::{TOKEN, api_gateway, dynalite_store};
 
 const NOTION_TOKEN: &str = "secret_sandbox";
 const LLM_KEY: &str = "sk-or-test";
 /// `FALLBACK_TIMEOUT`: how long the cloud waits for the agent.
 const FALLBACK_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Where the cloud side runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cloud {
+    SelfHosted,
+    ApiGateway,
+}
+
 struct Chain {
     sandbox: NotionSandbox,
     _llm: LlmStandIn,
     source: String,
-    hub: Arc<Hub>,
+    link: Arc<dyn AgentLink>,
     agent_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _aws: Option<(ApiGatewayEmulator, Dynalite)>,
     dir: tempfile::TempDir,
 }
 
@@ -52,7 +63,7 @@ impl Drop for AgentProcess {
 }
 
 impl Chain {
-    async fn start() -> Self {
+    async fn start(cloud: Cloud) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let sandbox = NotionSandbox::start(NOTION_TOKEN).await.unwrap();
         let (database, source) = sandbox.create_database(
@@ -70,11 +81,23 @@ impl Chain {
             ],
         );
         let llm = LlmStandIn::start(LLM_KEY).await.unwrap();
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("cloud.redb")).unwrap());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let hub = Hub::new(Duration::from_secs(1));
+        let heartbeat = Duration::from_secs(1);
+        let hub = Hub::new(heartbeat);
+        let (store, link, agent_url, aws): (Arc<dyn Store>, Arc<dyn AgentLink>, Option<String>, _) = match cloud {
+            Cloud::SelfHosted => {
+                let store = Arc::new(EmbeddedStore::open(&dir.path().join("cloud.redb")).unwrap());
+                (store, hub.clone(), None, None)
+            }
+            Cloud::ApiGateway => {
+                let (dynalite, store) = dynalite_store().await;
+                let (emulator, tunnel) = api_gateway(store.clone(), heartbeat).await;
+                let url = emulator.ws_url();
+                (store, tunnel, Some(url), Some((emulator, dynalite)))
+            }
+        };
         let ladder = LadderSettings { agent_timeout: FALLBACK_TIMEOUT, ..LadderSettings::default() };
-        let context = ContextBuilder::new(hub.clone(), store.clone(), clock.clone(), ladder);
+        let context = ContextBuilder::new(link.clone(), store.clone(), clock.clone(), ladder);
         let notion = NotionClient::new(
             NOTION_TOKEN,
             ClientOptions { base_url: sandbox.url(), requests_per_second: 100, ..ClientOptions::default() },
@@ -99,12 +122,12 @@ impl Chain {
         let state = ServerState::new(pipeline, Some(Secret::new("cloud-key")), None);
         let app = server::router(state.clone()).merge(websocket::routes(gate));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let agent_url = format!("ws://{}/agent", listener.local_addr().unwrap());
+        let agent_url = agent_url.unwrap_or_else(|| format!("ws://{}/agent", listener.local_addr().unwrap()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server::serve(listener, app, state, Duration::from_millis(200), async {
             let _ = stopped.await;
         }));
-        Self { sandbox, _llm: llm, source, hub, agent_url, stop: Some(stop), dir }
+        Self { sandbox, _llm: llm, source, link, agent_url, stop: Some(stop), _aws: aws, dir }
     }
 
     fn agent_command(&self) -> Command {
@@ -131,7 +154,7 @@ impl Chain {
             .unwrap();
         let process = AgentProcess(child);
         let started = Instant::now();
-        while !self.hub.is_live().await {
+        while !self.link.is_live().await {
             assert!(started.elapsed() < Duration::from_secs(30), "the agent never connected");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -183,8 +206,17 @@ impl Drop for Chain {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn questions_are_answered_from_the_users_notes_then_from_cache_then_from_notes_again() {
-    let chain = Chain::start().await;
+async fn self_hosted_answers_come_from_notes_then_cache_then_notes_again() {
+    notes_then_cache_then_notes(Cloud::SelfHosted).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_api_gateway_answers_come_from_notes_then_cache_then_notes_again() {
+    notes_then_cache_then_notes(Cloud::ApiGateway).await;
+}
+
+async fn notes_then_cache_then_notes(cloud: Cloud) {
+    let chain = Chain::start(cloud).await;
     chain.index_sample_notes();
     let agent = chain.start_agent().await;
 

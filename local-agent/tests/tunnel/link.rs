@@ -59,7 +59,7 @@ async fn only_agents_with_a_valid_token_get_in() {
     assert_eq!(error, TunnelError::Unauthorized(401));
     assert!(error.to_string().contains("AGENT_TOKEN"), "{error}");
 
-    match raw_client(&cloud, None).await {
+    match raw_client(&cloud.url(), None).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
         other => panic!("a connection without a token must be refused, got {other:?}"),
     }
@@ -113,7 +113,7 @@ async fn agents_push_context_for_the_offline_fallback() {
 async fn heartbeats_keep_agents_live_and_silence_expires_them() {
     let cloud = Cloud::start(HEARTBEAT).await;
     let agent = spawn_agent(agent_config(&cloud.url(), TOKEN, "beating"), ScriptedNotes::new("beating"));
-    let mut silent = raw_client(&cloud, Some(TOKEN)).await.unwrap();
+    let mut silent = raw_client(&cloud.url(), Some(TOKEN)).await.unwrap();
     say_hello(&mut silent, "asleep").await;
     cloud.until_live(2).await;
 
@@ -179,7 +179,7 @@ async fn when_one_of_two_agents_dies_mid_request_the_other_answers() {
     let mut killed = 0;
     for _ in 0..30 {
         // A laptop that takes a request and then vanishes (lid closed, process killed).
-        let mut laptop = raw_client(&cloud, Some(TOKEN)).await.unwrap();
+        let mut laptop = raw_client(&cloud.url(), Some(TOKEN)).await.unwrap();
         say_hello(&mut laptop, "laptop").await;
         cloud.until_live(2).await;
         let (took, took_it) = tokio::sync::oneshot::channel();
@@ -210,12 +210,12 @@ async fn malformed_and_oversized_messages_get_errors_not_crashes() {
     let cloud = Cloud::start(HEARTBEAT).await;
 
     // A first message that is not `hello` is refused.
-    let mut rude = raw_client(&cloud, Some(TOKEN)).await.unwrap();
+    let mut rude = raw_client(&cloud.url(), Some(TOKEN)).await.unwrap();
     rude.send(Message::text("{\"action\":\"heartbeat\",\"v\":1,\"seq\":1}")).await.unwrap();
     assert!(matches!(next_cloud_message(&mut rude).await, Some(CloudMessage::Error(_))));
     assert_eq!(next_cloud_message(&mut rude).await, None);
 
-    let mut client = raw_client(&cloud, Some(TOKEN)).await.unwrap();
+    let mut client = raw_client(&cloud.url(), Some(TOKEN)).await.unwrap();
     say_hello(&mut client, "clumsy").await;
     for bad in [Message::text("not json"), Message::text("{\"v\":1,\"action\":\"dance\"}"), Message::binary(vec![1, 2])]
     {

@@ -7,10 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
 use cloud_fn::clock::SystemClock;
 use cloud_fn::config::Secret as CloudSecret;
 use cloud_fn::store::Store;
+use cloud_fn::store::dynamo::DynamoStore;
 use cloud_fn::store::embedded::EmbeddedStore;
+use cloud_fn::tunnel::api_gateway::Tunnel;
 use cloud_fn::tunnel::hub::Hub;
 use cloud_fn::tunnel::websocket::{self, AgentGate};
 use local_agent::config::Secret;
@@ -18,6 +21,7 @@ use local_agent::tunnel::backoff::BackoffSettings;
 use local_agent::tunnel::{self, Responder, SupervisorSettings, TunnelConfig};
 use protocol::tunnel::{CachePush, IndexSummary, ReplyBody, RequestBody};
 use protocol::{ErrorDetail, SearchHit, SearchResponse, SourceType};
+use testkit::{ApiGatewayEmulator, Dynalite, EmulatorOptions, WebSocketBackend};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -173,6 +177,7 @@ pub fn agent_config(url: &str, token: &str, name: &str) -> TunnelConfig {
             max: Duration::from_millis(400),
             healthy_after: Duration::from_secs(1),
         },
+        drain_grace: Duration::from_millis(200),
         ..SupervisorSettings::default()
     };
     config
@@ -186,13 +191,89 @@ pub fn spawn_agent(config: TunnelConfig, notes: Arc<ScriptedNotes>) -> tokio::ta
 pub type RawSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A bare WebSocket client with `token` (if any), for misbehaving on purpose.
-pub async fn raw_client(
-    cloud: &Cloud,
-    token: Option<&str>,
-) -> Result<RawSocket, tokio_tungstenite::tungstenite::Error> {
-    let mut request = cloud.url().into_client_request().unwrap();
+pub async fn raw_client(url: &str, token: Option<&str>) -> Result<RawSocket, tokio_tungstenite::tungstenite::Error> {
+    let mut request = url.into_client_request().unwrap();
     if let Some(token) = token {
         request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
     tokio_tungstenite::connect_async(request).await.map(|(socket, _)| socket)
+}
+
+/// A DynamoDB store on a fresh table in its own dynalite.
+pub async fn dynalite_store() -> (Dynalite, Arc<dyn Store>) {
+    let dynalite = Dynalite::start().expect("dynalite is installed by scripts/setup.sh");
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(dynalite.url())
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .build();
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), "notion-llm-e2e");
+    store.ensure_table().await.unwrap();
+    (dynalite, Arc::new(store))
+}
+
+/// The management API client, pointed at the emulator.
+pub fn management_client(emulator: &ApiGatewayEmulator) -> aws_sdk_apigatewaymanagement::Client {
+    let config = aws_sdk_apigatewaymanagement::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(emulator.management_url())
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+}
+
+/// The API Gateway side: handlers behind the emulator, a tunnel on `store`.
+pub async fn api_gateway(store: Arc<dyn Store>, heartbeat: Duration) -> (ApiGatewayEmulator, Arc<Tunnel>) {
+    api_gateway_with(store, heartbeat, EmulatorOptions::default()).await
+}
+
+/// The API Gateway side with the emulator's limits set by `options`.
+pub async fn api_gateway_with(
+    store: Arc<dyn Store>,
+    heartbeat: Duration,
+    options: EmulatorOptions,
+) -> (ApiGatewayEmulator, Arc<Tunnel>) {
+    // The handlers need the management client, which needs the emulator's address: the
+    // emulator forwards to a slot filled in once both exist.
+    let slot: Arc<std::sync::OnceLock<Arc<Tunnel>>> = Arc::default();
+    let emulator = ApiGatewayEmulator::start(options, Arc::new(Deferred(slot.clone()))).await.unwrap();
+    let tunnel = Tunnel::new(
+        store,
+        Arc::new(SystemClock),
+        management_client(&emulator),
+        vec![CloudSecret::new(TOKEN)],
+        heartbeat,
+        Duration::from_secs(3600),
+    );
+    let _ = slot.set(tunnel.clone());
+    (emulator, tunnel)
+}
+
+/// The WebSocket API's Lambda handlers as the emulator calls them; the tunnel is set once the
+/// emulator's address (needed by its management client) is known.
+struct Deferred(Arc<std::sync::OnceLock<Arc<Tunnel>>>);
+
+impl Deferred {
+    fn tunnel(&self) -> &Tunnel {
+        self.0.get().expect("the tunnel is set before any client connects")
+    }
+}
+
+#[async_trait::async_trait]
+impl WebSocketBackend for Deferred {
+    async fn authorize(
+        &self,
+        request: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest,
+    ) -> aws_lambda_events::apigw::ApiGatewayCustomAuthorizerResponse {
+        self.tunnel().authorize(&request)
+    }
+
+    async fn handle(
+        &self,
+        event: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest,
+    ) -> aws_lambda_events::apigw::ApiGatewayProxyResponse {
+        self.tunnel().handle(&event).await
+    }
 }

@@ -1,0 +1,352 @@
+//! The cloud's end of the tunnel on AWS: the handlers of the API Gateway WebSocket API, and the
+//! [`AgentLink`] that reaches agents through it.
+//!
+//! Every WebSocket event is a separate, stateless Lambda invocation, so nothing lives in memory:
+//! connections are records in the store (`last_seen` decides liveness, because `$disconnect` is
+//! only best-effort), requests go out with `PostToConnection`, and an agent's reply arrives as
+//! a `reply` route event whose handler writes it to the store as `reply#<id>`, where the
+//! waiting run polls for it until the deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
+    ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
+};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+use aws_sdk_apigatewaymanagement::Client as ManagementClient;
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use protocol::tunnel::{AgentMessage, CloudMessage, ErrorMessage, ReplyBody, Request, RequestBody, Welcome};
+use protocol::{SearchRequest, SearchResponse};
+
+use crate::agent::{AgentLink, LinkError, LinkStatus};
+use crate::clock::Clock;
+use crate::config::Secret;
+use crate::store::{AgentConnection, CachedContext, Store};
+
+/// How long a reply stays in the store (the waiting run reads it within its deadline).
+const REPLY_TTL_SECS: i64 = 300;
+
+/// Everything the WebSocket handlers and the link share.
+pub struct Tunnel {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    management: ManagementClient,
+    tokens: Vec<Secret>,
+    heartbeat: Duration,
+    cache_ttl: Duration,
+}
+
+impl Tunnel {
+    /// The tunnel over `store`, posting to connections with `management` (its endpoint is the
+    /// stage's `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`), admitting agents
+    /// with one of `tokens`, expecting heartbeats every `heartbeat`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        management: ManagementClient,
+        tokens: Vec<Secret>,
+        heartbeat: Duration,
+        cache_ttl: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self { store, clock, management, tokens, heartbeat, cache_ttl })
+    }
+
+    /// The REQUEST authorizer of `$connect`: allows the upgrade only with a valid
+    /// `Authorization: Bearer <token>` (compared in constant time, never logged).
+    pub fn authorize(
+        &self,
+        request: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+    ) -> ApiGatewayCustomAuthorizerResponse {
+        let presented = request
+            .headers
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim);
+        let admitted = presented
+            .is_some_and(|token| self.tokens.iter().fold(false, |found, secret| secret.matches(token) | found));
+        if !admitted {
+            tracing::warn!(present = presented.is_some(), "refused an agent connection: missing or wrong token");
+        }
+        let mut statement = IamPolicyStatement::default();
+        statement.action = vec!["execute-api:Invoke".into()];
+        statement.effect = if admitted { IamPolicyEffect::Allow } else { IamPolicyEffect::Deny };
+        statement.resource = vec![request.method_arn.clone().unwrap_or_else(|| "*".into())];
+        let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+        policy.version = Some("2012-10-17".into());
+        policy.statement = vec![statement];
+        let mut response = ApiGatewayCustomAuthorizerResponse::default();
+        response.principal_id = Some("agent".into());
+        response.policy_document = policy;
+        response
+    }
+
+    /// The integration of every route: `$connect`, `$disconnect`, `hello`, `heartbeat`,
+    /// `reply`, `cache_push` and `$default`.
+    pub async fn handle(&self, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+        let context = &event.request_context;
+        let Some(connection_id) = context.connection_id.as_deref() else {
+            return response(400, "no connection id");
+        };
+        let route = context.route_key.as_deref().unwrap_or("$default");
+        let now = self.clock.now();
+        let result = match route {
+            "$connect" => {
+                let connected_at = if context.connected_at > 0 { context.connected_at / 1000 } else { now };
+                let connection = AgentConnection {
+                    connection_id: connection_id.to_owned(),
+                    agent_id: String::new(),
+                    connected_at,
+                    last_seen: now,
+                };
+                self.store.put_connection(&connection).await.map_err(|error| error.to_string())
+            }
+            "$disconnect" => self.store.remove_connection(connection_id).await.map_err(|error| error.to_string()),
+            _ => self.on_message(connection_id, event.body.as_deref().unwrap_or_default(), now).await,
+        };
+        match result {
+            Ok(()) => response(200, "ok"),
+            Err(error) => {
+                tracing::error!(route, connection_id, %error, "handling a WebSocket event failed");
+                response(500, "internal error")
+            }
+        }
+    }
+
+    async fn on_message(&self, connection_id: &str, body: &str, now: i64) -> Result<(), String> {
+        let message = match AgentMessage::decode(body) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(connection_id, %error, "an agent sent an unusable message");
+                let reply = CloudMessage::Error(ErrorMessage { code: error.code(), message: error.to_string() });
+                return self.post(connection_id, &reply).await.map(|_| ()).map_err(|error| error.to_string());
+            }
+        };
+        let store = &self.store;
+        if let AgentMessage::Hello(hello) = &message {
+            tracing::info!(connection_id, agent_id = hello.agent_id, version = hello.version, "agent connected");
+            // Welcome first, then record the agent id, which makes the connection eligible for
+            // requests: the agent must not see a request before its welcome.
+            let welcome = CloudMessage::Welcome(Welcome { heartbeat_secs: self.heartbeat.as_secs().max(1) });
+            self.post(connection_id, &welcome).await.map_err(|error| error.to_string())?;
+        }
+        let known = match &message {
+            AgentMessage::Hello(hello) => store.touch_connection(connection_id, Some(&hello.agent_id), now).await,
+            _ => store.touch_connection(connection_id, None, now).await,
+        }
+        .map_err(|error| error.to_string())?;
+        if !known {
+            // `$connect` always records the connection first; if it is missing, the record was
+            // removed (a late `$disconnect`, a 410): record it again rather than lose the agent.
+            let connection = AgentConnection {
+                connection_id: connection_id.to_owned(),
+                agent_id: match &message {
+                    AgentMessage::Hello(hello) => hello.agent_id.clone(),
+                    _ => String::new(),
+                },
+                connected_at: now,
+                last_seen: now,
+            };
+            store.put_connection(&connection).await.map_err(|error| error.to_string())?;
+        }
+        match message {
+            AgentMessage::Hello(_) | AgentMessage::Heartbeat(_) => Ok(()),
+            AgentMessage::Reply(reply) => {
+                let id = reply.id.clone();
+                let text = AgentMessage::Reply(reply).encode();
+                store.put_reply(&id, &text, now + REPLY_TTL_SECS).await.map_err(|error| error.to_string())
+            }
+            AgentMessage::CachePush(push) => {
+                let context = CachedContext {
+                    context: push.context,
+                    sources: push.sources,
+                    updated_at: push.updated_at.min(now),
+                    expires_at: now + self.cache_ttl.as_secs() as i64,
+                };
+                store.put_context(&push.tag, &context).await.map_err(|error| error.to_string())
+            }
+        }
+    }
+
+    async fn post(&self, connection_id: &str, message: &CloudMessage) -> Result<(), PostError> {
+        let data = Blob::new(message.encode().into_bytes());
+        match self.management.post_to_connection().connection_id(connection_id).data(data).send().await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let service = error.as_service_error();
+                Err(if service.is_some_and(|e| e.is_gone_exception()) {
+                    PostError::Gone
+                } else if service.is_some_and(|e| e.is_limit_exceeded_exception()) {
+                    PostError::Busy
+                } else if service.is_some_and(|e| e.is_payload_too_large_exception()) {
+                    PostError::TooLarge
+                } else {
+                    PostError::Other(aws_sdk_apigatewaymanagement::error::DisplayErrorContext(&error).to_string())
+                })
+            }
+        }
+    }
+
+    /// Live: said hello (so it has its welcome and can take requests) and was heard from within
+    /// two heartbeats.
+    fn live(&self, connection: &AgentConnection, now: i64) -> bool {
+        !connection.agent_id.is_empty() && now - connection.last_seen <= 2 * self.heartbeat.as_secs() as i64
+    }
+
+    async fn live_connections(&self) -> Vec<AgentConnection> {
+        let now = self.clock.now();
+        match self.store.connections().await {
+            Ok(connections) => connections.into_iter().filter(|connection| self.live(connection, now)).collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the agents' connections");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Sends `body` to live agents in turn until one answers, within `deadline` overall.
+    pub async fn request(&self, body: RequestBody, deadline: Duration) -> Result<ReplyBody, LinkError> {
+        let started = tokio::time::Instant::now();
+        let mut candidates = self.live_connections().await;
+        // Spread load; any live agent can answer.
+        fastrand::shuffle(&mut candidates);
+        let mut last_error = LinkError::Offline;
+        let mut tried = std::collections::HashSet::new();
+        loop {
+            let connection = match candidates.pop() {
+                Some(connection) => connection,
+                None => {
+                    // Out of candidates with time left: an agent may have connected (or
+                    // replaced its connection) meanwhile.
+                    let mut fresh = self.live_connections().await;
+                    fresh.retain(|connection| !tried.contains(&connection.connection_id));
+                    if fresh.is_empty() {
+                        break;
+                    }
+                    candidates = fresh;
+                    continue;
+                }
+            };
+            tried.insert(connection.connection_id.clone());
+            let remaining = deadline.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                return Err(LinkError::Timeout(deadline));
+            }
+            let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            let request = CloudMessage::Request(Request {
+                id: id.clone(),
+                deadline_ms: remaining.as_millis() as u64,
+                body: body.clone(),
+            });
+            let connection_id = connection.connection_id.as_str();
+            match self.post(connection_id, &request).await {
+                Ok(()) => {}
+                Err(PostError::Gone) => {
+                    tracing::info!(connection_id, "the agent's connection is gone; trying another");
+                    let _ = self.store.remove_connection(connection_id).await;
+                    continue;
+                }
+                Err(PostError::Busy) => {
+                    tracing::warn!(connection_id, "the agent's connection is saturated; trying another");
+                    last_error = LinkError::Agent("the agent is saturated (429)".into());
+                    continue;
+                }
+                Err(PostError::TooLarge) => return Err(LinkError::Agent("the request is over 128 KB".into())),
+                Err(PostError::Other(error)) => {
+                    tracing::warn!(connection_id, %error, "PostToConnection failed");
+                    last_error = LinkError::Agent(error);
+                    continue;
+                }
+            }
+            // When another agent could still be asked, give this one half the time left.
+            let patience = if candidates.is_empty() { remaining } else { remaining / 2 };
+            match self.await_reply(&id, patience).await {
+                Some(reply) => match reply.into_result() {
+                    Ok(body) => return Ok(body),
+                    Err(error) => last_error = LinkError::Agent(error.message),
+                },
+                None => last_error = LinkError::Timeout(deadline),
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Polls the store for the reply to `id`, more slowly as time passes, for at most `patience`.
+    async fn await_reply(&self, id: &str, patience: Duration) -> Option<protocol::tunnel::Reply> {
+        let until = tokio::time::Instant::now() + patience;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            match self.store.get_reply(id, self.clock.now()).await {
+                Ok(Some(text)) => match AgentMessage::decode(&text) {
+                    Ok(AgentMessage::Reply(reply)) => return Some(reply),
+                    _ => {
+                        tracing::warn!(id, "a stored reply is unreadable");
+                        return None;
+                    }
+                },
+                Ok(None) => {}
+                Err(error) => tracing::warn!(id, %error, "cannot read the reply"),
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return None;
+            }
+            tokio::time::sleep(pause.min(until - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Why `PostToConnection` failed, as far as the link cares.
+#[derive(Debug)]
+enum PostError {
+    /// 410: the connection no longer exists.
+    Gone,
+    /// 429: too many requests, or the client's buffer is full.
+    Busy,
+    /// 413: over 128 KB.
+    TooLarge,
+    /// Anything else.
+    Other(String),
+}
+
+impl std::fmt::Display for PostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PostError::Gone => f.write_str("the connection is gone (410)"),
+            PostError::Busy => f.write_str("too many messages (429)"),
+            PostError::TooLarge => f.write_str("the message is over 128 KB (413)"),
+            PostError::Other(error) => f.write_str(error),
+        }
+    }
+}
+
+fn response(status: i64, body: &str) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = status;
+    response.body = Some(Body::Text(body.to_owned()));
+    response
+}
+
+/// The tunnel as the pipeline's [`AgentLink`].
+#[async_trait]
+impl AgentLink for Tunnel {
+    async fn is_live(&self) -> bool {
+        !self.live_connections().await.is_empty()
+    }
+
+    async fn search(&self, request: &SearchRequest, deadline: Duration) -> Result<SearchResponse, LinkError> {
+        match self.request(RequestBody::Search(request.clone()), deadline).await? {
+            ReplyBody::Search(response) => Ok(response),
+            ReplyBody::BuildContext(_) => Err(LinkError::Agent("the agent answered a search with a context".into())),
+        }
+    }
+
+    async fn status(&self) -> LinkStatus {
+        LinkStatus { kind: "api-gateway".into(), live_agents: self.live_connections().await.len() }
+    }
+}
