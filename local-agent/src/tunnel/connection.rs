@@ -231,7 +231,8 @@ impl Session {
                     let generation = tokio::task::spawn_blocking(move || responder.generation()).await.ok();
                     if generation.is_some() && generation != pushed_generation {
                         pushed_generation = generation;
-                        self.push_contexts(&outbox).await;
+                        // Building one context per tag takes a while: not on the read loop.
+                        tokio::spawn(push_contexts(self.responder.clone(), outbox.clone()));
                     }
                 }
                 signal = &mut drain, if !draining => {
@@ -305,28 +306,28 @@ impl Session {
             }
         }
     }
+}
 
-    async fn push_contexts(&self, outbox: &mpsc::Sender<Outgoing>) {
-        let responder = self.responder.clone();
-        let Ok(pushes) = tokio::task::spawn_blocking(move || responder.tag_contexts()).await else { return };
-        let count = pushes.len();
-        for mut push in pushes {
-            // Keep each push inside one message.
-            let budget = limits::MAX_MESSAGE_BYTES / 2;
-            if push.context.len() > budget {
-                let mut cut = budget;
-                while !push.context.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                push.context.truncate(cut);
+/// Sends the cloud fresh context for each tag, for its offline fallback.
+async fn push_contexts(responder: Arc<dyn Responder>, outbox: mpsc::Sender<Outgoing>) {
+    let Ok(pushes) = tokio::task::spawn_blocking(move || responder.tag_contexts()).await else { return };
+    let count = pushes.len();
+    for mut push in pushes {
+        // Keep each push inside one message.
+        let budget = limits::MAX_MESSAGE_BYTES / 2;
+        if push.context.len() > budget {
+            let mut cut = budget;
+            while !push.context.is_char_boundary(cut) {
+                cut -= 1;
             }
-            if outbox.send(Outgoing::Message(AgentMessage::CachePush(push))).await.is_err() {
-                return;
-            }
+            push.context.truncate(cut);
         }
-        if count > 0 {
-            tracing::info!(tags = count, "pushed fresh context to the cloud");
+        if outbox.send(Outgoing::Message(AgentMessage::CachePush(push))).await.is_err() {
+            return;
         }
+    }
+    if count > 0 {
+        tracing::info!(tags = count, "pushed fresh context to the cloud");
     }
 }
 

@@ -242,3 +242,25 @@ async fn notes_then_cache_then_notes(cloud: Cloud) {
     assert_eq!(status, "Answered", "{footer}");
     assert!(footer.contains("mode: full") && footer.contains("rust-ownership.md"), "{footer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_stops_the_agent_with_a_clear_message_and_no_secret() {
+    let cloud = crate::support::Cloud::start(Duration::from_secs(1)).await;
+    let (url, dir) = (cloud.url(), tempfile::tempdir().unwrap());
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_local-agent"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("CLOUD_URL", url)
+            .env("AGENT_TOKEN", "wrong-token-0123456789")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    });
+    let output = tokio::time::timeout(Duration::from_secs(60), run).await.expect("the agent must exit").unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a refused token is fatal: {stderr}");
+    assert!(stderr.contains("AGENT_TOKEN"), "the message says what to fix: {stderr}");
+    assert!(!stderr.contains("wrong-token-0123456789"), "the token never reaches the logs: {stderr}");
+}
