@@ -142,11 +142,12 @@ impl Tunnel {
         if !known {
             // `$connect` always records the connection first; if it is missing, the record was
             // removed (a late `$disconnect`, a 410): record it again rather than lose the agent.
+            // Any message but hello proves the agent already had its welcome, so it is eligible.
             let connection = AgentConnection {
                 connection_id: connection_id.to_owned(),
                 agent_id: match &message {
                     AgentMessage::Hello(hello) => hello.agent_id.clone(),
-                    _ => String::new(),
+                    _ => "(unknown)".into(),
                 },
                 connected_at: now,
                 last_seen: now,

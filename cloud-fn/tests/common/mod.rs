@@ -18,7 +18,7 @@ use notion::page::write;
 use notion::{ClientOptions, NotionClient, RetryPolicy};
 use protocol::{SearchHit, SearchRequest, SearchResponse, SourceType};
 use serde_json::{Value, json};
-use testkit::{LlmStandIn, NotionSandbox, PropertyKind, PropertySchema};
+use testkit::{LlmStandIn, NotionSandbox};
 
 pub const TOKEN: &str = "secret_sandbox";
 pub const KEY: &str = "sk-or-test";
@@ -79,20 +79,7 @@ impl World {
 
     pub async fn with_store(store: Arc<dyn Store>, dir: tempfile::TempDir) -> Self {
         let sandbox = NotionSandbox::start(TOKEN).await.unwrap();
-        let (database, source) = sandbox.create_database(
-            "Questions",
-            vec![
-                PropertySchema::new("Question", PropertyKind::Title),
-                PropertySchema::new("Status", PropertyKind::Status).with_options(&[
-                    "Pending",
-                    "Processing",
-                    "Answered",
-                    "Answered (offline)",
-                    "Failed",
-                ]),
-                PropertySchema::new("Tags", PropertyKind::MultiSelect),
-            ],
-        );
+        let (database, source) = sandbox.create_questions_database();
         World {
             sandbox,
             llm: LlmStandIn::start(KEY).await.unwrap(),

@@ -25,7 +25,7 @@ use cloud_fn::tunnel::websocket::{self, AgentGate};
 use notion::page::write;
 use notion::{ClientOptions, NotionClient};
 use serde_json::{Value, json};
-use testkit::{ApiGatewayEmulator, Dynalite, LlmStandIn, NotionSandbox, PropertyKind, PropertySchema};
+use testkit::{ApiGatewayEmulator, Dynalite, LlmStandIn, NotionSandbox};
 
 use crate::support::{TOKEN, api_gateway, dynalite_store};
 
@@ -66,20 +66,7 @@ impl Chain {
     async fn start(cloud: Cloud) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let sandbox = NotionSandbox::start(NOTION_TOKEN).await.unwrap();
-        let (database, source) = sandbox.create_database(
-            "Questions",
-            vec![
-                PropertySchema::new("Question", PropertyKind::Title),
-                PropertySchema::new("Status", PropertyKind::Status).with_options(&[
-                    "Pending",
-                    "Processing",
-                    "Answered",
-                    "Answered (offline)",
-                    "Failed",
-                ]),
-                PropertySchema::new("Tags", PropertyKind::MultiSelect),
-            ],
-        );
+        let (database, source) = sandbox.create_questions_database();
         let llm = LlmStandIn::start(LLM_KEY).await.unwrap();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let heartbeat = Duration::from_secs(1);

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use testkit::{NotionSandbox, PropertyKind, PropertySchema};
+use testkit::NotionSandbox;
 
 /// A Notion-API-compatible sandbox with an empty questions database.
 #[derive(Parser)]
@@ -22,20 +22,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let args = Args::parse();
     let sandbox = NotionSandbox::start_on(args.listen, &args.token).await?;
-    let (database, _) = sandbox.create_database(
-        "Questions",
-        vec![
-            PropertySchema::new("Question", PropertyKind::Title),
-            PropertySchema::new("Status", PropertyKind::Status).with_options(&[
-                "Pending",
-                "Processing",
-                "Answered",
-                "Answered (offline)",
-                "Failed",
-            ]),
-            PropertySchema::new("Tags", PropertyKind::MultiSelect),
-        ],
-    );
+    let (database, _) = sandbox.create_questions_database();
     println!("listening on {}", sandbox.url());
     println!("NOTION_DATABASE_ID={database}");
     tokio::signal::ctrl_c().await?;

@@ -194,6 +194,26 @@ impl NotionSandbox {
         self.workspace().create_database(title, schema)
     }
 
+    /// Creates the questions database with notion-llm's default names: title `Question`, status
+    /// `Status` (Pending, Processing, Answered, Answered (offline), Failed), multi-select `Tags`.
+    /// Returns `(database_id, data_source_id)`.
+    pub fn create_questions_database(&self) -> (String, String) {
+        self.create_database(
+            "Questions",
+            vec![
+                PropertySchema::new("Question", PropertyKind::Title),
+                PropertySchema::new("Status", PropertyKind::Status).with_options(&[
+                    "Pending",
+                    "Processing",
+                    "Answered",
+                    "Answered (offline)",
+                    "Failed",
+                ]),
+                PropertySchema::new("Tags", PropertyKind::MultiSelect),
+            ],
+        )
+    }
+
     /// Adds a page to a data source, properties in Notion's write shape, optional content
     /// blocks in the append shape. Panics on invalid input: this is for test setup.
     pub fn add_page(&self, data_source_id: &str, properties: Value, children: Value) -> String {
