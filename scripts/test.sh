@@ -5,12 +5,47 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 scripts/setup.sh
+# setup.sh puts cargo-lambda (with zig), sam and cfn-lint in this venv. cargo-lambda is needed by
+# the tests too (a test runs `cargo lambda watch`), so the venv stays on PATH from here on.
+venv=${NOTION_LLM_RUNTIME:-$repo/.runtime}/venv
+export PATH="$venv/bin:$PATH"
 
 # Formatting and lints first: they fail in seconds, the tests take minutes.
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The AWS template (seconds, offline): CloudFormation/SAM lint rules and SAM's own transform. Both
+# want a Region and credentials to exist; dummy ones, for these two commands only, never used to
+# call AWS (no AWS_PROFILE or session token from the caller leaks in).
+(
+  unset AWS_PROFILE AWS_SESSION_TOKEN
+  export AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+  export SAM_CLI_TELEMETRY=0
+  cfn-lint template.yaml
+  sam validate --lint --template template.yaml
+)
+
 # Integration tests load the real model and build real indexes on temporary folders.
 cargo test --workspace --all-targets --locked
 # Benches are compiled by the line above; running them needs the evaluation data:
 #   cargo bench -p local-agent --bench scifact -- ../shared/eval/scifact
+
+# The Lambda artifact, built the way `sam build` builds it (cargo-lambda cross-compiles through
+# zig), after the tests so that test failures show first. x86_64 always; arm64 (the template's
+# default) only where rustup already has the target: adding it downloads from outside the package
+# registries. Each architecture overwrites target/lambda/cloud-fn-lambda.
+lambda_dir=target/lambda/cloud-fn-lambda
+lambda_archs=(--x86-64)
+rust_targets=$(rustup target list --installed 2>/dev/null || true)
+if grep -qx aarch64-unknown-linux-gnu <<<"$rust_targets"; then
+  lambda_archs+=(--arm64)
+fi
+for arch in "${lambda_archs[@]}"; do
+  rm -rf "$lambda_dir"
+  cargo lambda build --release --locked "$arch" --bin cloud-fn-lambda
+  [ -x "$lambda_dir/bootstrap" ] || { echo "test: $lambda_dir/bootstrap was not built ($arch)" >&2; exit 1; }
+  # Zip mode packages the same binary again (no recompilation) into bootstrap.zip, what Lambda gets.
+  cargo lambda build --release --locked "$arch" --bin cloud-fn-lambda --output-format zip
+  [ -s "$lambda_dir/bootstrap.zip" ] || { echo "test: $lambda_dir/bootstrap.zip was not built ($arch)" >&2; exit 1; }
+  echo "test: cloud-fn-lambda ($arch): bootstrap $(wc -c < "$lambda_dir/bootstrap") bytes, bootstrap.zip $(wc -c < "$lambda_dir/bootstrap.zip") bytes"
+done

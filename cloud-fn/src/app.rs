@@ -62,13 +62,23 @@ pub fn llm(config: &CloudConfig) -> Result<Option<Arc<dyn Llm>>, BuildError> {
     Ok(Some(Arc::new(client)))
 }
 
-/// The pipeline, with `link` to the agent (or [`OfflineLink`]) and the system clock.
+/// The pipeline on the configured store, with `link` to the agent (or [`OfflineLink`]) and the
+/// system clock.
 pub async fn pipeline(config: &CloudConfig, link: Option<Arc<dyn AgentLink>>) -> Result<Arc<Pipeline>, BuildError> {
+    let store = store(config).await?;
+    let link = link.unwrap_or_else(|| Arc::new(OfflineLink));
+    pipeline_with(config, store, link, Arc::new(SystemClock))
+}
+
+/// The pipeline on adapters the caller built (the Lambda front builds its own store and link).
+pub fn pipeline_with(
+    config: &CloudConfig,
+    store: Arc<dyn Store>,
+    link: Arc<dyn AgentLink>,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<Pipeline>, BuildError> {
     let (_, database) = config.notion()?;
     let notion = notion_client(config)?;
-    let store = store(config).await?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let link = link.unwrap_or_else(|| Arc::new(OfflineLink));
     let context = ContextBuilder::new(link, store.clone(), clock.clone(), config.ladder);
     Ok(Arc::new(Pipeline::new(notion, database, llm(config)?, store, context, clock, config.pipeline.clone())))
 }

@@ -2,39 +2,13 @@
 //! TOML file holding the same names (`NOTION_DATABASE_ID = "…"`), then defaults.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::context::LadderSettings;
 use crate::pipeline::{PipelineSettings, Vocabulary};
 
-/// A secret whose `Debug` hides it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Compares in constant time (BLAKE3 hashes compare in constant time).
-    pub fn matches(&self, candidate: &str) -> bool {
-        blake3::hash(self.0.as_bytes()) == blake3::hash(candidate.as_bytes())
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use protocol::Secret;
 
 /// A configuration problem; the message names the setting.
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +38,11 @@ pub struct CloudConfig {
     pub llm_models: Vec<String>,
     /// `LLM_TIMEOUT` (seconds).
     pub llm_timeout: Duration,
-    /// `CLOUD_API_KEY`: required on every HTTP endpoint but `/health`.
+    /// `CLOUD_API_KEY`: required on every HTTP endpoint but `/health` and the webhook.
     pub cloud_api_key: Option<Secret>,
+    /// `NOTION_WEBHOOK_TOKEN`: pins the webhook's verification token (else the handshake's is
+    /// stored).
+    pub notion_webhook_token: Option<Secret>,
     /// `DYNAMODB_TABLE`: use DynamoDB; otherwise the embedded store.
     pub dynamodb_table: Option<String>,
     /// `DATA_DIR`: where the embedded store lives.
@@ -80,14 +57,19 @@ pub struct CloudConfig {
     pub agent_tokens: Vec<Secret>,
     /// How often agents must send a heartbeat (`AGENT_HEARTBEAT`, 30 s).
     pub agent_heartbeat: Duration,
+    /// The API Gateway management endpoint agents are reached through on AWS
+    /// (`WEBSOCKET_ENDPOINT`, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`).
+    pub websocket_endpoint: Option<String>,
     /// Certificate chain and private key (PEM) to serve TLS directly (`TLS_CERT_FILE`,
     /// `TLS_KEY_FILE`); without them `serve` speaks plain HTTP for a TLS-terminating proxy.
     pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Reads settings from the environment and an optional file of the same names.
+#[derive(Clone)]
 pub struct Source {
     file: BTreeMap<String, String>,
+    environment: bool,
 }
 
 impl Source {
@@ -107,11 +89,31 @@ impl Source {
                 values.insert(key.to_uppercase(), text);
             }
         }
-        Ok(Self { file: values })
+        Ok(Self { file: values, environment: true })
+    }
+
+    /// Only `values`, not the environment (tests, and callers that assemble settings).
+    pub fn from_values<K: Into<String>, V: Into<String>>(values: impl IntoIterator<Item = (K, V)>) -> Self {
+        let file = values.into_iter().map(|(key, value)| (key.into(), value.into())).collect();
+        Self { file, environment: false }
+    }
+
+    /// The value of a setting, if it is set and not blank.
+    pub fn value(&self, name: &str) -> Option<String> {
+        self.environment
+            .then(|| std::env::var(name).ok())
+            .flatten()
+            .or_else(|| self.file.get(name).cloned())
+            .filter(|value| !value.trim().is_empty())
+    }
+
+    /// Sets a setting the environment does not give (e.g. a secret read from a parameter store).
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.file.insert(name.to_owned(), value.to_owned());
     }
 
     fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().or_else(|| self.file.get(name).cloned()).filter(|value| !value.trim().is_empty())
+        self.value(name)
     }
 
     fn seconds(&self, name: &str, default: f64) -> Result<Duration, ConfigError> {
@@ -179,6 +181,7 @@ impl CloudConfig {
             llm_models,
             llm_timeout: source.seconds("LLM_TIMEOUT", 60.0)?,
             cloud_api_key: source.get("CLOUD_API_KEY").map(Secret::new),
+            notion_webhook_token: source.get("NOTION_WEBHOOK_TOKEN").map(Secret::new),
             dynamodb_table: source.get("DYNAMODB_TABLE"),
             data_dir: source.get("DATA_DIR").map(PathBuf::from).unwrap_or_else(|| {
                 dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("notion-llm").join("cloud")
@@ -214,6 +217,7 @@ impl CloudConfig {
                 .map(Secret::new)
                 .collect(),
             agent_heartbeat: source.seconds("AGENT_HEARTBEAT", 30.0)?,
+            websocket_endpoint: source.get("WEBSOCKET_ENDPOINT"),
             tls: match (source.get("TLS_CERT_FILE"), source.get("TLS_KEY_FILE")) {
                 (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
                 (None, None) => None,

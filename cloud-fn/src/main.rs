@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use cloud_fn::clock::SystemClock;
 use cloud_fn::config::{CloudConfig, Source};
-use cloud_fn::server::{self, ServerState};
+use cloud_fn::server::{self, ServerSettings, ServerState};
 use cloud_fn::tunnel::hub::Hub;
 use cloud_fn::tunnel::tls::{self, TlsListener};
 use cloud_fn::tunnel::websocket::{self, AgentGate};
@@ -99,8 +99,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Arc::new(SystemClock),
                 config.ladder.cache_ttl,
             );
-            let state =
-                ServerState::new(pipeline, config.cloud_api_key.clone(), config.notion_templates_database_id.clone());
+            let state = ServerState::new(pipeline, ServerSettings::from_config(&config));
             let app = server::router(state.clone()).merge(websocket::routes(gate));
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

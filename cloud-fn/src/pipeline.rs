@@ -285,14 +285,6 @@ impl Pipeline {
     /// One run: every pending (or stuck processing) page, oldest first, a few at a time.
     pub async fn process_once(self: &Arc<Self>) -> Result<RunReport, PipelineError> {
         let started = Instant::now();
-        // Unique across processes and Lambda containers, not only within this one: the owner of
-        // a job tells a run whether a finished job is its own.
-        let run_id = format!(
-            "run-{}-{:08x}-{}",
-            self.clock.now(),
-            fastrand::u32(..),
-            self.run_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
         let source = self.data_source().await?.to_owned();
         let vocabulary = &self.settings.vocabulary;
         // Processing pages too: a run that died, or an attempt waiting to be retried, left them so.
@@ -311,6 +303,46 @@ impl Pipeline {
             }
             Err(error) => return Err(error.into()),
         };
+        self.process(pages, started).await
+    }
+
+    /// Answers the given pages now if they are pending questions of this database (a webhook's
+    /// way in); anything else — another database's page, a trashed or answered one, a page
+    /// that no longer exists — is left alone, so a repeated or forged event changes nothing.
+    pub async fn process_pages(self: &Arc<Self>, page_ids: &[String]) -> Result<RunReport, PipelineError> {
+        let started = Instant::now();
+        let source = self.data_source().await?.to_owned();
+        let vocabulary = &self.settings.vocabulary;
+        let mut pages = Vec::new();
+        for id in page_ids {
+            let page = match self.notion.retrieve_page(id).await {
+                Ok(page) => page,
+                Err(error) if error.is_not_found() => continue,
+                Err(error) => return Err(error.into()),
+            };
+            let status = page.choice(&vocabulary.status_property);
+            let open = status == Some(vocabulary.pending.as_str()) || status == Some(vocabulary.processing.as_str());
+            if open && !page.is_trashed() && page.is_row_of(&self.database_id, &source) {
+                pages.push(page);
+            }
+        }
+        self.process(pages, started).await
+    }
+
+    /// Processes `pages`, a few at a time.
+    async fn process(self: &Arc<Self>, pages: Vec<Page>, started: Instant) -> Result<RunReport, PipelineError> {
+        // Unique across processes and Lambda containers, not only within this one: the owner of
+        // a job tells a run whether a finished job is its own.
+        let run_id = format!(
+            "run-{}-{:08x}-{}",
+            self.clock.now(),
+            fastrand::u32(..),
+            self.run_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        if pages.is_empty() {
+            // The common case of a scheduled run: no store request at all.
+            return Ok(RunReport { seconds: started.elapsed().as_secs_f64(), ..RunReport::default() });
+        }
         let templates = Arc::new(Templates::load(self.store.as_ref()).await?);
         let mut report = RunReport { found: pages.len(), ..RunReport::default() };
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
@@ -417,22 +449,7 @@ impl Pipeline {
         let lease_until = now + self.settings.lease_secs;
         let existing = self.store.get_job(&page.id).await?;
         let (job, expected) = match existing {
-            None => (
-                JobRecord {
-                    page_id: page.id.clone(),
-                    generation: 1,
-                    status: JobStatus::Working,
-                    attempts: 1,
-                    lease_until,
-                    owner: run_id.to_owned(),
-                    mode: None,
-                    error: None,
-                    finished_at: None,
-                    usage: None,
-                    version: 0,
-                },
-                None,
-            ),
+            None => (JobRecord::fresh(&page.id, 1, run_id, lease_until), None),
             Some(job) if job.status == JobStatus::Working && job.lease_until > now => return Ok(Claim::Skip),
             Some(job) if job.status == JobStatus::Working => {
                 let expected = job.version;
@@ -458,18 +475,7 @@ impl Pipeline {
                 }
                 // Pending again: a person reopened the question.
                 let expected = job.version;
-                let reopened = JobRecord {
-                    generation: job.generation + 1,
-                    status: JobStatus::Working,
-                    attempts: 1,
-                    lease_until,
-                    owner: run_id.to_owned(),
-                    mode: None,
-                    error: None,
-                    finished_at: None,
-                    usage: None,
-                    ..job
-                };
+                let reopened = JobRecord::fresh(&page.id, job.generation + 1, run_id, lease_until);
                 (reopened, Some(expected))
             }
         };

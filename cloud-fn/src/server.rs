@@ -1,16 +1,19 @@
-//! The self-hosted server (`cloud-fn serve`): a timer that runs `process_once`, and the HTTP
-//! endpoints — `GET /health` (open), and behind `CLOUD_API_KEY`: `GET /status`,
-//! `GET /rag/status`, `POST /process-once`, `POST /templates/sync-from-notion`,
-//! `POST /templates/sync-to-notion`.
+//! The HTTP front: `GET /health` (open), `POST /webhooks/notion` (authenticated by Notion's
+//! signature), and behind `CLOUD_API_KEY`: `GET /status`, `GET /rag/status`,
+//! `POST /process-once`, `POST /templates/sync-from-notion`, `POST /templates/sync-to-notion`,
+//! `GET /webhooks/notion/verification`. [`serve`] adds the self-hosted timer that runs
+//! `process_once`.
 //!
-//! The same router serves the Lambda function URL later; nothing here knows how it is hosted.
+//! The same router serves the Lambda function URL ([`crate::lambda`]); nothing here knows how it
+//! is hosted.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,15 +23,38 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::Secret;
+use crate::config::{CloudConfig, Secret};
 use crate::pipeline::{Pipeline, RunReport};
 use crate::templates;
+use crate::webhook::{self, Delivery, WebhookError};
+
+/// What the HTTP front is told besides the pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSettings {
+    /// Guards every endpoint but `/health` and the webhook (`CLOUD_API_KEY`).
+    pub api_key: Option<Secret>,
+    /// The templates database, for the sync endpoints.
+    pub templates_database: Option<String>,
+    /// A pinned Notion webhook verification token (`NOTION_WEBHOOK_TOKEN`): then handshakes
+    /// are acknowledged but never replace it.
+    pub webhook_token: Option<Secret>,
+}
+
+impl ServerSettings {
+    /// The settings of `config`.
+    pub fn from_config(config: &CloudConfig) -> Self {
+        Self {
+            api_key: config.cloud_api_key.clone(),
+            templates_database: config.notion_templates_database_id.clone(),
+            webhook_token: config.notion_webhook_token.clone(),
+        }
+    }
+}
 
 /// Shared state of the server.
 pub struct ServerState {
     pipeline: Arc<Pipeline>,
-    api_key: Option<Secret>,
-    templates_database: Option<String>,
+    settings: ServerSettings,
     started: Instant,
     /// Held while a run is in progress, so runs never overlap; keeps the last report.
     runs: Mutex<Option<(i64, RunReport)>>,
@@ -36,12 +62,11 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// State around `pipeline`; `api_key` guards every endpoint but `/health`.
-    pub fn new(pipeline: Arc<Pipeline>, api_key: Option<Secret>, templates_database: Option<String>) -> Arc<Self> {
+    /// State around `pipeline`.
+    pub fn new(pipeline: Arc<Pipeline>, settings: ServerSettings) -> Arc<Self> {
         Arc::new(Self {
             pipeline,
-            api_key,
-            templates_database,
+            settings,
             started: Instant::now(),
             runs: Mutex::new(None),
             last_error: std::sync::Mutex::new(None),
@@ -113,9 +138,11 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/process-once", post(process_once))
         .route("/templates/sync-from-notion", post(sync_from_notion))
         .route("/templates/sync-to-notion", post(sync_to_notion))
+        .route("/webhooks/notion/verification", get(webhook_verification))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .route("/health", get(health))
+        .route("/webhooks/notion", post(notion_webhook))
         .merge(protected)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
@@ -126,7 +153,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 }
 
 async fn require_key(State(state): State<Arc<ServerState>>, request: Request, next: Next) -> Response {
-    if let Some(key) = &state.api_key {
+    if let Some(key) = &state.settings.api_key {
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -205,7 +232,7 @@ async fn sync_to_notion(State(state): State<Arc<ServerState>>) -> Response {
 }
 
 async fn sync(state: &ServerState, from_notion: bool) -> Response {
-    let Some(database) = &state.templates_database else {
+    let Some(database) = &state.settings.templates_database else {
         return error(StatusCode::BAD_REQUEST, "not_configured", "NOTION_TEMPLATES_DATABASE_ID is not set");
     };
     let notion = state.pipeline.notion();
@@ -222,5 +249,80 @@ async fn sync(state: &ServerState, from_notion: bool) -> Response {
     match result {
         Ok(count) => Json(json!({ "success": true, "templates": count })).into_response(),
         Err(sync_error) => error(StatusCode::BAD_GATEWAY, "sync_failed", sync_error.to_string()),
+    }
+}
+
+async fn webhook_verification(State(state): State<Arc<ServerState>>) -> Response {
+    if let Some(pinned) = &state.settings.webhook_token {
+        return Json(json!({ "verification_token": pinned.expose(), "pinned": true })).into_response();
+    }
+    match state.pipeline.store().webhook_token().await {
+        Ok(token) => Json(json!({ "verification_token": token, "pinned": false })).into_response(),
+        Err(store_error) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", store_error.to_string()),
+    }
+}
+
+/// `POST /webhooks/notion`: the handshake, then signed events (see [`webhook`]).
+async fn notion_webhook(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let store = state.pipeline.store();
+    let delivery = match Delivery::parse(&body) {
+        Ok(delivery) => delivery,
+        Err(refused) => return error(StatusCode::BAD_REQUEST, "malformed", refused.to_string()),
+    };
+    // The key of every signature: the pinned token, else the one the handshake stored.
+    let key = match (&state.settings.webhook_token, &delivery) {
+        (Some(pinned), _) => Some(pinned.expose().to_owned()),
+        (None, Delivery::Event(_)) => match store.webhook_token().await {
+            Ok(stored) => stored,
+            Err(store_error) => {
+                return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", store_error.to_string());
+            }
+        },
+        (None, Delivery::Verification { .. }) => None,
+    };
+    let event = match delivery {
+        Delivery::Verification { token } => {
+            if state.settings.webhook_token.is_some() {
+                tracing::info!(
+                    "Notion sent a verification token; NOTION_WEBHOOK_TOKEN is pinned, so it was not stored"
+                );
+            } else if let Err(store_error) = store.put_webhook_token(&token).await {
+                return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", store_error.to_string());
+            } else {
+                tracing::info!("stored Notion's verification token; read it from GET /webhooks/notion/verification");
+            }
+            return Json(json!({ "success": true, "verification": "received" })).into_response();
+        }
+        Delivery::Event(event) => event,
+    };
+    let Some(key) = key else {
+        return error(StatusCode::UNAUTHORIZED, "not_verified", WebhookError::NotVerified.to_string());
+    };
+    let signature = headers.get(webhook::SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
+    if let Err(refused) = webhook::verify_signature(&key, &body, signature) {
+        tracing::warn!(event = %event.id, "refused a Notion webhook delivery: {refused}");
+        return error(StatusCode::UNAUTHORIZED, "bad_signature", refused.to_string());
+    }
+    let Some(page) = event.question_page() else {
+        return Json(json!({ "success": true, "ignored": event.kind })).into_response();
+    };
+    let now = SystemClock.now();
+    match store.remember_event(&event.id, now + webhook::DEDUPE_SECS, now).await {
+        Ok(true) => {}
+        Ok(false) => return Json(json!({ "success": true, "duplicate": event.id })).into_response(),
+        Err(store_error) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", store_error.to_string());
+        }
+    }
+    match state.pipeline.process_pages(&[page.to_owned()]).await {
+        Ok(report) => Json(json!({ "success": true, "report": report })).into_response(),
+        Err(failure) => {
+            // Let Notion's redelivery try again; the schedule is the safety net if it does not.
+            if let Err(store_error) = store.forget_event(&event.id).await {
+                tracing::warn!(%store_error, "could not forget a failed webhook event");
+            }
+            tracing::warn!(event = %event.id, %failure, "processing a webhook event failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, "processing_failed", failure.to_string())
+        }
     }
 }

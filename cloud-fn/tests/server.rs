@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloud_fn::config::Secret;
-use cloud_fn::server::{self, ServerState};
+use cloud_fn::server::{self, ServerSettings, ServerState};
 use cloud_fn::store::Template;
 use common::World;
 use notion::page::write;
@@ -25,7 +25,10 @@ struct Running {
 
 impl Running {
     async fn start(world: &World, templates_database: Option<String>, poll: Duration) -> Self {
-        let state = ServerState::new(world.default_pipeline(), Some(Secret::new(CLOUD_KEY)), templates_database);
+        let state = ServerState::new(
+            world.default_pipeline(),
+            ServerSettings { api_key: Some(Secret::new(CLOUD_KEY)), templates_database, webhook_token: None },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

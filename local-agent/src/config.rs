@@ -17,7 +17,6 @@
 //! api_key = "…"                      # LOCAL_RAG_API_KEY
 //! ```
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -30,33 +29,7 @@ use crate::indexer::IndexSettings;
 use crate::search::SearchSettings;
 use crate::vector_index::VectorSettings;
 
-/// A secret string whose `Debug` output hides it, so configs can be logged.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Compares with a candidate in constant time (BLAKE3 hashes compare in constant time).
-    pub fn matches(&self, candidate: &str) -> bool {
-        blake3::hash(self.0.as_bytes()) == blake3::hash(candidate.as_bytes())
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use protocol::Secret;
 
 /// `config.toml` as written; every field optional.
 #[derive(Debug, Default, Deserialize)]
@@ -258,7 +231,7 @@ impl AgentConfig {
         if self.cloud.url.is_some() && self.cloud.token.is_none() {
             return fail("CLOUD_URL is set but AGENT_TOKEN is not: the cloud refuses agents without a token".into());
         }
-        if self.api_key.as_ref().is_some_and(|key| key.0.len() < 8) {
+        if self.api_key.as_ref().is_some_and(|key| key.expose().len() < 8) {
             return fail("the API key (LOCAL_RAG_API_KEY) must be at least 8 characters".into());
         }
         Ok(())

@@ -31,6 +31,9 @@ pub struct Page {
     /// Property values by property name.
     #[serde(default)]
     pub properties: Map<String, Value>,
+    /// Where the page lives (`{"type": "data_source_id", "data_source_id": …, "database_id": …}`).
+    #[serde(default)]
+    pub parent: Value,
 }
 
 impl Page {
@@ -41,6 +44,19 @@ impl Page {
             .find(|value| value["type"] == "title")
             .map(|value| plain_text(&value["title"]))
             .unwrap_or_default()
+    }
+
+    /// Whether the page is a row of data source `data_source_id` of database `database_id` (ids
+    /// compare without dashes; API versions before 2025-09-03 name only the database).
+    pub fn is_row_of(&self, database_id: &str, data_source_id: &str) -> bool {
+        let bare = |id: &str| id.replace('-', "").to_lowercase();
+        match self.parent["type"].as_str() {
+            Some("data_source_id") => {
+                self.parent["data_source_id"].as_str().is_some_and(|id| bare(id) == bare(data_source_id))
+            }
+            Some("database_id") => self.parent["database_id"].as_str().is_some_and(|id| bare(id) == bare(database_id)),
+            _ => false,
+        }
     }
 
     /// Whether the page is archived or in the trash.

@@ -19,7 +19,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod secret;
 pub mod tunnel;
+
+pub use secret::Secret;
 
 /// Version of the wire protocol; sent in the tunnel's `hello` and checked by the cloud.
 pub const PROTOCOL_VERSION: u32 = 1;

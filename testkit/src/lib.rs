@@ -6,8 +6,12 @@
 //! - [`llm_standin`]: an OpenAI-compatible chat-completions server whose answers reveal their
 //!   inputs (in-process, or the `llm-standin` binary);
 //! - [`dynalite`]: a launcher for dynalite, the DynamoDB stand-in;
+//! - [`parameter_store`]: an SSM Parameter Store stand-in (`GetParameters`), where the
+//!   Lambda front reads its secrets;
 //! - [`api_gateway`]: an API Gateway WebSocket API emulator that turns real WebSocket clients
 //!   into Lambda events for the cloud side's handlers and serves the `@connections` API.
+//!
+//! [`aws::sdk_config`] points the real AWS SDK clients at any of them.
 //!
 //! Servers listen on 127.0.0.1, on an ephemeral port unless told otherwise, and stop when
 //! their handle is dropped.
@@ -15,11 +19,14 @@
 #![warn(missing_docs)]
 
 pub mod api_gateway;
+pub mod aws;
 pub mod dynalite;
 pub mod llm_standin;
 pub mod notion_sandbox;
+pub mod parameter_store;
 
 pub use api_gateway::{ApiGatewayEmulator, EmulatorOptions, WebSocketBackend};
 pub use dynalite::Dynalite;
 pub use llm_standin::{LlmFault, LlmStandIn};
 pub use notion_sandbox::{Fault, NotionSandbox, PropertyKind, PropertySchema};
+pub use parameter_store::ParameterStoreStandIn;

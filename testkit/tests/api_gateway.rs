@@ -9,7 +9,6 @@ use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse, ApiGatewayProxyResponse,
     ApiGatewayWebsocketProxyRequest,
 };
-use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -169,13 +168,7 @@ async fn expect_close(mut client: Client) -> CloseFrame {
 }
 
 fn sdk_client(emulator: &ApiGatewayEmulator) -> aws_sdk_apigatewaymanagement::Client {
-    let config = aws_sdk_apigatewaymanagement::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(emulator.management_url())
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .build();
-    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+    aws_sdk_apigatewaymanagement::Client::new(&testkit::aws::sdk_config(&emulator.management_url()))
 }
 
 fn pattern(bytes: usize) -> String {

@@ -21,8 +21,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AgentConnection, CachedContext, JobRecord, Store, StoreError, StoreResult, Template, connection_key, context_key,
-    job_key, reply_key, template_key,
+    AgentConnection, CachedContext, JobRecord, Store, StoreError, StoreResult, Template, WEBHOOK_TOKEN_KEY,
+    connection_key, context_key, event_key, job_key, reply_key, template_key,
 };
 
 /// Key of the item holding every agent connection.
@@ -311,6 +311,49 @@ impl Store for DynamoStore {
         Ok(item.get("body").and_then(|v| v.as_s().ok()).cloned())
     }
 
+    async fn remember_event(&self, event_id: &str, expires_at: i64, now: i64) -> StoreResult<bool> {
+        let item = HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(event_key(event_id))),
+            ("expires_at".to_owned(), AttributeValue::N(expires_at.to_string())),
+        ]);
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // TTL deletes late: an expired record counts as absent.
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(error) => Err(backend(error)),
+        }
+    }
+
+    async fn forget_event(&self, event_id: &str) -> StoreResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(event_key(event_id)))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn put_webhook_token(&self, token: &str) -> StoreResult<()> {
+        self.put(WEBHOOK_TOKEN_KEY, &token, HashMap::new()).await
+    }
+
+    async fn webhook_token(&self) -> StoreResult<Option<String>> {
+        self.get(WEBHOOK_TOKEN_KEY).await?.as_ref().map(decode).transpose()
+    }
+
     fn kind(&self) -> &'static str {
         "dynamodb"
     }
@@ -320,21 +363,13 @@ impl Store for DynamoStore {
 mod tests {
     use std::sync::Arc;
 
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-
     use super::*;
     use crate::store::contract;
 
     /// A store on a fresh table in a dynalite started for this test.
     pub(crate) async fn dynalite_store() -> (testkit::Dynalite, DynamoStore) {
         let dynalite = testkit::Dynalite::start().expect("dynalite is installed by scripts/setup.sh");
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(dynalite.url())
-            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-            .build();
-        let store = DynamoStore::new(Client::from_conf(config), "notion-llm-test");
+        let store = DynamoStore::new(Client::new(&testkit::aws::sdk_config(&dynalite.url())), "notion-llm-test");
         store.ensure_table().await.unwrap();
         store.ensure_table().await.unwrap(); // idempotent
         (dynalite, store)
@@ -348,6 +383,7 @@ mod tests {
         contract::templates_round_trip(&store).await;
         contract::connections_are_tracked_by_last_seen(&store).await;
         contract::replies_wait_for_their_reader_until_they_expire(&store).await;
+        contract::webhook_events_are_handled_once(&store).await;
         contract::concurrent_claims_have_one_winner(Arc::new(store)).await;
     }
 }

@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AgentConnection, CachedContext, JobRecord, Store, StoreError, StoreResult, Template, connection_key, context_key,
-    job_key, reply_key, template_key,
+    AgentConnection, CachedContext, JobRecord, Store, StoreError, StoreResult, Template, WEBHOOK_TOKEN_KEY,
+    connection_key, context_key, event_key, job_key, reply_key, template_key,
 };
 
 /// A reply as the embedded store keeps it.
@@ -64,6 +64,12 @@ impl EmbeddedStore {
         let bytes = serde_json::to_vec(value).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(ITEMS).map_err(backend)?.insert(key, bytes.as_slice()).map_err(backend)?;
+        txn.commit().map_err(backend)
+    }
+
+    fn remove(db: &Database, key: &str) -> StoreResult<()> {
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(ITEMS).map_err(backend)?.remove(key).map_err(backend)?;
         txn.commit().map_err(backend)
     }
 
@@ -186,12 +192,7 @@ impl Store for EmbeddedStore {
 
     async fn remove_connection(&self, connection_id: &str) -> StoreResult<()> {
         let key = connection_key(connection_id);
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
-            txn.open_table(ITEMS).map_err(backend)?.remove(key.as_str()).map_err(backend)?;
-            txn.commit().map_err(backend)
-        })
-        .await
+        self.blocking(move |db| Self::remove(db, &key)).await
     }
 
     async fn connections(&self) -> StoreResult<Vec<AgentConnection>> {
@@ -208,6 +209,41 @@ impl Store for EmbeddedStore {
         let key = reply_key(request_id);
         let reply: Option<StoredReply> = self.blocking(move |db| Self::read(db, &key)).await?;
         Ok(reply.filter(|reply| reply.expires_at > now).map(|reply| reply.body))
+    }
+
+    async fn remember_event(&self, event_id: &str, expires_at: i64, now: i64) -> StoreResult<bool> {
+        let key = event_key(event_id);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut table = txn.open_table(ITEMS).map_err(backend)?;
+                let seen: Option<i64> = match table.get(key.as_str()).map_err(backend)? {
+                    Some(bytes) => Some(decode(&key, bytes.value())?),
+                    None => None,
+                };
+                if seen.is_some_and(|until| until > now) {
+                    return Ok(false);
+                }
+                table.insert(key.as_str(), expires_at.to_string().as_bytes()).map_err(backend)?;
+            }
+            txn.commit().map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn forget_event(&self, event_id: &str) -> StoreResult<()> {
+        let key = event_key(event_id);
+        self.blocking(move |db| Self::remove(db, &key)).await
+    }
+
+    async fn put_webhook_token(&self, token: &str) -> StoreResult<()> {
+        let token = token.to_owned();
+        self.blocking(move |db| Self::write(db, WEBHOOK_TOKEN_KEY, &token)).await
+    }
+
+    async fn webhook_token(&self) -> StoreResult<Option<String>> {
+        self.blocking(|db| Self::read(db, WEBHOOK_TOKEN_KEY)).await
     }
 
     fn kind(&self) -> &'static str {
@@ -234,6 +270,7 @@ mod tests {
         contract::templates_round_trip(&store).await;
         contract::connections_are_tracked_by_last_seen(&store).await;
         contract::replies_wait_for_their_reader_until_they_expire(&store).await;
+        contract::webhook_events_are_handled_once(&store).await;
         contract::concurrent_claims_have_one_winner(Arc::new(store)).await;
     }
 

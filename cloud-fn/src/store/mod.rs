@@ -90,6 +90,26 @@ pub struct JobRecord {
     pub version: u64,
 }
 
+impl JobRecord {
+    /// A job that `owner` is working on, first attempt of `generation` of the question, leased
+    /// until `lease_until` (the store sets the version when it writes it).
+    pub fn fresh(page_id: &str, generation: u32, owner: &str, lease_until: i64) -> Self {
+        Self {
+            page_id: page_id.to_owned(),
+            generation,
+            status: JobStatus::Working,
+            attempts: 1,
+            lease_until,
+            owner: owner.to_owned(),
+            mode: None,
+            error: None,
+            finished_at: None,
+            usage: None,
+            version: 0,
+        }
+    }
+}
+
 /// Cached context for one tag (`ctx#<tag>`), written whenever the agent answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CachedContext {
@@ -198,6 +218,19 @@ pub trait Store: Send + Sync {
     /// The reply to `request_id`, if it has arrived and not expired by `now`.
     async fn get_reply(&self, request_id: &str, now: i64) -> StoreResult<Option<String>>;
 
+    /// Records that webhook event `event_id` was handled, until `expires_at`. Returns false if
+    /// it already was (and that record has not expired by `now`): deliveries repeat.
+    async fn remember_event(&self, event_id: &str, expires_at: i64, now: i64) -> StoreResult<bool>;
+
+    /// Forgets that `event_id` was handled, so a redelivery is handled again (after a failure).
+    async fn forget_event(&self, event_id: &str) -> StoreResult<()>;
+
+    /// Stores the Notion webhook's verification token (the key of its signatures).
+    async fn put_webhook_token(&self, token: &str) -> StoreResult<()>;
+
+    /// The stored Notion webhook verification token.
+    async fn webhook_token(&self) -> StoreResult<Option<String>>;
+
     /// What kind of store this is, for `/status`.
     fn kind(&self) -> &'static str;
 }
@@ -222,6 +255,14 @@ pub fn reply_key(request_id: &str) -> String {
     format!("reply#{request_id}")
 }
 
+/// Key of the record of a handled webhook event.
+pub fn event_key(event_id: &str) -> String {
+    format!("event#{event_id}")
+}
+
+/// Key of the Notion webhook's verification token.
+pub const WEBHOOK_TOKEN_KEY: &str = "webhook#verification-token";
+
 /// Key of a template item.
 pub fn template_key(name: &str) -> String {
     format!("tpl#{name}")
@@ -234,19 +275,7 @@ pub(crate) mod contract {
     use super::*;
 
     fn job(page: &str) -> JobRecord {
-        JobRecord {
-            page_id: page.into(),
-            generation: 1,
-            status: JobStatus::Working,
-            attempts: 1,
-            lease_until: 100,
-            owner: "run-a".into(),
-            mode: None,
-            error: None,
-            finished_at: None,
-            usage: None,
-            version: 0,
-        }
+        JobRecord::fresh(page, 1, "run-a", 100)
     }
 
     pub async fn jobs_are_written_once_and_then_only_by_version(store: &dyn Store) {
@@ -327,6 +356,20 @@ pub(crate) mod contract {
         store.put_reply("r1", "{\"ok\":1}", 100).await.unwrap();
         assert_eq!(store.get_reply("r1", 50).await.unwrap().as_deref(), Some("{\"ok\":1}"));
         assert_eq!(store.get_reply("r1", 100).await.unwrap(), None, "expired at its expiry time");
+    }
+
+    pub async fn webhook_events_are_handled_once(store: &dyn Store) {
+        assert!(store.remember_event("ev-1", 100, 10).await.unwrap(), "first delivery");
+        assert!(!store.remember_event("ev-1", 100, 20).await.unwrap(), "a repeat");
+        assert!(store.remember_event("ev-2", 100, 20).await.unwrap(), "another event");
+        assert!(store.remember_event("ev-1", 300, 100).await.unwrap(), "after the record expired");
+        store.forget_event("ev-2").await.unwrap();
+        assert!(store.remember_event("ev-2", 300, 30).await.unwrap(), "forgotten after a failure");
+        store.forget_event("never-seen").await.unwrap();
+        assert_eq!(store.webhook_token().await.unwrap(), None);
+        store.put_webhook_token("secret_a").await.unwrap();
+        store.put_webhook_token("secret_b").await.unwrap();
+        assert_eq!(store.webhook_token().await.unwrap().as_deref(), Some("secret_b"));
     }
 
     pub async fn templates_round_trip(store: &dyn Store) {

@@ -168,3 +168,112 @@ impl World {
             .collect()
     }
 }
+
+/// A store that counts the requests made of it, as DynamoDB would bill them: reads (`GetItem`,
+/// `Scan`) and writes (`PutItem`, `UpdateItem`, `DeleteItem`).
+pub struct CountingStore {
+    pub inner: Arc<dyn Store>,
+    pub reads: std::sync::atomic::AtomicU64,
+    pub writes: std::sync::atomic::AtomicU64,
+}
+
+impl CountingStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self { inner, reads: Default::default(), writes: Default::default() }
+    }
+
+    fn read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl Store for CountingStore {
+    async fn get_job(&self, page_id: &str) -> cloud_fn::store::StoreResult<Option<cloud_fn::store::JobRecord>> {
+        self.read();
+        self.inner.get_job(page_id).await
+    }
+    async fn put_job(
+        &self,
+        job: &cloud_fn::store::JobRecord,
+        expected: Option<u64>,
+    ) -> cloud_fn::store::StoreResult<bool> {
+        self.write();
+        self.inner.put_job(job, expected).await
+    }
+    async fn job_counts(&self) -> cloud_fn::store::StoreResult<std::collections::BTreeMap<String, u64>> {
+        self.read();
+        self.inner.job_counts().await
+    }
+    async fn put_context(
+        &self,
+        tag: &str,
+        context: &cloud_fn::store::CachedContext,
+    ) -> cloud_fn::store::StoreResult<()> {
+        self.write();
+        self.inner.put_context(tag, context).await
+    }
+    async fn get_context(
+        &self,
+        tag: &str,
+        now: i64,
+    ) -> cloud_fn::store::StoreResult<Option<cloud_fn::store::CachedContext>> {
+        self.read();
+        self.inner.get_context(tag, now).await
+    }
+    async fn put_template(&self, template: &cloud_fn::store::Template) -> cloud_fn::store::StoreResult<()> {
+        self.write();
+        self.inner.put_template(template).await
+    }
+    async fn templates(&self) -> cloud_fn::store::StoreResult<Vec<cloud_fn::store::Template>> {
+        self.read();
+        self.inner.templates().await
+    }
+    async fn put_connection(&self, connection: &cloud_fn::store::AgentConnection) -> cloud_fn::store::StoreResult<()> {
+        self.write();
+        self.inner.put_connection(connection).await
+    }
+    async fn touch_connection(&self, id: &str, agent: Option<&str>, now: i64) -> cloud_fn::store::StoreResult<bool> {
+        self.write();
+        self.inner.touch_connection(id, agent, now).await
+    }
+    async fn remove_connection(&self, id: &str) -> cloud_fn::store::StoreResult<()> {
+        self.write();
+        self.inner.remove_connection(id).await
+    }
+    async fn connections(&self) -> cloud_fn::store::StoreResult<Vec<cloud_fn::store::AgentConnection>> {
+        self.read();
+        self.inner.connections().await
+    }
+    async fn put_reply(&self, id: &str, reply: &str, expires_at: i64) -> cloud_fn::store::StoreResult<()> {
+        self.write();
+        self.inner.put_reply(id, reply, expires_at).await
+    }
+    async fn get_reply(&self, id: &str, now: i64) -> cloud_fn::store::StoreResult<Option<String>> {
+        self.read();
+        self.inner.get_reply(id, now).await
+    }
+    async fn remember_event(&self, id: &str, expires_at: i64, now: i64) -> cloud_fn::store::StoreResult<bool> {
+        self.write();
+        self.inner.remember_event(id, expires_at, now).await
+    }
+    async fn forget_event(&self, id: &str) -> cloud_fn::store::StoreResult<()> {
+        self.write();
+        self.inner.forget_event(id).await
+    }
+    async fn put_webhook_token(&self, token: &str) -> cloud_fn::store::StoreResult<()> {
+        self.write();
+        self.inner.put_webhook_token(token).await
+    }
+    async fn webhook_token(&self) -> cloud_fn::store::StoreResult<Option<String>> {
+        self.read();
+        self.inner.webhook_token().await
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+}

@@ -4,8 +4,11 @@
 //! cached context) and restarted (full answers again, with no manual step).
 //!
 //! Twice: self-hosted (`cloud-fn`'s server with its timer, pipeline and `/agent` hub, embedded
-//! store), and on "AWS" (the API Gateway emulator calling the WebSocket handlers, the real
-//! management API client, DynamoDB in dynalite).
+//! store), and on "AWS": the Lambda front (`cloud_fn::lambda::LambdaFront`, what the
+//! `cloud-fn-lambda` binary runs) receives every event as JSON — the API Gateway emulator's
+//! authorizer and route events, and a scheduled event every 200 ms as EventBridge Scheduler would
+//! send it — reads its secrets from the Parameter Store stand-in, keeps its state in DynamoDB
+//! (dynalite) and reaches the agent through the real management API client.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -14,20 +17,26 @@ use std::time::{Duration, Instant};
 use cloud_fn::agent::AgentLink;
 use cloud_fn::clock::{Clock, SystemClock};
 use cloud_fn::config::Secret;
+use cloud_fn::config::Source;
 use cloud_fn::context::{ContextBuilder, LadderSettings};
+use cloud_fn::lambda::LambdaFront;
 use cloud_fn::llm::{Llm, OpenRouter, OpenRouterOptions};
 use cloud_fn::pipeline::{Pipeline, PipelineSettings};
-use cloud_fn::server::{self, ServerState};
+use cloud_fn::server::{self, ServerSettings, ServerState};
 use cloud_fn::store::Store;
 use cloud_fn::store::embedded::EmbeddedStore;
+use cloud_fn::tunnel::api_gateway::Tunnel;
 use cloud_fn::tunnel::hub::Hub;
 use cloud_fn::tunnel::websocket::{self, AgentGate};
+use lambda_runtime::{Context, LambdaEvent};
 use notion::page::write;
 use notion::{ClientOptions, NotionClient};
 use serde_json::{Value, json};
-use testkit::{ApiGatewayEmulator, Dynalite, LlmStandIn, NotionSandbox};
+use testkit::{
+    ApiGatewayEmulator, Dynalite, EmulatorOptions, LlmStandIn, NotionSandbox, ParameterStoreStandIn, WebSocketBackend,
+};
 
-use crate::support::{TOKEN, api_gateway, dynalite_store};
+use crate::support::{DYNAMODB_TABLE, TOKEN, dynalite_store, management_client};
 
 const NOTION_TOKEN: &str = "secret_sandbox";
 const LLM_KEY: &str = "sk-or-test";
@@ -38,7 +47,7 @@ const FALLBACK_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Cloud {
     SelfHosted,
-    ApiGateway,
+    Lambda,
 }
 
 struct Chain {
@@ -48,7 +57,7 @@ struct Chain {
     link: Arc<dyn AgentLink>,
     agent_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _aws: Option<(ApiGatewayEmulator, Dynalite)>,
+    _aws: Option<(ApiGatewayEmulator, Dynalite, ParameterStoreStandIn)>,
     dir: tempfile::TempDir,
 }
 
@@ -68,23 +77,31 @@ impl Chain {
         let sandbox = NotionSandbox::start(NOTION_TOKEN).await.unwrap();
         let (database, source) = sandbox.create_questions_database();
         let llm = LlmStandIn::start(LLM_KEY).await.unwrap();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let heartbeat = Duration::from_secs(1);
-        let hub = Hub::new(heartbeat);
-        let (store, link, agent_url, aws): (Arc<dyn Store>, Arc<dyn AgentLink>, Option<String>, _) = match cloud {
+        let (link, agent_url, stop, aws) = match cloud {
             Cloud::SelfHosted => {
-                let store = Arc::new(EmbeddedStore::open(&dir.path().join("cloud.redb")).unwrap());
-                (store, hub.clone(), None, None)
+                let (link, agent_url, stop) = Self::self_hosted(&sandbox, &llm, database, &dir).await;
+                (link, agent_url, stop, None)
             }
-            Cloud::ApiGateway => {
-                let (dynalite, store) = dynalite_store().await;
-                let (emulator, tunnel) = api_gateway(store.clone(), heartbeat).await;
-                let url = emulator.ws_url();
-                (store, tunnel, Some(url), Some((emulator, dynalite)))
+            Cloud::Lambda => {
+                let (link, agent_url, stop, aws) = Self::on_lambda(&sandbox, &llm, database).await;
+                (link, agent_url, stop, Some(aws))
             }
         };
+        Self { sandbox, _llm: llm, source, link, agent_url, stop: Some(stop), _aws: aws, dir }
+    }
+
+    /// `cloud-fn serve`: the server with its timer, pipeline and `/agent` hub, embedded store.
+    async fn self_hosted(
+        sandbox: &NotionSandbox,
+        llm: &LlmStandIn,
+        database: String,
+        dir: &tempfile::TempDir,
+    ) -> (Arc<dyn AgentLink>, String, tokio::sync::oneshot::Sender<()>) {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let hub = Hub::new(Duration::from_secs(1));
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("cloud.redb")).unwrap());
         let ladder = LadderSettings { agent_timeout: FALLBACK_TIMEOUT, ..LadderSettings::default() };
-        let context = ContextBuilder::new(link.clone(), store.clone(), clock.clone(), ladder);
+        let context = ContextBuilder::new(hub.clone(), store.clone(), clock.clone(), ladder);
         let notion = NotionClient::new(
             NOTION_TOKEN,
             ClientOptions { base_url: sandbox.url(), requests_per_second: 100, ..ClientOptions::default() },
@@ -106,15 +123,87 @@ impl Chain {
             PipelineSettings::default(),
         ));
         let gate = AgentGate::new(hub.clone(), vec![Secret::new(TOKEN)], store, clock, Duration::from_secs(3600));
-        let state = ServerState::new(pipeline, Some(Secret::new("cloud-key")), None);
+        let settings = ServerSettings { api_key: Some(Secret::new("cloud-key")), ..ServerSettings::default() };
+        let state = ServerState::new(pipeline, settings);
         let app = server::router(state.clone()).merge(websocket::routes(gate));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let agent_url = agent_url.unwrap_or_else(|| format!("ws://{}/agent", listener.local_addr().unwrap()));
+        let agent_url = format!("ws://{}/agent", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server::serve(listener, app, state, Duration::from_millis(200), async {
             let _ = stopped.await;
         }));
-        Self { sandbox, _llm: llm, source, link, agent_url, stop: Some(stop), _aws: aws, dir }
+        (hub, agent_url, stop)
+    }
+
+    /// The AWS deployment: every event goes through the Lambda front as JSON.
+    async fn on_lambda(
+        sandbox: &NotionSandbox,
+        llm: &LlmStandIn,
+        database: String,
+    ) -> (
+        Arc<dyn AgentLink>,
+        String,
+        tokio::sync::oneshot::Sender<()>,
+        (ApiGatewayEmulator, Dynalite, ParameterStoreStandIn),
+    ) {
+        let (dynalite, store) = dynalite_store().await; // the table template.yaml creates
+        let ssm = ParameterStoreStandIn::start([
+            ("/notion-llm/notion-api-key", NOTION_TOKEN),
+            ("/notion-llm/openrouter-api-key", LLM_KEY),
+            ("/notion-llm/cloud-api-key", "cloud-key"),
+            ("/notion-llm/agent-token", TOKEN),
+        ])
+        .await
+        .unwrap();
+        // The emulator needs the function, and the function the emulator's management endpoint.
+        let slot: Arc<std::sync::OnceLock<Arc<LambdaFront>>> = Arc::default();
+        let emulator =
+            ApiGatewayEmulator::start(EmulatorOptions::default(), Arc::new(Function(slot.clone()))).await.unwrap();
+        let settings = Source::from_values([
+            ("NOTION_API_KEY_PARAMETER", "/notion-llm/notion-api-key".to_owned()),
+            ("OPENROUTER_API_KEY_PARAMETER", "/notion-llm/openrouter-api-key".into()),
+            ("CLOUD_API_KEY_PARAMETER", "/notion-llm/cloud-api-key".into()),
+            ("AGENT_TOKEN_PARAMETER", "/notion-llm/agent-token".into()),
+            ("AWS_ENDPOINT_URL_SSM", ssm.url()),
+            ("NOTION_DATABASE_ID", database),
+            ("NOTION_API_BASE_URL", sandbox.url()),
+            ("NOTION_RATE_LIMIT", "100".into()),
+            ("OPENROUTER_BASE_URL", llm.url()),
+            ("LLM_MODELS", "primary/model".into()),
+            ("FALLBACK_TIMEOUT", format!("{}ms", FALLBACK_TIMEOUT.as_millis())),
+            ("AGENT_HEARTBEAT", "1".into()),
+            ("DYNAMODB_TABLE", DYNAMODB_TABLE.into()),
+            ("WEBSOCKET_ENDPOINT", emulator.management_url()),
+        ]);
+        let front = Arc::new(LambdaFront::new(testkit::aws::sdk_config(&dynalite.url()), settings));
+        let _ = slot.set(front.clone());
+        // EventBridge Scheduler, one event at a time.
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let scheduled = json!({ "source": "notion-llm.schedule", "detail-type": "Scheduled Event", "detail": {} });
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    result = front.handle(LambdaEvent::new(scheduled.clone(), Context::default())) => {
+                        if let Err(error) = result {
+                            eprintln!("scheduled run failed: {error}");
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        // A second view of the same table, to see when the agent is live.
+        let observer = Tunnel::new(
+            store,
+            Arc::new(SystemClock),
+            management_client(&emulator),
+            Vec::new(),
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        );
+        let agent_url = emulator.ws_url();
+        (observer, agent_url, stop, (emulator, dynalite, ssm))
     }
 
     fn agent_command(&self) -> Command {
@@ -198,8 +287,8 @@ async fn self_hosted_answers_come_from_notes_then_cache_then_notes_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn through_api_gateway_answers_come_from_notes_then_cache_then_notes_again() {
-    notes_then_cache_then_notes(Cloud::ApiGateway).await;
+async fn on_lambda_answers_come_from_notes_then_cache_then_notes_again() {
+    notes_then_cache_then_notes(Cloud::Lambda).await;
 }
 
 async fn notes_then_cache_then_notes(cloud: Cloud) {
@@ -250,4 +339,43 @@ async fn a_refused_token_stops_the_agent_with_a_clear_message_and_no_secret() {
     assert!(!output.status.success(), "a refused token is fatal: {stderr}");
     assert!(stderr.contains("AGENT_TOKEN"), "the message says what to fix: {stderr}");
     assert!(!stderr.contains("wrong-token-0123456789"), "the token never reaches the logs: {stderr}");
+}
+
+/// The function behind the emulator's routes and authorizer, called with the JSON Lambda would
+/// deliver, answering with the JSON API Gateway would read.
+struct Function(Arc<std::sync::OnceLock<Arc<LambdaFront>>>);
+
+impl Function {
+    async fn invoke<E: serde::Serialize, R: serde::de::DeserializeOwned + Default>(&self, event: E) -> R {
+        let front = self.0.get().expect("the function is set before any client connects");
+        let event = serde_json::to_value(event).expect("events serialize");
+        match front.handle(LambdaEvent::new(event, Context::default())).await {
+            Ok(response) => serde_json::from_value(response).expect("the front answers in the event's response shape"),
+            Err(error) => {
+                eprintln!("function error: {error}");
+                R::default() // API Gateway treats a failed invocation as a refusal / 500
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl WebSocketBackend for Function {
+    async fn authorize(
+        &self,
+        request: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest,
+    ) -> aws_lambda_events::apigw::ApiGatewayCustomAuthorizerResponse {
+        self.invoke(request).await
+    }
+
+    async fn handle(
+        &self,
+        event: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest,
+    ) -> aws_lambda_events::apigw::ApiGatewayProxyResponse {
+        let mut response: aws_lambda_events::apigw::ApiGatewayProxyResponse = self.invoke(event).await;
+        if response.status_code == 0 {
+            response.status_code = 500;
+        }
+        response
+    }
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
 use cloud_fn::clock::SystemClock;
 use cloud_fn::config::Secret as CloudSecret;
 use cloud_fn::store::Store;
@@ -202,26 +201,18 @@ pub async fn raw_client(url: &str, token: Option<&str>) -> Result<RawSocket, tok
 /// A DynamoDB store on a fresh table in its own dynalite.
 pub async fn dynalite_store() -> (Dynalite, Arc<dyn Store>) {
     let dynalite = Dynalite::start().expect("dynalite is installed by scripts/setup.sh");
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(dynalite.url())
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .build();
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), "notion-llm-e2e");
+    let sdk = testkit::aws::sdk_config(&dynalite.url());
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), DYNAMODB_TABLE);
     store.ensure_table().await.unwrap();
     (dynalite, Arc::new(store))
 }
 
+/// The table of [`dynalite_store`].
+pub const DYNAMODB_TABLE: &str = "notion-llm-e2e";
+
 /// The management API client, pointed at the emulator.
 pub fn management_client(emulator: &ApiGatewayEmulator) -> aws_sdk_apigatewaymanagement::Client {
-    let config = aws_sdk_apigatewaymanagement::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(emulator.management_url())
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .build();
-    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+    aws_sdk_apigatewaymanagement::Client::new(&testkit::aws::sdk_config(&emulator.management_url()))
 }
 
 /// The API Gateway side: handlers behind the emulator, a tunnel on `store`.

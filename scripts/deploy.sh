@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Builds cloud-fn-lambda with SAM (rust-cargolambda, via cargo-lambda + zig) and deploys
+# template.yaml, then prints what the local agent needs. Arguments go to `sam deploy` as they are:
+#   scripts/deploy.sh --guided          # first time: asks for the parameters, saves samconfig.toml
+#   scripts/deploy.sh                   # later: deploys with the saved answers
+#   ARCHITECTURE=x86_64 scripts/deploy.sh --guided   # build for x86_64 (and answer x86_64)
+# Needs AWS credentials in the environment or the AWS config (see infra/README.md).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+runtime=${NOTION_LLM_RUNTIME:-$repo/.runtime}
+venv=$runtime/venv
+cd "$repo"
+
+say() { printf 'deploy: %s\n' "$*"; }
+die() { printf 'deploy: error: %s\n' "$*" >&2; exit 1; }
+
+# scripts/setup.sh installs sam, cargo-lambda (with zig) and cfn-lint into this venv.
+[ -d "$venv/bin" ] && export PATH="$venv/bin:$PATH"
+command -v sam >/dev/null || die "sam not found; run scripts/setup.sh or install the AWS SAM CLI"
+command -v cargo-lambda >/dev/null || die "cargo-lambda not found; run scripts/setup.sh or pip install cargo-lambda"
+command -v cargo >/dev/null || die "cargo not found; install Rust (rustup)"
+python=python3
+[ -x "$venv/bin/python" ] && python=$venv/bin/python
+export SAM_CLI_TELEMETRY=${SAM_CLI_TELEMETRY:-0}
+
+# --- What the arguments and samconfig.toml say --------------------------------------------------
+# sam build compiles for the Architecture parameter it is given, not for the one `sam deploy`
+# later receives, so find the value the deploy will use and build for that.
+config_env=default guided=0 arg_stack='' arg_region='' arg_profile='' arg_overrides=''
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  a=${args[i]} next=${args[i + 1]:-}
+  case "$a" in
+    --guided | -g) guided=1 ;;
+    --config-env) config_env=$next ;;      --config-env=*) config_env=${a#*=} ;;
+    --stack-name) arg_stack=$next ;;       --stack-name=*) arg_stack=${a#*=} ;;
+    --region) arg_region=$next ;;          --region=*) arg_region=${a#*=} ;;
+    --profile) arg_profile=$next ;;        --profile=*) arg_profile=${a#*=} ;;
+    --parameter-overrides) arg_overrides=$next ;; --parameter-overrides=*) arg_overrides=${a#*=} ;;
+  esac
+done
+
+# Sets cfg_stack, cfg_region, cfg_profile, cfg_has_overrides (saved parameter overrides?) and
+# cfg_arch (the Architecture among the given or saved overrides) from samconfig.toml, the deploy
+# section over the global one, as SAM reads them. Read again after a guided deploy saved answers.
+read_config() {
+  eval "$("$python" - "$repo/samconfig.toml" "$config_env" "$arg_overrides" <<'PY'
+import shlex, sys, tomllib
+path, env, arg_overrides = sys.argv[1:]
+try:
+    with open(path, "rb") as f:
+        config = tomllib.load(f).get(env, {})
+except FileNotFoundError:
+    config = {}
+params = {**config.get("global", {}).get("parameters", {}), **config.get("deploy", {}).get("parameters", {})}
+def overrides(value):
+    items = value if isinstance(value, list) else [value]
+    pairs = [w.split("=", 1) for item in items for w in shlex.split(item or "") if "=" in w]
+    return {k: v for k, v in pairs}
+saved = overrides(params.get("parameter_overrides", ""))
+given = overrides(arg_overrides)
+out = {
+    "cfg_stack": params.get("stack_name", "notion-llm"),
+    "cfg_region": params.get("region", ""),
+    "cfg_profile": params.get("profile", ""),
+    "cfg_has_overrides": "1" if saved else "",
+    "cfg_arch": given.get("Architecture") or saved.get("Architecture", ""),
+}
+for k, v in out.items():
+    print(f"{k}={shlex.quote(v)}")
+PY
+)"
+  stack=${arg_stack:-$cfg_stack}
+  region=${arg_region:-$cfg_region}
+  profile=${arg_profile:-$cfg_profile}
+}
+read_config
+
+if [ -z "$cfg_has_overrides" ] && [ -z "$arg_overrides" ] && [ "$guided" = 0 ]; then
+  die "no saved deploy parameters in samconfig.toml [$config_env]; run: scripts/deploy.sh --guided"
+fi
+arch=${ARCHITECTURE:-${cfg_arch:-arm64}}
+case "$arch" in arm64 | x86_64) ;; *) die "Architecture must be arm64 or x86_64, not '$arch'" ;; esac
+if [ -n "$cfg_arch" ] && [ "$arch" != "$cfg_arch" ] && [ "$guided" = 0 ]; then
+  die "ARCHITECTURE=$arch but the deploy parameters say Architecture=$cfg_arch; run with --guided and answer $arch"
+fi
+rust_targets=$(rustup target list --installed 2>/dev/null || true)
+if [ "$arch" = arm64 ] && command -v rustup >/dev/null && ! grep -qx aarch64-unknown-linux-gnu <<<"$rust_targets"; then
+  say "note: cargo-lambda will ask rustup for the aarch64-unknown-linux-gnu target (or use ARCHITECTURE=x86_64)"
+fi
+
+# --- Build --------------------------------------------------------------------------------------
+# Builds in the workspace (cargo lambda build --release [--arm64] --bin cloud-fn-lambda) and copies
+# only the bootstrap binary to target/sam (samconfig.toml: build_dir).
+say "building cloud-fn-lambda for $arch"
+sam build --config-env "$config_env" --parameter-overrides "Architecture=$arch"
+
+# --- Deploy -------------------------------------------------------------------------------------
+deploy_args=("$@")
+if [ "$guided" = 1 ] && [ -z "$cfg_has_overrides" ] && [ -z "$arg_overrides" ]; then
+  # First guided run: make the built architecture the default answer of the prompt.
+  deploy_args+=(--parameter-overrides "Architecture=$arch")
+  say "answer Architecture=$arch at the prompt (the binary was built for it)"
+fi
+sam deploy "${deploy_args[@]}"
+
+# --- What the agent needs -----------------------------------------------------------------------
+[ "$guided" = 1 ] && read_config # the answers may have changed the stack name or Region
+list_args=(--stack-name "$stack" --output json)
+[ -n "$region" ] && list_args+=(--region "$region")
+[ -n "$profile" ] && list_args+=(--profile "$profile")
+if ! outputs=$(sam list stack-outputs "${list_args[@]}"); then
+  die "could not read the outputs of stack $stack (was the change set applied?)"
+fi
+"$python" -c '
+import json, sys
+outputs = {o["OutputKey"]: o["OutputValue"] for o in json.loads(sys.argv[1])}
+print()
+print("# For the local agent (CLOUD_URL); AGENT_TOKEN is the value stored at %s/agent-token:" % outputs.get("SecretsPath", "?"))
+print("CLOUD_URL=%s" % outputs["CloudUrl"])
+print("# Notion webhook subscription URL:")
+print("WEBHOOK_URL=%s" % outputs["WebhookUrl"])
+print("# Function URL (GET <url>health; <url>status with the CLOUD_API_KEY bearer):")
+print("FUNCTION_URL=%s" % outputs["FunctionUrl"])
+' "$outputs"
