@@ -15,10 +15,17 @@
 //! [server]
 //! listen = "127.0.0.1:8001"
 //! api_key = "…"                      # LOCAL_RAG_API_KEY
+//! [notion]                           # knowledge databases to index
+//! token = "ntn_…"                    # NOTION_API_KEY
+//! databases = ["…"]                  # NOTION_KNOWLEDGE_DATABASE_ID (comma-separated)
+//! tags_property = "Tags"
+//! sync_interval_secs = 300           # how often `serve` syncs
+//! full_sync_interval_secs = 3600     # how often a sync lists every page (to notice deletions)
 //! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -26,6 +33,7 @@ use crate::chunk::ChunkSettings;
 use crate::embed::EmbedderOptions;
 use crate::error::{Error, Result};
 use crate::indexer::IndexSettings;
+use crate::notion_sync::NotionSettings;
 use crate::search::SearchSettings;
 use crate::vector_index::VectorSettings;
 
@@ -49,6 +57,28 @@ pub struct ConfigFile {
     pub server: ServerSection,
     /// The tunnel to the cloud.
     pub cloud: CloudSection,
+    /// Notion knowledge databases.
+    pub notion: NotionSection,
+}
+
+/// `[notion]`: the knowledge databases to index.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotionSection {
+    /// The integration token (`NOTION_API_KEY`).
+    pub token: Option<Secret>,
+    /// Database ids (`NOTION_KNOWLEDGE_DATABASE_ID`, comma-separated).
+    pub databases: Vec<String>,
+    /// The multi-select property holding tags (`Tags`).
+    pub tags_property: Option<String>,
+    /// API base URL (`NOTION_API_BASE_URL`).
+    pub base_url: Option<String>,
+    /// Requests per second (3).
+    pub requests_per_second: Option<u32>,
+    /// Seconds between syncs while serving (300).
+    pub sync_interval_secs: Option<u64>,
+    /// Seconds between full listings, which notice deleted pages (3600).
+    pub full_sync_interval_secs: Option<u64>,
 }
 
 /// `[model]`.
@@ -118,6 +148,8 @@ pub struct AgentConfig {
     pub api_key: Option<Secret>,
     /// The tunnel to the cloud, if configured.
     pub cloud: CloudSection,
+    /// Notion knowledge databases to sync, if configured.
+    pub notion: Option<NotionSettings>,
 }
 
 /// Default address of the HTTP API: loopback only.
@@ -189,7 +221,35 @@ impl AgentConfig {
             ca_file: env("CLOUD_CA_FILE").map(PathBuf::from).or_else(|| file.cloud.ca_file.map(resolve)),
             agent_id: env("AGENT_ID").or(file.cloud.agent_id),
         };
+        let notion_databases: Vec<String> = match env("NOTION_KNOWLEDGE_DATABASE_ID") {
+            Some(list) => list.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect(),
+            None => file.notion.databases.clone(),
+        };
+        let notion_token = env("NOTION_API_KEY").map(Secret::new).or(file.notion.token.clone());
+        let notion = match (notion_token, notion_databases.is_empty()) {
+            (Some(token), false) => Some(NotionSettings {
+                token,
+                databases: notion_databases,
+                tags_property: file.notion.tags_property.clone().unwrap_or_else(|| "Tags".into()),
+                base_url: env("NOTION_API_BASE_URL")
+                    .or(file.notion.base_url.clone())
+                    .unwrap_or_else(|| notion::client::DEFAULT_BASE_URL.into()),
+                requests_per_second: file.notion.requests_per_second.unwrap_or(3),
+                sync_interval: Duration::from_secs(file.notion.sync_interval_secs.unwrap_or(300).max(10)),
+                full_sync_interval: Duration::from_secs(file.notion.full_sync_interval_secs.unwrap_or(3600)),
+                settle_time: Duration::from_secs(120),
+            }),
+            (None, false) => {
+                return Err(Error::Config {
+                    path: config_path.clone().unwrap_or_else(|| "NOTION_KNOWLEDGE_DATABASE_ID".into()),
+                    message: "a Notion knowledge database is named but NOTION_API_KEY (or [notion] token) is not set"
+                        .into(),
+                });
+            }
+            _ => None,
+        };
         let config = Self {
+            notion,
             data_dir,
             folders: file.folders.into_iter().map(resolve).collect(),
             embedder: EmbedderOptions { runtime_library, model_dir, threads },
@@ -197,6 +257,7 @@ impl AgentConfig {
                 chunking: file.index.chunking.unwrap_or_default(),
                 vectors: file.index.vectors.unwrap_or_default(),
                 batch_size: file.model.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+                rebuild: false,
             },
             search: file.search,
             listen,

@@ -90,6 +90,29 @@ fn runtime(library: &Path) -> Result<ort::environment::Environment> {
     environment.clone().map_err(|message| Error::RuntimeLoad { path: library.to_owned(), message })
 }
 
+/// Loads the ONNX Runtime library (once per process, as [`Embedder::load`] does) and returns
+/// its version, so `local-agent doctor` can check the runtime apart from the model.
+pub fn runtime_version(library: &Path) -> Result<String> {
+    runtime(library)?;
+    // "ORT Build Info: git-branch=rel-1.31.1, git-commit-id=6af1a93, …"; builds from a
+    // detached checkout say `git-branch=HEAD`, so the file name is the next best witness.
+    let info = ort::info();
+    let field = |name: &str| info.split(", ").find_map(|part| part.split_once(name).map(|(_, value)| value.trim()));
+    let released = field("git-branch=").and_then(|branch| branch.strip_prefix("rel-")).map(str::to_owned);
+    let real = std::fs::canonicalize(library).unwrap_or_else(|_| library.to_owned());
+    let from_name = real.file_name().map(|name| name.to_string_lossy().into_owned()).and_then(|name| {
+        let digits = name.trim_end_matches(".dylib").trim_end_matches(".dll");
+        let version = digits.trim_start_matches(|c: char| !c.is_ascii_digit());
+        (!version.is_empty() && version.contains('.')).then(|| version.to_owned())
+    });
+    Ok(match (released.or(from_name), field("git-commit-id=")) {
+        (Some(version), Some(commit)) => format!("{version} (commit {commit})"),
+        (Some(version), None) => version,
+        (None, Some(commit)) => format!("version unknown (commit {commit})"),
+        (None, None) => "version unknown".to_owned(),
+    })
+}
+
 impl Embedder {
     /// Loads the runtime library and the model. Fails with a message that says what to do
     /// when either is missing.

@@ -109,6 +109,12 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The Notion API failed (after its retries) or refused.
+    #[error("Notion: {0}")]
+    Notion(String),
+    /// A background task died (a panic in indexing).
+    #[error("background task failed: {0}")]
+    Task(String),
     /// A request broke a limit; the message names the field.
     #[error("{0}")]
     InvalidRequest(String),

@@ -79,8 +79,18 @@ pub struct DocumentEntry {
     pub modified_ns: u128,
     /// BLAKE3 of the file's bytes (hex).
     pub content_hash: String,
+    /// Where a reader opens it, when that is not its id (a Notion page's URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// Chunks in document order.
     pub chunks: Vec<ChunkEntry>,
+}
+
+impl DocumentEntry {
+    /// What results cite: the URL if the document has one, else its id.
+    pub fn source(&self) -> &str {
+        self.url.as_deref().unwrap_or(&self.id)
+    }
 }
 
 /// One chunk of a document.

@@ -1,6 +1,6 @@
 //! The loopback HTTP API, compatible with the original system's:
 //! `GET /health`, `POST /search`, `POST /context/build`, `GET /stats`, `POST /cache/clear`,
-//! plus `GET /metrics` (Prometheus text).
+//! plus `GET /metrics` (Prometheus text) and `POST /index/rebuild`.
 //!
 //! Every endpoint except `/health` requires the API key when one is configured
 //! (`Authorization: Bearer <key>` or `X-API-Key: <key>`). Every failure is a JSON
@@ -8,8 +8,9 @@
 //! range, an oversized body, a wrong key, an unknown path — and never a panic.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -31,8 +32,11 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::config::Secret;
+use crate::embed::Embedder;
 use crate::error::Error;
+use crate::indexer::{self, IndexSettings, Silent};
 use crate::search::Engine;
+use crate::tunnel::TunnelStatus;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -43,12 +47,61 @@ pub struct ApiState {
     api_key: Option<Secret>,
     started: Instant,
     metrics: Metrics,
+    tunnel: Option<Arc<TunnelStatus>>,
+    rebuild: Option<Arc<IndexRebuild>>,
+}
+
+/// What `POST /index/rebuild` starts: the index rebuilt from its folders in the background
+/// (embeddings come from the cache; the engine switches to the new generation when it is
+/// published). One at a time.
+pub struct IndexRebuild {
+    data_dir: PathBuf,
+    folders: Vec<PathBuf>,
+    embedder: Arc<Embedder>,
+    settings: IndexSettings,
+    running: AtomicBool,
+}
+
+impl IndexRebuild {
+    /// A rebuild of the index in `data_dir` from its folders (and `folders`).
+    pub fn new(data_dir: PathBuf, folders: Vec<PathBuf>, embedder: Arc<Embedder>, settings: IndexSettings) -> Self {
+        let settings = IndexSettings { rebuild: true, ..settings };
+        Self { data_dir, folders, embedder, settings, running: AtomicBool::new(false) }
+    }
+
+    /// Starts a rebuild unless one is running; returns whether it started.
+    fn start(self: &Arc<Self>) -> bool {
+        if self.running.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        let job = self.clone();
+        tokio::task::spawn_blocking(move || {
+            match indexer::index_folders(&job.data_dir, &job.folders, &job.embedder, &job.settings, &Silent) {
+                Ok(report) => tracing::info!(generation = report.generation, chunks = report.chunks, "index rebuilt"),
+                Err(error) => tracing::warn!(%error, "rebuilding the index failed"),
+            }
+            job.running.store(false, Ordering::SeqCst);
+        });
+        true
+    }
 }
 
 impl ApiState {
     /// State for a server answering from `engine`, requiring `api_key` if given.
     pub fn new(engine: Arc<Engine>, api_key: Option<Secret>) -> Self {
-        Self { engine, api_key, started: Instant::now(), metrics: Metrics::new() }
+        Self { engine, api_key, started: Instant::now(), metrics: Metrics::new(), tunnel: None, rebuild: None }
+    }
+
+    /// Serves `POST /index/rebuild` with `rebuild` (503 without one).
+    pub fn with_rebuild(mut self, rebuild: IndexRebuild) -> Self {
+        self.rebuild = Some(Arc::new(rebuild));
+        self
+    }
+
+    /// Reports the tunnel's state in `/stats` (`tunnel` is `null` without one).
+    pub fn with_tunnel(mut self, status: Arc<TunnelStatus>) -> Self {
+        self.tunnel = Some(status);
+        self
     }
 }
 
@@ -69,6 +122,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/stats", get(stats))
         .route("/cache/clear", post(clear_cache))
         .route("/metrics", get(metrics))
+        .route("/index/rebuild", post(rebuild_index))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .route("/health", get(health))
@@ -208,6 +262,7 @@ async fn stats(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
             "errors": performance.errors.load(Ordering::Relaxed),
         },
         "uptime": state.started.elapsed().as_secs_f64(),
+        "tunnel": state.tunnel.as_ref().map(|status| status.snapshot()),
     }))
 }
 
@@ -371,5 +426,17 @@ impl Metrics {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "cannot encode metrics")
         })?;
         Ok(text)
+    }
+}
+
+async fn rebuild_index(State(state): State<Arc<ApiState>>) -> Response {
+    let Some(rebuild) = &state.rebuild else {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::IndexUnavailable, "rebuilding is not set up")
+            .into_response();
+    };
+    if rebuild.start() {
+        (StatusCode::ACCEPTED, Json(json!({ "success": true, "started": true }))).into_response()
+    } else {
+        ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidRequest, "a rebuild is already running").into_response()
     }
 }

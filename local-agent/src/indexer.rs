@@ -1,9 +1,11 @@
-//! Incremental indexing: bring the index in line with the folders, touching only what changed.
+//! Incremental indexing: bring the index in line with its sources, touching only what changed.
 //!
-//! A run compares each folder with the live generation's manifest — size and modification time
-//! first, then a content hash — and classifies files as added, changed, removed or unchanged.
-//! Only added and changed files are read, chunked and embedded (embeddings of text seen before
-//! come from the cache); the next generation is built from the live one and published
+//! A source is a folder of notes or a Notion database ([`Source`]); the manifest knows each by
+//! its root (the folder's absolute path, or `notion://<database id>`). A run compares each
+//! source's listing with the live generation's manifest — size and modification time first,
+//! then a content hash — and classifies documents as added, changed, removed or unchanged.
+//! Only added and changed documents are read, chunked and embedded (embeddings of text seen
+//! before come from the cache); the next generation is built from the live one and published
 //! atomically (see [`crate::generations`]). A run in which nothing changed writes nothing.
 
 use std::collections::{HashMap, HashSet};
@@ -30,6 +32,9 @@ pub struct IndexSettings {
     pub vectors: VectorSettings,
     /// Texts per inference batch.
     pub batch_size: usize,
+    /// Build the next generation from the sources alone, even if the live one is usable
+    /// (`local-agent index --rebuild`, `POST /index/rebuild`).
+    pub rebuild: bool,
 }
 
 /// Stages of a run, for progress display.
@@ -96,11 +101,101 @@ pub const RECIPE_VERSION: u32 = 3;
 /// Deleted vectors stay in the HNSW graph as tombstones; past this share the graph is rebuilt.
 const MAX_TOMBSTONE_SHARE: f64 = 0.3;
 
+/// Where documents come from.
+pub trait Source: Sync {
+    /// The source's key in the manifest (a folder's absolute path, `notion://<database id>`).
+    fn root(&self) -> &Path;
+
+    /// The documents there now, with the stamps (size, modification time) that tell whether
+    /// one changed since it was indexed.
+    fn scan(&self) -> Result<Listing>;
+
+    /// Reads one listed document.
+    fn read(&self, file: &SourceFile) -> Result<ReadDocument>;
+}
+
+/// What a source lists.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// The documents, by id.
+    pub files: Vec<SourceFile>,
+    /// Whether these are all of the source's documents; a partial listing (an incremental
+    /// query) removes nothing it does not mention.
+    pub complete: bool,
+}
+
+/// A document as read from its source.
+#[derive(Debug, Clone)]
+pub struct ReadDocument {
+    /// The exact text whose hash says whether the content changed.
+    pub raw: String,
+    /// The parsed document.
+    pub document: Document,
+    /// Where a reader opens it (a Notion page's URL); results name the id otherwise.
+    pub url: Option<String>,
+}
+
+/// A folder of Markdown and text notes.
+pub struct FolderSource {
+    root: PathBuf,
+}
+
+impl FolderSource {
+    /// The folder at `path` (made absolute, as the manifest keeps it).
+    pub fn new(path: &Path) -> Result<Self> {
+        let root = std::fs::canonicalize(path).map_err(|source| Error::Folder { path: path.to_owned(), source })?;
+        Ok(Self { root })
+    }
+
+    /// A folder the manifest already knows by its absolute path (it may not be mounted now).
+    fn known(root: PathBuf) -> Self {
+        Self { root }
+    }
+}
+
+impl Source for FolderSource {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn scan(&self) -> Result<Listing> {
+        Ok(Listing { files: scan_folder(&self.root)?, complete: true })
+    }
+
+    fn read(&self, file: &SourceFile) -> Result<ReadDocument> {
+        let raw = read_text(&file.path)?;
+        let kind = FileKind::of(&file.path).unwrap_or(FileKind::Text);
+        let document = Document::parse(&file.id, kind, &raw);
+        Ok(ReadDocument { raw, document, url: None })
+    }
+}
+
+/// Whether a manifest root is a folder (and not another kind of source).
+pub fn is_folder_root(root: &Path) -> bool {
+    !root.to_string_lossy().contains("://")
+}
+
 /// Brings the index in `data_dir` up to date with `folders` (all previously indexed folders
-/// when empty). Folders indexed before and not named are left as they are.
+/// when empty). Folders indexed before and not named, and other sources, are left as they are.
 pub fn index_folders(
     data_dir: &Path,
     folders: &[PathBuf],
+    embedder: &Embedder,
+    settings: &IndexSettings,
+    progress: &dyn Progress,
+) -> Result<IndexReport> {
+    let sources = folders.iter().map(|folder| FolderSource::new(folder)).collect::<Result<Vec<_>>>()?;
+    let sources: Vec<&dyn Source> = sources.iter().map(|source| source as &dyn Source).collect();
+    index_sources(data_dir, &sources, embedder, settings, progress)
+}
+
+/// Brings the index in `data_dir` up to date with `sources` (all previously indexed folders
+/// when none is given). Sources indexed before and not given are left as they are — except on
+/// a full rebuild (a new model or chunking), which keeps only what it can read again: the
+/// documents of a source not given then come back with that source's next run.
+pub fn index_sources(
+    data_dir: &Path,
+    sources: &[&dyn Source],
     embedder: &Embedder,
     settings: &IndexSettings,
     progress: &dyn Progress,
@@ -122,8 +217,8 @@ pub fn index_folders(
 
     let mut roots: Vec<PathBuf> = previous.as_ref().map(|m| m.roots.clone()).unwrap_or_default();
     let mut requested = Vec::new();
-    for folder in folders {
-        let root = std::fs::canonicalize(folder).map_err(|source| Error::Folder { path: folder.clone(), source })?;
+    for source in sources {
+        let root = source.root().to_owned();
         if !roots.contains(&root) {
             roots.push(root.clone());
         }
@@ -159,8 +254,21 @@ pub fn index_folders(
         _ => false,
     };
     // A full rebuild re-reads every folder; embeddings still come from the cache.
-    let rebuild = !base_usable || tombstones as f64 > MAX_TOMBSTONE_SHARE * live.max(1) as f64;
+    let rebuild = settings.rebuild || !base_usable || tombstones as f64 > MAX_TOMBSTONE_SHARE * live.max(1) as f64;
     let scan_roots: Vec<PathBuf> = if rebuild || requested.is_empty() { roots.clone() } else { requested.clone() };
+    // Previously indexed folders are read again from their paths; other sources need their
+    // client, so only the ones given can be read.
+    let known_folders: Vec<FolderSource> = scan_roots
+        .iter()
+        .filter(|root| is_folder_root(root) && !requested.contains(root))
+        .map(|root| FolderSource::known(root.clone()))
+        .collect();
+    let source_of =
+        |root: &Path| -> Option<&dyn Source> {
+            sources.iter().copied().find(|source| source.root() == root).or_else(|| {
+                known_folders.iter().find(|source| source.root() == root).map(|source| source as &dyn Source)
+            })
+        };
 
     // --- Compare the folders with the manifest ------------------------------------------
     let mut previous_documents: HashMap<(u32, &str), &DocumentEntry> = HashMap::new();
@@ -177,11 +285,14 @@ pub fn index_folders(
     let mut kept: Vec<DocumentEntry> = Vec::new();
     let mut to_read: Vec<(u32, SourceFile, Option<&DocumentEntry>)> = Vec::new();
     let mut seen: HashSet<(u32, String)> = HashSet::new();
+    // Sources whose listing is complete: what they no longer list is removed. What a partial
+    // listing (an incremental Notion query) does not mention stays as it is.
     let mut scanned: HashSet<u32> = HashSet::new();
     for root in &scan_roots {
         let position = roots.iter().position(|r| r == root).unwrap_or_default() as u32;
-        let files = match scan_folder(root) {
-            Ok(files) => files,
+        let Some(source) = source_of(root) else { continue };
+        let listing = match source.scan() {
+            Ok(listing) => listing,
             // A folder indexed earlier may be on a drive that is not mounted now: that must not
             // stop the other folders from being indexed, nor wipe its notes from the index.
             Err(error) if !requested.contains(root) => {
@@ -190,8 +301,10 @@ pub fn index_folders(
             }
             Err(error) => return Err(error),
         };
-        scanned.insert(position);
-        for file in files {
+        if listing.complete {
+            scanned.insert(position);
+        }
+        for file in listing.files {
             seen.insert((position, file.id.clone()));
             let before = previous_documents.get(&(position, file.id.as_str())).copied();
             match before {
@@ -205,14 +318,17 @@ pub fn index_folders(
     }
     let mut deleted_chunks: Vec<u64> = Vec::new();
     for (&(position, id), entry) in &previous_documents {
-        if !scanned.contains(&position) {
+        let listed = seen.contains(&(position, id.to_owned()));
+        if !scanned.contains(&position) && !listed {
+            // Its source was not read, or listed only in part without it: unchanged as far as
+            // this run knows.
             if rebuild {
                 // A rebuild cannot carry chunks over from the old generation.
                 report.removed += 1;
             } else {
                 kept.push(DocumentEntry { root: position, ..(*entry).clone() });
             }
-        } else if !seen.contains(&(position, id.to_owned())) {
+        } else if !listed {
             report.removed += 1;
             deleted_chunks.extend(entry.chunks.iter().map(|c| c.id));
         }
@@ -224,11 +340,15 @@ pub fn index_folders(
     let mut fresh: Vec<FreshDocument> = Vec::new();
     for (position, file, before) in to_read {
         progress.advance(1);
-        let raw = match read_text(&file.path) {
-            Ok(raw) => raw,
+        let source = source_of(&roots[position as usize]);
+        let read = source.map(|source| source.read(&file)).unwrap_or_else(|| {
+            Err(Error::Config { path: roots[position as usize].clone(), message: "no reader for this source".into() })
+        });
+        let ReadDocument { raw, document, url } = match read {
+            Ok(read) => read,
             Err(error) => {
-                // The file vanished or became unreadable since the scan: keep what we had.
-                tracing::warn!(%error, "skipping unreadable file");
+                // The document vanished or became unreadable since the scan: keep what we had.
+                tracing::warn!(%error, id = file.id, "skipping an unreadable document");
                 match before {
                     // Its chunks are still in the generation this run builds on.
                     Some(entry) if !rebuild => kept.push(DocumentEntry { root: position, ..entry.clone() }),
@@ -247,6 +367,7 @@ pub fn index_folders(
                     root: position,
                     size: file.size,
                     modified_ns: file.modified_ns,
+                    url: url.clone(),
                     ..entry.clone()
                 });
                 continue;
@@ -261,8 +382,6 @@ pub fn index_folders(
             }
             None => report.added += 1,
         }
-        let kind = FileKind::of(&file.path).unwrap_or(FileKind::Text);
-        let document = Document::parse(&file.id, kind, &raw);
         let chunks = chunk_document(&document, settings.chunking, &|text| embedder.count_tokens(text));
         let chunks = chunks
             .into_iter()
@@ -279,7 +398,7 @@ pub fn index_folders(
                 }
             })
             .collect();
-        fresh.push(FreshDocument { root: position, file, document, content_hash, chunks });
+        fresh.push(FreshDocument { root: position, file, document, url, content_hash, chunks });
     }
     progress.finish();
 
@@ -375,6 +494,7 @@ pub fn index_folders(
         size: fresh.file.size,
         modified_ns: fresh.file.modified_ns,
         content_hash: fresh.content_hash.clone(),
+        url: fresh.url.clone(),
         chunks: fresh.chunks.iter().map(|c| ChunkEntry { id: c.id, hash: hex(&c.hash) }).collect(),
     }));
     documents.sort_by(|a, b| (a.root, &a.id).cmp(&(b.root, &b.id)));
@@ -416,6 +536,7 @@ struct FreshDocument {
     root: u32,
     file: SourceFile,
     document: Document,
+    url: Option<String>,
     content_hash: String,
     chunks: Vec<FreshChunk>,
 }

@@ -4,19 +4,25 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use local_agent::config::{AgentConfig, Overrides};
+use local_agent::doctor::NotionTarget;
 use local_agent::embed::Embedder;
 use local_agent::generations::IndexDir;
-use local_agent::indexer::{self, IndexReport, Phase, Progress};
+use local_agent::indexer::{self, IndexReport, IndexSettings, Phase, Progress};
+use local_agent::notion_sync::NotionSync;
 use local_agent::search::{Engine, SearchSettings};
+use local_agent::service::unit::{self, ServiceSpec};
+use local_agent::service::{RunState, Service};
 use local_agent::tunnel::{self, Responder, TunnelConfig};
-use local_agent::{http, snapshot::Snapshot};
+use local_agent::watch::{FolderWatcher, reindex_on_change};
+use local_agent::{http, local_api, snapshot::Snapshot};
 use protocol::{SearchMode, SearchRequest, SearchResponse};
+use tracing_appender::rolling::Rotation;
 use tracing_subscriber::EnvFilter;
 
 /// Indexes your notes and answers questions about them with hybrid (keyword + semantic) search.
@@ -39,6 +45,10 @@ enum Command {
     Index {
         /// Folders to index [default: the folders indexed before, or `folders` in the config].
         folders: Vec<PathBuf>,
+        /// Rebuild the index from the files (embeddings still come from the cache); Notion
+        /// pages come back with the next `local-agent sync`.
+        #[arg(long)]
+        rebuild: bool,
     },
     /// Search the index.
     Search {
@@ -65,8 +75,53 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8001, or `server.listen` in the config].
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Log to files in this folder, rotated daily (a week kept), instead of stderr; the
+        /// service definitions pass `<data dir>/logs`.
+        #[arg(long, env = "LOCAL_AGENT_LOG_DIR")]
+        log_dir: Option<PathBuf>,
     },
     /// Show where things are and what is indexed.
+    Status,
+    /// Keep `serve` running: a systemd user unit, a launchd agent, or else a background
+    /// process with a pid file.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+        /// Use a background process and a pid file even where systemd or launchd is available.
+        #[arg(long, global = true)]
+        no_service_manager: bool,
+    },
+    /// Check the runtime, model, data, index, config, Notion, cloud, clock and port, and say
+    /// how to fix what is wrong; exits 1 if a check failed.
+    Doctor {
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sync the Notion knowledge databases into the index once, and print what changed.
+    Sync {
+        /// List every page (notices deleted pages), whatever the schedule says.
+        #[arg(long)]
+        full: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+enum ServiceAction {
+    /// Install the service, enable it at login (or boot, with lingering) and start it.
+    Install,
+    /// Stop and remove the service.
+    Uninstall,
+    /// Start the agent (in the background if no service is installed).
+    Start,
+    /// Stop the agent.
+    Stop,
+    /// Restart the agent.
+    Restart,
+    /// Whether it runs, and what it says about the cloud and the index (exits 3 if stopped).
     Status,
 }
 
@@ -91,28 +146,70 @@ fn main() {
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let log_dir = match &cli.command {
+        Command::Serve { log_dir, .. } => log_dir.clone(),
+        _ => None,
+    };
+    init_logging(filter, log_dir.as_deref());
     if let Err(error) = run(cli) {
         eprintln!("error: {error:#}");
         std::process::exit(1);
     }
 }
 
+/// Logs kept by `serve --log-dir`: one file a day.
+const LOG_FILES_KEPT: usize = 7;
+
+/// Logs to stderr, or with `--log-dir` to daily-rotated files there: a service has no
+/// terminal, and not every system has a journal.
+fn init_logging(filter: EnvFilter, log_dir: Option<&std::path::Path>) {
+    let appender = log_dir.map(|dir| {
+        std::fs::create_dir_all(dir).map_err(|error| error.to_string()).and_then(|()| {
+            tracing_appender::rolling::Builder::new()
+                .rotation(Rotation::DAILY)
+                .filename_prefix("local-agent")
+                .filename_suffix("log")
+                .max_log_files(LOG_FILES_KEPT)
+                .build(dir)
+                .map_err(|error| error.to_string())
+        })
+    });
+    match appender {
+        Some(Ok(appender)) => {
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(appender).with_ansi(false).init();
+        }
+        unusable => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .init();
+            if let Some(Err(error)) = unusable {
+                tracing::warn!(%error, "cannot write logs to the log folder; logging to stderr");
+            }
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
-    let config = AgentConfig::load(&Overrides { data_dir: cli.data_dir, config: cli.config })?;
+    let overrides = Overrides { data_dir: cli.data_dir, config: cli.config };
+    // The doctor reports a broken configuration as one of its checks.
+    if let Command::Doctor { json } = cli.command {
+        return doctor(&overrides, json);
+    }
+    let config = AgentConfig::load(&overrides)?;
     match cli.command {
-        Command::Index { folders } => index(&config, folders),
+        Command::Index { folders, rebuild } => index(&config, folders, rebuild),
         Command::Search { query, tags, top_k, threshold, mode, json } => {
             let request =
                 SearchRequest { query, tags, max_results: top_k, similarity_threshold: threshold, mode: mode.into() };
             search(&config, &request, json)
         }
-        Command::Serve { listen } => serve(&config, listen.unwrap_or(config.listen)),
+        Command::Serve { listen, .. } => serve(&config, listen.unwrap_or(config.listen)),
         Command::Status => status(&config),
+        Command::Service { action, no_service_manager } => service(&config, &overrides, action, no_service_manager),
+        Command::Doctor { json } => doctor(&overrides, json),
+        Command::Sync { full, json } => sync(&config, full, json),
     }
 }
 
@@ -120,13 +217,129 @@ fn load_embedder(config: &AgentConfig) -> Result<Arc<Embedder>> {
     Ok(Arc::new(Embedder::load(&config.embedder)?))
 }
 
-fn index(config: &AgentConfig, folders: Vec<PathBuf>) -> Result<()> {
+fn index(config: &AgentConfig, folders: Vec<PathBuf>, rebuild: bool) -> Result<()> {
     let folders = if folders.is_empty() { config.folders.clone() } else { folders };
     let embedder = load_embedder(config)?;
     let progress = Bars::new();
-    let report = indexer::index_folders(&config.data_dir, &folders, &embedder, &config.index, &progress)?;
+    let settings = IndexSettings { rebuild, ..config.index.clone() };
+    let report = indexer::index_folders(&config.data_dir, &folders, &embedder, &settings, &progress)?;
     print_report(&report);
     Ok(())
+}
+
+#[tokio::main]
+async fn sync(config: &AgentConfig, full: bool, json: bool) -> Result<()> {
+    let settings = config.notion.clone().context(
+        "no Notion knowledge database is configured: set NOTION_API_KEY and NOTION_KNOWLEDGE_DATABASE_ID, \
+         or [notion] token and databases in config.toml",
+    )?;
+    let embedder = tokio::task::block_in_place(|| load_embedder(config))?;
+    let report = NotionSync::new(settings, &config.data_dir)?.run(embedder, &config.index, full).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} pages listed{}: {} added, {} updated, {} removed, {} unchanged, {} unreadable; \
+             {} blocks skipped; {} Notion requests in {:.1} s",
+            report.listed,
+            if report.full { " (full)" } else { "" },
+            report.added,
+            report.updated,
+            report.removed,
+            report.unchanged,
+            report.unreadable,
+            report.skipped_blocks,
+            report.requests,
+            report.elapsed_ms as f64 / 1000.0
+        );
+    }
+    Ok(())
+}
+
+/// Opens the index; one that is unreadable or built with another model is rebuilt from its
+/// sources first (with a log line saying so), instead of stopping the agent.
+fn open_or_rebuild(config: &AgentConfig, embedder: &Arc<Embedder>) -> Result<Engine> {
+    match Engine::open(&config.data_dir, embedder.clone(), config.search.clone()) {
+        Err(error @ (local_agent::Error::CorruptIndex { .. } | local_agent::Error::ModelChanged { .. })) => {
+            tracing::warn!(%error, "rebuilding the index from its sources before serving");
+            let settings = IndexSettings { rebuild: true, ..config.index.clone() };
+            let report = tokio::task::block_in_place(|| {
+                indexer::index_folders(&config.data_dir, &config.folders, embedder, &settings, &indexer::Silent)
+            })
+            .with_context(|| {
+                format!("the index could not be rebuilt; run `local-agent index <FOLDER> --rebuild` ({error})")
+            })?;
+            tracing::info!(documents = report.documents, chunks = report.chunks, "the index was rebuilt");
+            Ok(Engine::open(&config.data_dir, embedder.clone(), config.search.clone())?)
+        }
+        opened => Ok(opened?),
+    }
+}
+
+/// Re-indexes the indexed folders (and the configured ones) when their files change.
+fn watch_folders(config: &AgentConfig, embedder: &Arc<Embedder>) -> Option<tokio::task::JoinHandle<()>> {
+    let index_dir = IndexDir::new(&config.data_dir);
+    let indexed = index_dir
+        .current()
+        .ok()
+        .flatten()
+        .and_then(|generation| index_dir.read_manifest(generation).ok())
+        .map(|manifest| manifest.roots)
+        .unwrap_or_default();
+    let mut folders: Vec<PathBuf> = indexed.into_iter().filter(|root| indexer::is_folder_root(root)).collect();
+    folders.extend(config.folders.iter().filter_map(|folder| std::fs::canonicalize(folder).ok()));
+    folders.sort();
+    folders.dedup();
+    folders.retain(|folder| folder.is_dir());
+    if folders.is_empty() {
+        return None;
+    }
+    let watcher = match FolderWatcher::start(&folders, Duration::from_secs(2)) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch the note folders; run `local-agent index` after editing notes");
+            return None;
+        }
+    };
+    tracing::info!(folders = folders.len(), "watching the note folders for changes");
+    Some(tokio::spawn(reindex_on_change(
+        watcher,
+        config.data_dir.clone(),
+        embedder.clone(),
+        config.index.clone(),
+        |run| match run {
+            Ok(report) if report.published => tracing::info!(
+                added = report.added,
+                changed = report.changed,
+                removed = report.removed,
+                generation = report.generation,
+                "re-indexed changed notes"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "re-indexing changed notes failed"),
+        },
+    )))
+}
+
+/// Syncs Notion every `sync_interval` while serving; a failed sync is logged and retried at
+/// the next tick (the index keeps serving what it has).
+async fn sync_periodically(sync: NotionSync, embedder: Arc<Embedder>, index: IndexSettings) {
+    let mut ticks = tokio::time::interval(sync.settings().sync_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match sync.run(embedder.clone(), &index, false).await {
+            Ok(report) => tracing::info!(
+                listed = report.listed,
+                added = report.added,
+                updated = report.updated,
+                removed = report.removed,
+                requests = report.requests,
+                "Notion sync finished"
+            ),
+            Err(error) => tracing::warn!(%error, "Notion sync failed; retrying at the next interval"),
+        }
+    }
 }
 
 fn print_report(report: &IndexReport) {
@@ -183,7 +396,7 @@ fn print_results(response: &SearchResponse) {
 async fn serve(config: &AgentConfig, listen: SocketAddr) -> Result<()> {
     let started = Instant::now();
     let embedder = tokio::task::block_in_place(|| load_embedder(config))?;
-    let engine = Arc::new(Engine::open(&config.data_dir, embedder, config.search.clone())?);
+    let engine = Arc::new(open_or_rebuild(config, &embedder)?);
     let stats = engine.stats();
     if stats.generation == 0 {
         tracing::warn!("nothing indexed yet in {}; run `local-agent index <FOLDER>`", config.data_dir.display());
@@ -202,6 +415,7 @@ async fn serve(config: &AgentConfig, listen: SocketAddr) -> Result<()> {
     );
     // Scripts and tests read the bound address (port 0 picks a free one) from this line.
     println!("listening on http://{address}");
+    let mut tunnel_status = None;
     let tunnel = match (&config.cloud.url, &config.cloud.token) {
         (Some(url), Some(token)) => {
             let agent_id = match &config.cloud.agent_id {
@@ -210,13 +424,28 @@ async fn serve(config: &AgentConfig, listen: SocketAddr) -> Result<()> {
             };
             let tunnel_config =
                 TunnelConfig::new(url, token.clone(), agent_id.clone(), config.cloud.ca_file.as_deref())?;
+            tunnel_status = Some(tunnel_config.status.clone());
             tracing::info!(url, agent_id, "connecting to the cloud");
             let responder: Arc<dyn Responder> = engine.clone();
             Some(tokio::spawn(tunnel::run(tunnel_config, responder)))
         }
         _ => None,
     };
-    let state = http::ApiState::new(engine, config.api_key.clone());
+    let watching = watch_folders(config, &embedder);
+    let syncing = match &config.notion {
+        Some(settings) => {
+            let sync = NotionSync::new(settings.clone(), &config.data_dir)?;
+            tracing::info!(databases = settings.databases.len(), "syncing Notion knowledge databases");
+            Some(tokio::spawn(sync_periodically(sync, embedder.clone(), config.index.clone())))
+        }
+        None => None,
+    };
+    let rebuild =
+        http::IndexRebuild::new(config.data_dir.clone(), config.folders.clone(), embedder, config.index.clone());
+    let mut state = http::ApiState::new(engine, config.api_key.clone()).with_rebuild(rebuild);
+    if let Some(status) = tunnel_status {
+        state = state.with_tunnel(status);
+    }
     let server = http::serve(listener, state, shutdown_signal());
     match tunnel {
         None => server.await?,
@@ -229,6 +458,9 @@ async fn serve(config: &AgentConfig, listen: SocketAddr) -> Result<()> {
                 Err(panic) => bail!("the tunnel to the cloud crashed: {panic}"),
             },
         },
+    }
+    for task in [syncing, watching].into_iter().flatten() {
+        task.abort();
     }
     tracing::info!("stopped");
     Ok(())
@@ -311,14 +543,34 @@ fn status(config: &AgentConfig) -> Result<()> {
         .saturating_sub(manifest.created_at);
     println!("last indexed:  {} ago", human_duration(age));
     for root in &manifest.roots {
-        println!("folder:        {}", root.display());
+        println!("source:        {}", root.display());
     }
+    println!("Notion sync:   {}", describe_last_sync(&config.data_dir));
     // Opening the index proves it is readable, not just present.
     match Snapshot::open_current(&index_dir, &manifest.model_id) {
         Ok(_) => println!("index check:   ok"),
         Err(error) => println!("index check:   FAILED: {error}"),
     }
     Ok(())
+}
+
+/// "3 min ago: 120 pages listed, 2 updated…", or why there is nothing to say.
+fn describe_last_sync(data_dir: &std::path::Path) -> String {
+    match local_agent::notion_sync::last_sync(data_dir) {
+        None => "never (see `local-agent sync`)".into(),
+        Some((at, report)) => {
+            let age = chrono::Utc::now().signed_duration_since(at).num_seconds().max(0) as u64;
+            format!(
+                "{} ago: {} pages listed, {} added, {} updated, {} removed, {} unreadable",
+                human_duration(age),
+                report.listed,
+                report.added,
+                report.updated,
+                report.removed,
+                report.unreadable
+            )
+        }
+    }
 }
 
 fn dir_size(path: &std::path::Path) -> u64 {
@@ -342,6 +594,94 @@ fn human_duration(seconds: u64) -> String {
         3600..86400 => format!("{} h", seconds / 3600),
         _ => format!("{} days", seconds / 86400),
     }
+}
+
+fn service(config: &AgentConfig, overrides: &Overrides, action: ServiceAction, no_manager: bool) -> Result<()> {
+    let absolute = |path: &std::path::Path| {
+        std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
+    };
+    let spec = ServiceSpec {
+        exe: std::env::current_exe().context("cannot find the path of this program")?,
+        data_dir: absolute(&config.data_dir)?,
+        config: config_in_use(overrides).map(|path| absolute(&path)).transpose()?,
+        listen: None,
+        env: unit::service_environment(|name| std::env::var(name).ok()),
+    };
+    let service = Service::detect(spec, no_manager)?;
+    let notes = match action {
+        ServiceAction::Install => service.install()?,
+        ServiceAction::Uninstall => service.uninstall()?,
+        ServiceAction::Start => service.start()?,
+        ServiceAction::Stop => service.stop()?,
+        ServiceAction::Restart => service.restart()?,
+        ServiceAction::Status => return service_status(&service, config),
+    };
+    for note in notes {
+        println!("{note}");
+    }
+    Ok(())
+}
+
+/// The config file in use, found as `AgentConfig::load` finds it (`--config`, else
+/// `<data dir>/config.toml`), so the service reads the same file from wherever it starts.
+fn config_in_use(overrides: &Overrides) -> Option<PathBuf> {
+    overrides.config.clone().or_else(|| {
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("notion-llm"));
+        let candidate = data_dir.join("config.toml");
+        candidate.is_file().then_some(candidate)
+    })
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn service_status(service: &Service, config: &AgentConfig) -> Result<()> {
+    let (state, note) = service.state()?;
+    if let Some(note) = note {
+        println!("{note}");
+    }
+    let running = matches!(state, RunState::Running(_));
+    let shown = match state {
+        RunState::Running(Some(pid)) => format!("running (pid {pid})"),
+        RunState::Running(None) => "running".into(),
+        RunState::Stopped(detail) => format!("not running: {detail}"),
+    };
+    println!("service:      {shown} — {}", service.describe_backend());
+    println!("logs:         {}", service.spec.log_dir().display());
+    match local_api::report(config.listen, config.api_key.as_ref()).await {
+        Ok(report) => {
+            println!("HTTP API:     http://{}", local_api::loopback_address(config.listen));
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |now| now.as_secs());
+            for line in local_api::describe(&report, now) {
+                println!("{line}");
+            }
+        }
+        Err(error) => println!("HTTP API:     {error}"),
+    }
+    println!("Notion sync:  {}", describe_last_sync(&config.data_dir));
+    if !running {
+        // As `systemctl status` does, so scripts can tell.
+        std::process::exit(3);
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn doctor(overrides: &Overrides, json: bool) -> Result<()> {
+    let loaded = AgentConfig::load(overrides);
+    let notion =
+        loaded.as_ref().ok().and_then(|config| NotionTarget::from_config(config, |name| std::env::var(name).ok()));
+    let report = local_agent::doctor::diagnose(loaded.as_ref(), notion.as_ref()).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    if !report.ok {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// Progress bars on stderr (hidden when stderr is not a terminal).

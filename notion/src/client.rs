@@ -131,6 +131,11 @@ impl NotionClient {
         self.inner.requests.load(Ordering::Relaxed)
     }
 
+    /// `GET /v1/users/me`: the bot user the token belongs to (a cheap way to check a token).
+    pub async fn me(&self) -> Result<Value> {
+        self.call(Method::GET, "/v1/users/me", None, Repeat::Safe).await
+    }
+
     /// `GET /v1/databases/{id}`: the database and its data sources.
     pub async fn retrieve_database(&self, database_id: &str) -> Result<Database> {
         self.call(Method::GET, &format!("/v1/databases/{database_id}"), None, Repeat::Safe).await

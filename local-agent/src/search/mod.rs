@@ -423,7 +423,7 @@ impl Engine {
                     break;
                 }
             }
-            passages.push(Passage { title: entry.title.clone(), source: entry.id.clone(), pieces });
+            passages.push(Passage { title: entry.title.clone(), source: entry.source().to_owned(), pieces });
         }
         Ok(passages)
     }
@@ -436,7 +436,7 @@ impl Engine {
             content_snippet: snippet(&hit.stored.text, self.settings.snippet_chars),
             similarity_score: (hit.similarity * 1000.0).round() / 1000.0,
             source_type: hit.source_type,
-            source: entry.id.clone(),
+            source: entry.source().to_owned(),
         }
     }
 }

@@ -26,6 +26,7 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use super::TunnelConfig;
 use super::TunnelError;
 use super::responder::Responder;
+use super::status::TunnelStatus;
 use super::supervisor::{LiveConnection, SessionEnd};
 
 /// How long dialling (TCP, TLS, upgrade) may take.
@@ -41,24 +42,7 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Opens a connection and starts its session; returns once the cloud said `welcome`.
 pub async fn dial(config: &TunnelConfig, responder: Arc<dyn Responder>) -> Result<LiveConnection, TunnelError> {
-    let mut request =
-        config.url.as_str().into_client_request().map_err(|error| {
-            TunnelError::Config(format!("CLOUD_URL {:?} is not a WebSocket URL: {error}", config.url))
-        })?;
-    let bearer = HeaderValue::from_str(&format!("Bearer {}", config.token.expose()))
-        .map_err(|_| TunnelError::Config("AGENT_TOKEN contains characters not allowed in a header".into()))?;
-    request.headers_mut().insert(header::AUTHORIZATION, bearer);
-    let socket_config = WebSocketConfig::default()
-        .max_message_size(Some(limits::MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(limits::MAX_FRAME_BYTES));
-    let connector = Connector::Rustls(config.tls.clone());
-    let connecting =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(socket_config), true, Some(connector));
-    let (mut socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-        .await
-        .map_err(|_| TunnelError::Unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-        .map_err(classify)?;
-
+    let mut socket = connect(config).await?;
     let hello = Hello {
         agent_id: config.agent_id.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -72,11 +56,49 @@ pub async fn dial(config: &TunnelConfig, responder: Arc<dyn Responder>) -> Resul
     let (drain, drained) = oneshot::channel();
     let (end, ended) = oneshot::channel();
     let concurrency = config.max_concurrent_requests;
+    let status = config.status.clone();
     tokio::spawn(async move {
-        let outcome = Session::new(responder, welcome, concurrency).run(socket, early, drained).await;
+        status.session_started();
+        let session = Session::new(responder, welcome, concurrency, status.clone());
+        let outcome = session.run(socket, early, drained).await;
+        status.session_ended(match &outcome {
+            SessionEnd::Lost(reason) => Some(reason),
+            SessionEnd::Drained => None,
+        });
         let _ = end.send(outcome);
     });
     Ok(LiveConnection::new(drain, ended))
+}
+
+/// Checks that the cloud can be reached and accepts the token, without joining: the upgrade
+/// succeeds (or is refused) and the connection closes before `hello`, so a running agent with
+/// the same id is not disturbed. For `local-agent doctor`.
+pub async fn probe(config: &TunnelConfig) -> Result<(), TunnelError> {
+    let mut socket = connect(config).await?;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close(None)).await;
+    Ok(())
+}
+
+/// TCP, TLS and the WebSocket upgrade with the token.
+async fn connect(config: &TunnelConfig) -> Result<Socket, TunnelError> {
+    let mut request =
+        config.url.as_str().into_client_request().map_err(|error| {
+            TunnelError::Config(format!("CLOUD_URL {:?} is not a WebSocket URL: {error}", config.url))
+        })?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", config.token.expose()))
+        .map_err(|_| TunnelError::Config("AGENT_TOKEN contains characters not allowed in a header".into()))?;
+    request.headers_mut().insert(header::AUTHORIZATION, bearer);
+    let socket_config = WebSocketConfig::default()
+        .max_message_size(Some(limits::MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(limits::MAX_FRAME_BYTES));
+    let connector = Connector::Rustls(config.tls.clone());
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(socket_config), true, Some(connector));
+    let (socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| TunnelError::Unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+        .map_err(classify)?;
+    Ok(socket)
 }
 
 /// Sorts dial errors into "fix the configuration" and "try again later".
@@ -156,16 +178,18 @@ struct Session {
     permits: Arc<Semaphore>,
     served: Arc<AtomicU64>,
     in_flight: Arc<AtomicU64>,
+    status: Arc<TunnelStatus>,
 }
 
 impl Session {
-    fn new(responder: Arc<dyn Responder>, welcome: Welcome, concurrency: usize) -> Self {
+    fn new(responder: Arc<dyn Responder>, welcome: Welcome, concurrency: usize, status: Arc<TunnelStatus>) -> Self {
         Self {
             responder,
             heartbeat: Duration::from_secs(welcome.heartbeat_secs.max(1)),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             served: Arc::default(),
             in_flight: Arc::default(),
+            status,
         }
     }
 
@@ -225,6 +249,7 @@ impl Session {
                     if outbox.send(Outgoing::Heartbeat(beat)).await.is_err() {
                         break SessionEnd::Lost("the writer stopped".into());
                     }
+                    self.status.heartbeat_sent();
                 }
                 _ = index_check.tick(), if !draining => {
                     let responder = self.responder.clone();

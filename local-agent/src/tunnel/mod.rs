@@ -8,11 +8,13 @@
 //! - [`supervisor`] keeps a connection up: jittered exponential [`backoff`], a new connection
 //!   opened before the old one is drained (API Gateway closes connections at two hours), and a
 //!   fatal error only for what retrying cannot fix (a refused token, a bad URL);
-//! - [`responder`] is what answers: the search engine.
+//! - [`responder`] is what answers: the search engine;
+//! - [`status`] is what it is doing (connected, last heartbeat, last error), for `/stats`.
 
 pub mod backoff;
 pub mod connection;
 pub mod responder;
+pub mod status;
 pub mod supervisor;
 
 use std::path::Path;
@@ -24,6 +26,7 @@ use rustls::pki_types::pem::PemObject;
 
 use crate::config::Secret;
 pub use responder::Responder;
+pub use status::{TunnelSnapshot, TunnelStatus};
 pub use supervisor::{SupervisorSettings, supervise};
 
 /// Why the tunnel is down.
@@ -65,6 +68,8 @@ pub struct TunnelConfig {
     pub max_concurrent_requests: usize,
     /// Reconnect and rotation settings.
     pub supervisor: SupervisorSettings,
+    /// Where the tunnel reports what it is doing; share it with whoever shows it.
+    pub status: Arc<TunnelStatus>,
 }
 
 impl TunnelConfig {
@@ -81,6 +86,7 @@ impl TunnelConfig {
             tls: Arc::new(client_tls(ca_file)?),
             max_concurrent_requests: std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
             supervisor: SupervisorSettings::default(),
+            status: Arc::default(),
         })
     }
 }
@@ -116,5 +122,16 @@ fn client_tls(ca_file: Option<&Path>) -> Result<ClientConfig, TunnelError> {
 /// Connects to the cloud and stays connected until a fatal error, which it returns.
 pub async fn run(config: TunnelConfig, responder: Arc<dyn Responder>) -> TunnelError {
     let settings = config.supervisor;
-    supervise(|| connection::dial(&config, responder.clone()), settings).await
+    let config = &config;
+    let dial = || {
+        let responder = responder.clone();
+        async move {
+            let dialled = connection::dial(config, responder).await;
+            if let Err(error) = &dialled {
+                config.status.dial_failed(&error.to_string());
+            }
+            dialled
+        }
+    };
+    supervise(dial, settings).await
 }

@@ -91,3 +91,41 @@ fn serve_binds_loopback_answers_and_stops_on_sigterm() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
 }
+
+#[test]
+fn index_rebuild_builds_a_fresh_generation_from_the_files() {
+    let workspace = Workspace::with_sample_notes();
+    let first = workspace.index();
+    let output = agent(&workspace).args(["index", "--rebuild"]).output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains(&format!("as generation {}", first.generation + 1)), "a new generation: {stdout}");
+    assert!(stdout.contains(&format!("{} documents", first.documents)), "{stdout}");
+}
+
+#[test]
+fn serve_rebuilds_a_corrupt_index_instead_of_crashing() {
+    let workspace = Workspace::with_sample_notes();
+    let report = workspace.index();
+    let index = local_agent::generations::IndexDir::new(&workspace.data());
+    let live = index.generation_dir(report.generation);
+    std::fs::write(live.join(local_agent::generations::VECTORS_FILE), b"not a vector index").unwrap();
+
+    let mut child = agent(&workspace)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("listening on ").expect("serving after the rebuild").to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let health: serde_json::Value =
+        runtime.block_on(async { reqwest::get(format!("{url}/health")).await.unwrap().json().await.unwrap() });
+    assert_eq!(health["rag_engine"]["index_size"].as_u64().map(|n| n > 0), Some(true), "{health}");
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rebuilding the index from its sources"), "a clear log line: {stderr}");
+}

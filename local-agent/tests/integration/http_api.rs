@@ -114,6 +114,7 @@ async fn health_stats_cache_and_metrics() {
 
     let stats: Value = client.get(server.url("/stats")).send().await.unwrap().json().await.unwrap();
     assert_eq!(stats["index"]["documents"], 10);
+    assert!(stats["tunnel"].is_null(), "no cloud configured: {stats}");
     assert_eq!(stats["cache"]["entries"], 1);
     let (status, cleared) = server.post("/cache/clear", json!({})).await;
     assert_eq!((status, cleared["cleared"].as_u64()), (StatusCode::OK, Some(1)));
@@ -204,4 +205,68 @@ async fn without_an_index_searches_say_what_to_do() {
     assert_eq!(health["status"], "degraded");
     assert_eq!(health["rag_engine"]["status"], "no_index");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_report_the_tunnel() {
+    let workspace = Workspace::with_sample_notes();
+    let engine = Arc::new(workspace.engine());
+    let status = Arc::new(local_agent::tunnel::TunnelStatus::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let state = ApiState::new(engine, None).with_tunnel(status.clone());
+    let server = tokio::spawn(http::serve(listener, state, std::future::pending()));
+    let stats = || async {
+        let stats: Value = reqwest::get(format!("http://{address}/stats")).await.unwrap().json().await.unwrap();
+        stats["tunnel"].clone()
+    };
+    status.dial_failed("cannot reach the cloud: connection refused");
+    let tunnel = stats().await;
+    assert_eq!(tunnel["connected"], false);
+    assert_eq!(tunnel["last_error"], "cannot reach the cloud: connection refused");
+    status.session_started();
+    status.heartbeat_sent();
+    let tunnel = stats().await;
+    assert_eq!(tunnel["connected"], true, "{tunnel}");
+    assert!(tunnel["last_heartbeat"].as_u64().is_some(), "{tunnel}");
+    assert_eq!(tunnel["connections"], 1);
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_rebuild_runs_in_the_background_one_at_a_time() {
+    let workspace = Workspace::with_sample_notes();
+    let first = tokio::task::block_in_place(|| workspace.index());
+    let engine = Arc::new(workspace.engine());
+    let rebuild = local_agent::http::IndexRebuild::new(
+        workspace.data(),
+        Vec::new(),
+        crate::embedder(),
+        local_agent::indexer::IndexSettings { batch_size: 16, ..Default::default() },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/index/rebuild", listener.local_addr().unwrap());
+    let state = ApiState::new(engine, Some(Secret::new("rebuild-key"))).with_rebuild(rebuild);
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(http::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let refused = client.post(&url).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "behind the API key");
+
+    let started = client.post(&url).bearer_auth("rebuild-key").send().await.unwrap();
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let again = client.post(&url).bearer_auth("rebuild-key").send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT, "one rebuild at a time");
+
+    let index = local_agent::generations::IndexDir::new(&workspace.data());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while index.current().unwrap() == Some(first.generation) {
+        assert!(std::time::Instant::now() < deadline, "the rebuild never published");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let rebuilt = index.read_manifest(index.current().unwrap().unwrap()).unwrap();
+    assert_eq!(rebuilt.documents.len(), first.documents);
+    let _ = stop.send(());
 }

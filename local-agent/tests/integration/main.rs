@@ -3,9 +3,13 @@
 //! binary for the command line and for crash tests.
 
 mod cli;
+mod doctor;
 mod http_api;
 mod indexing;
+mod notion_sync;
 mod retrieval;
+mod service;
+mod watching;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};

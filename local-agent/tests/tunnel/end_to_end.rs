@@ -308,7 +308,9 @@ async fn notes_then_cache_then_notes(cloud: Cloud) {
     let page = chain.ask("How long should a break between focus sessions be?", &["AI效率"]);
     let (status, footer, took) = chain.answer(&page).await;
     assert_eq!(status, "Answered (offline)", "{footer}");
-    assert!(footer.contains("mode: cached") && footer.contains("weekly-review.md"), "{footer}");
+    // The tag's cached context: the last full answer's, or the one the agent pushed for the
+    // tag (whichever reached the store last); either cites the tag's notes.
+    assert!(footer.contains("mode: cached") && footer.contains("productivity/"), "{footer}");
     assert!(took < FALLBACK_TIMEOUT + Duration::from_secs(3), "took {took:?}");
 
     // It comes back: full answers again, nothing done by hand but starting the agent.

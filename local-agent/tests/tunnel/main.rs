@@ -6,4 +6,5 @@ mod support;
 
 mod api_gateway;
 mod end_to_end;
+mod health;
 mod link;

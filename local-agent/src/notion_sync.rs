@@ -1,0 +1,458 @@
+//! Indexing Notion knowledge databases, incrementally.
+//!
+//! Each database is a [`Source`] whose root is `notion://<database id>`; its documents are the
+//! pages, stamped with their `last_edited_time`. A sync lists pages and hands them to the
+//! indexer, which reads (fetches and renders) only pages whose stamp changed:
+//!
+//! - **Full** (the first sync, every `full_sync_interval`, or asked for): all pages. What is no
+//!   longer listed — deleted, trashed, moved out, unshared — leaves the index.
+//! - **Incremental** (otherwise): pages edited since the cursor, minus an overlap, because
+//!   Notion truncates page times to the minute (an edit in the same minute as the cursor has
+//!   the cursor's time). One query when nothing changed.
+//!
+//! Pages go to the indexer in batches, each published as its own generation, and the cursor
+//! moves only past batches that are in the index, so an interrupted sync resumes where it
+//! stopped instead of starting over. A page edited within the last two minutes is read again
+//! on the next sync too (its minute-truncated stamp cannot show a second edit in that minute);
+//! the content hash keeps that from re-embedding anything.
+//!
+//! Pages render to Markdown-like text with their headings (see `notion::block`); blocks the API
+//! cannot return (`unsupported`) or that carry no text are skipped and counted, and a page that
+//! cannot be read is skipped for this sync (its previous version stays), never failing it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use notion::page::Page;
+use notion::{ClientOptions, NotionClient};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::config::Secret;
+use crate::embed::Embedder;
+use crate::error::{Error, Result};
+use crate::generations::IndexDir;
+use crate::indexer::{self, IndexReport, IndexSettings, Listing, ReadDocument, Silent, Source};
+use crate::ingest::{Document, FileKind, SourceFile};
+
+/// Pages per published generation: what an interruption can cost at most.
+const BATCH_PAGES: usize = 50;
+/// How far back an incremental query reaches before its cursor.
+const OVERLAP: Duration = Duration::from_secs(120);
+/// How deep nested blocks (toggles, lists, columns) are fetched.
+const MAX_BLOCK_DEPTH: usize = 4;
+
+/// What to sync, and how often.
+#[derive(Debug, Clone)]
+pub struct NotionSettings {
+    /// The integration token (`NOTION_API_KEY`).
+    pub token: Secret,
+    /// Knowledge databases (`NOTION_KNOWLEDGE_DATABASE_ID`, comma-separated, or `databases`).
+    pub databases: Vec<String>,
+    /// The multi-select property whose options become tags.
+    pub tags_property: String,
+    /// API base URL (a stand-in in tests).
+    pub base_url: String,
+    /// Requests per second (Notion allows about 3).
+    pub requests_per_second: u32,
+    /// How often `serve` syncs.
+    pub sync_interval: Duration,
+    /// How often a sync lists every page, to notice deletions.
+    pub full_sync_interval: Duration,
+    /// How long after an edit a page's minute-truncated stamp is not trusted (two minutes).
+    pub settle_time: Duration,
+}
+
+/// What a sync did, over all databases.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncReport {
+    /// Databases synced.
+    pub databases: usize,
+    /// Whether any of them was listed in full.
+    pub full: bool,
+    /// Pages listed.
+    pub listed: usize,
+    /// Pages new to the index.
+    pub added: usize,
+    /// Pages whose content changed.
+    pub updated: usize,
+    /// Pages that left the index.
+    pub removed: usize,
+    /// Pages listed but unchanged.
+    pub unchanged: usize,
+    /// Pages that could not be read this time (kept as they were).
+    pub unreadable: usize,
+    /// Blocks skipped while rendering (`unsupported`, no text).
+    pub skipped_blocks: usize,
+    /// Notion API requests made.
+    pub requests: u64,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+impl SyncReport {
+    fn absorb(&mut self, index: &IndexReport) {
+        self.added += index.added;
+        self.updated += index.changed;
+        self.removed += index.removed;
+        self.unchanged += index.unchanged;
+    }
+}
+
+/// Where each database's sync stands (`<data dir>/notion-sync.json`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SyncState {
+    databases: BTreeMap<String, DatabaseState>,
+    /// When the last sync finished, and what it did (for `status`).
+    #[serde(default)]
+    last_sync: Option<(DateTime<Utc>, SyncReport)>,
+}
+
+/// When the last sync of the data dir finished and what it did, if one ever did.
+pub fn last_sync(data_dir: &Path) -> Option<(DateTime<Utc>, SyncReport)> {
+    let bytes = std::fs::read(data_dir.join(STATE_FILE)).ok()?;
+    serde_json::from_slice::<SyncState>(&bytes).ok()?.last_sync
+}
+
+/// The sync's state in the data dir.
+const STATE_FILE: &str = "notion-sync.json";
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct DatabaseState {
+    /// Every page edited before this (minus the overlap) is in the index.
+    cursor: Option<DateTime<Utc>>,
+    /// When the last full listing finished.
+    last_full: Option<DateTime<Utc>>,
+    /// The database's data source (looked up once: it saves a request per sync).
+    #[serde(default)]
+    data_source: Option<String>,
+}
+
+/// Syncs the configured databases into the index of a data dir.
+pub struct NotionSync {
+    client: NotionClient,
+    settings: NotionSettings,
+    data_dir: PathBuf,
+}
+
+impl NotionSync {
+    /// A syncer for `settings`, indexing into `data_dir`.
+    pub fn new(settings: NotionSettings, data_dir: &Path) -> Result<Self> {
+        let options = ClientOptions {
+            base_url: settings.base_url.clone(),
+            requests_per_second: settings.requests_per_second.max(1),
+            ..ClientOptions::default()
+        };
+        let client = NotionClient::new(settings.token.expose(), options)
+            .map_err(|error| Error::Config { path: "NOTION_API_KEY".into(), message: error.to_string() })?;
+        Ok(Self { client, settings, data_dir: data_dir.to_owned() })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &NotionSettings {
+        &self.settings
+    }
+
+    /// One sync of every database; `full` lists every page whatever the schedule says.
+    pub async fn run(&self, embedder: Arc<Embedder>, index: &IndexSettings, full: bool) -> Result<SyncReport> {
+        let started = Instant::now();
+        let requests_before = self.client.requests_sent();
+        let mut report = SyncReport::default();
+        for database in &self.settings.databases {
+            self.sync_database(database, embedder.clone(), index, full, &mut report).await?;
+            report.databases += 1;
+        }
+        report.requests = self.client.requests_sent() - requests_before;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        let mut state = self.load_state();
+        state.last_sync = Some((Utc::now(), report.clone()));
+        self.save_state(&state)?;
+        Ok(report)
+    }
+
+    async fn sync_database(
+        &self,
+        database: &str,
+        embedder: Arc<Embedder>,
+        index: &IndexSettings,
+        force_full: bool,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let mut states = self.load_state();
+        let mut state = states.databases.get(database).cloned().unwrap_or_default();
+        let now = Utc::now();
+        let full_due = state.last_full.is_none_or(|last| {
+            now.signed_duration_since(last).to_std().unwrap_or_default() >= self.settings.full_sync_interval
+        });
+        let root = PathBuf::from(format!("notion://{database}"));
+        // None of its pages in the index (a rebuild drops what it cannot read again): the
+        // cursor means nothing any more, start over.
+        let full = force_full || full_due || state.cursor.is_none() || self.indexed_pages(&root) == 0;
+        let source = match &state.data_source {
+            Some(source) => source.clone(),
+            None => self.client.data_source_id(database).await.map_err(notion_error)?,
+        };
+        state.data_source = Some(source.clone());
+        let filter = (!full).then(|| {
+            let since = state.cursor.unwrap_or(now) - chrono::Duration::from_std(OVERLAP).unwrap_or_default();
+            json!({ "timestamp": "last_edited_time",
+                    "last_edited_time": { "on_or_after": since.to_rfc3339_opts(SecondsFormat::Millis, true) } })
+        });
+        let sorts = json!([{ "timestamp": "last_edited_time", "direction": "ascending" }]);
+        let listed = match self.client.query_all(&source, filter.clone(), Some(sorts.clone())).await {
+            // The data source moved (or the database was recreated): look it up again.
+            Err(error) if error.is_not_found() && states.databases.contains_key(database) => {
+                let source = self.client.data_source_id(database).await.map_err(notion_error)?;
+                state.data_source = Some(source.clone());
+                self.client.query_all(&source, filter, Some(sorts)).await.map_err(notion_error)?
+            }
+            listed => listed.map_err(notion_error)?,
+        };
+        let pages = dedupe(listed);
+        // "Now" for judging how recent an edit is: Notion's clock may run ahead of ours.
+        let now = pages.iter().filter_map(edited).max().map_or(now, |newest| newest.max(now));
+        report.listed += pages.len();
+        report.full |= full;
+        tracing::info!(database, full, pages = pages.len(), "syncing a Notion database");
+
+        let handle = tokio::runtime::Handle::current();
+        // Pages that could not be read (by id, with their edit time); the cursor stops at the
+        // first of them, so the next incremental query lists it again.
+        let mut unreadable: HashMap<String, DateTime<Utc>> = HashMap::new();
+        for batch in pages.chunks(BATCH_PAGES) {
+            let source = Arc::new(NotionSource::new(self, &root, batch.to_vec(), false, handle.clone(), now));
+            let index_report = self.index(source.clone(), embedder.clone(), index).await?;
+            report.absorb(&index_report);
+            source.settle(&mut unreadable, &mut report.skipped_blocks);
+            if let Some(first) = unreadable.values().min() {
+                state.cursor = Some(*first);
+            } else {
+                state.cursor = batch.iter().filter_map(edited).max().or(state.cursor);
+            }
+            states.databases.insert(database.to_owned(), state.clone());
+            self.save_state(&states)?;
+        }
+        if full {
+            // Every page listed is in the index now (or kept as it was, if unreadable; this
+            // pass tries those once more): what the listing lacks leaves it.
+            let source = Arc::new(NotionSource::new(self, &root, pages, true, handle, now));
+            let index_report = self.index(source.clone(), embedder, index).await?;
+            report.added += index_report.added;
+            report.updated += index_report.changed;
+            report.removed += index_report.removed;
+            source.settle(&mut unreadable, &mut report.skipped_blocks);
+            state.last_full = Some(now);
+            state.cursor = unreadable.values().min().copied().or(state.cursor).or(Some(now));
+            states.databases.insert(database.to_owned(), state);
+            self.save_state(&states)?;
+        }
+        report.unreadable += unreadable.len();
+        Ok(())
+    }
+
+    async fn index(
+        &self,
+        source: Arc<NotionSource>,
+        embedder: Arc<Embedder>,
+        index: &IndexSettings,
+    ) -> Result<IndexReport> {
+        let data_dir = self.data_dir.clone();
+        let index = index.clone();
+        tokio::task::spawn_blocking(move || {
+            let source: &dyn Source = source.as_ref();
+            indexer::index_sources(&data_dir, &[source], &embedder, &index, &Silent)
+        })
+        .await
+        .map_err(|error| Error::Task(error.to_string()))?
+    }
+
+    /// How many documents of the source `root` the live generation holds.
+    fn indexed_pages(&self, root: &Path) -> usize {
+        let index = IndexDir::new(&self.data_dir);
+        let Some(manifest) = index.current().ok().flatten().and_then(|number| index.read_manifest(number).ok()) else {
+            return 0;
+        };
+        let Some(position) = manifest.roots.iter().position(|known| known == root) else { return 0 };
+        manifest.documents.iter().filter(|document| document.root as usize == position).count()
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.data_dir.join(STATE_FILE)
+    }
+
+    fn load_state(&self) -> SyncState {
+        match std::fs::read(self.state_path()) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+                tracing::warn!(%error, "the Notion sync state is unreadable; the next sync lists every page");
+                SyncState::default()
+            }),
+            Err(_) => SyncState::default(),
+        }
+    }
+
+    fn save_state(&self, state: &SyncState) -> Result<()> {
+        let path = self.state_path();
+        let partial = path.with_extension("json.part");
+        let bytes = serde_json::to_vec_pretty(state).map_err(|error| Error::Task(error.to_string()))?;
+        std::fs::create_dir_all(&self.data_dir).map_err(Error::io(&self.data_dir))?;
+        std::fs::write(&partial, bytes).map_err(Error::io(&partial))?;
+        std::fs::rename(&partial, &path).map_err(Error::io(&path))
+    }
+}
+
+fn notion_error(error: notion::NotionError) -> Error {
+    Error::Notion(error.to_string())
+}
+
+fn edited(page: &Page) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(&page.last_edited_time).ok().map(|time| time.with_timezone(&Utc))
+}
+
+/// One entry per page (a page edited during pagination can be listed twice; the later listing
+/// wins), trashed pages left out, oldest edit first.
+fn dedupe(pages: Vec<Page>) -> Vec<Page> {
+    let mut by_id: HashMap<String, Page> = HashMap::new();
+    for page in pages {
+        if page.is_trashed() {
+            continue;
+        }
+        match by_id.get(&page.id) {
+            Some(known) if edited(known) > edited(&page) => {}
+            _ => {
+                by_id.insert(page.id.clone(), page);
+            }
+        }
+    }
+    let mut pages: Vec<Page> = by_id.into_values().collect();
+    pages.sort_by(|a, b| (edited(a), &a.id).cmp(&(edited(b), &b.id)));
+    pages
+}
+
+/// A batch of a database's pages, as the indexer sees it.
+struct NotionSource {
+    root: PathBuf,
+    client: NotionClient,
+    tags_property: String,
+    pages: HashMap<String, Page>,
+    listing: Listing,
+    handle: tokio::runtime::Handle,
+    skipped_blocks: AtomicUsize,
+    /// Pages that could not be read, with their edit times.
+    failed: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Pages read.
+    read: Mutex<Vec<String>>,
+}
+
+impl NotionSource {
+    fn new(
+        sync: &NotionSync,
+        root: &Path,
+        pages: Vec<Page>,
+        complete: bool,
+        handle: tokio::runtime::Handle,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let settle = chrono::Duration::from_std(sync.settings.settle_time).unwrap_or_default();
+        let files = pages
+            .iter()
+            .map(|page| {
+                let edited = edited(page);
+                // Edited within the settle time: a second edit in the same minute would keep the
+                // stamp, so the stamp says "look again" (size 1) until the page settles.
+                let recent = edited.is_none_or(|time| now.signed_duration_since(time) < settle);
+                SourceFile {
+                    id: page.id.clone(),
+                    path: PathBuf::new(),
+                    size: u64::from(recent),
+                    modified_ns: edited.and_then(|time| time.timestamp_nanos_opt()).map_or(0, |ns| ns.max(0) as u128),
+                }
+            })
+            .collect();
+        Self {
+            root: root.to_owned(),
+            client: sync.client.clone(),
+            tags_property: sync.settings.tags_property.clone(),
+            pages: pages.into_iter().map(|page| (page.id.clone(), page)).collect(),
+            listing: Listing { files, complete },
+            handle,
+            skipped_blocks: AtomicUsize::new(0),
+            failed: Mutex::new(HashMap::new()),
+            read: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds this pass's outcome to the sync's: pages it read are no longer unreadable.
+    fn settle(&self, unreadable: &mut HashMap<String, DateTime<Utc>>, skipped_blocks: &mut usize) {
+        *skipped_blocks += self.skipped_blocks.load(Ordering::Relaxed);
+        if let Ok(read) = self.read.lock() {
+            for id in read.iter() {
+                unreadable.remove(id);
+            }
+        }
+        if let Ok(failed) = self.failed.lock() {
+            unreadable.extend(failed.iter().map(|(id, time)| (id.clone(), *time)));
+        }
+    }
+}
+
+impl Source for NotionSource {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn scan(&self) -> Result<Listing> {
+        Ok(self.listing.clone())
+    }
+
+    fn read(&self, file: &SourceFile) -> Result<ReadDocument> {
+        let page = self.pages.get(&file.id).ok_or_else(|| Error::Notion(format!("page {} was not listed", file.id)))?;
+        // The indexer runs on a blocking thread; the client is async.
+        let blocks = match self.handle.block_on(self.client.block_tree(&page.id, MAX_BLOCK_DEPTH)) {
+            Ok(blocks) => blocks,
+            Err(error) => {
+                if let Ok(mut failed) = self.failed.lock() {
+                    failed.insert(page.id.clone(), edited(page).unwrap_or_else(Utc::now));
+                }
+                return Err(Error::Notion(format!("page {}: {error}", page.id)));
+            }
+        };
+        if let Ok(mut read) = self.read.lock() {
+            read.push(page.id.clone());
+        }
+        let rendered = notion::block::render(&blocks);
+        self.skipped_blocks.fetch_add(rendered.skipped, Ordering::Relaxed);
+        let title = page.title();
+        let tags = page.multi_select(&self.tags_property);
+        // Title and tags are part of what is indexed, so a change to them is a change.
+        let raw = format!("{title}\n{}\n{}", tags.join(","), rendered.text);
+        let title = if title.trim().is_empty() { "Untitled".to_owned() } else { title };
+        let document = Document { id: page.id.clone(), title, tags, body: rendered.text, kind: FileKind::Markdown };
+        Ok(ReadDocument { raw, document, url: (!page.url.is_empty()).then(|| page.url.clone()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(id: &str, edited: &str, trashed: bool) -> Page {
+        serde_json::from_value(json!({ "id": id, "last_edited_time": edited, "in_trash": trashed })).unwrap()
+    }
+
+    #[test]
+    fn listings_are_deduplicated_by_page_and_ordered_by_edit() {
+        let pages = dedupe(vec![
+            page("b", "2026-11-26T10:05:00.000Z", false),
+            page("a", "2026-11-26T10:01:00.000Z", false),
+            page("b", "2026-11-26T10:07:00.000Z", false),
+            page("c", "2026-11-26T10:02:00.000Z", true),
+        ]);
+        let order: Vec<(&str, &str)> = pages.iter().map(|p| (p.id.as_str(), p.last_edited_time.as_str())).collect();
+        assert_eq!(order, [("a", "2026-11-26T10:01:00.000Z"), ("b", "2026-11-26T10:07:00.000Z")]);
+    }
+}

@@ -1,0 +1,71 @@
+//! Watched folders: creating, changing, deleting and renaming notes re-indexes them while the
+//! watcher runs, and a burst of changes coalesces into few index generations.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use local_agent::generations::IndexDir;
+use local_agent::watch::{FolderWatcher, reindex_on_change};
+
+use crate::{Workspace, config, embedder};
+
+/// The indexed note ids and the live generation, once `ready` holds for them (or a timeout).
+async fn wait_for(data: &Path, ready: impl Fn(&[String]) -> bool) -> (Vec<String>, u64) {
+    let started = Instant::now();
+    loop {
+        let index = IndexDir::new(data);
+        if let Some(generation) = index.current().ok().flatten()
+            && let Ok(manifest) = index.read_manifest(generation)
+        {
+            let ids: Vec<String> = manifest.documents.iter().map(|document| document.id.clone()).collect();
+            if ready(&ids) {
+                return (ids, generation);
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the index did not catch up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn note_changes_reach_the_index_while_watching() {
+    let workspace = Workspace::with_sample_notes();
+    workspace.index();
+    let (notes, data) = (workspace.notes(), workspace.data());
+    let watcher = FolderWatcher::start(&[std::fs::canonicalize(&notes).unwrap()], Duration::from_millis(200)).unwrap();
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = runs.clone();
+    let task = tokio::spawn(reindex_on_change(watcher, data.clone(), embedder(), config(&data).index, move |_| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+
+    std::fs::write(notes.join("new-note.md"), "# Kettles\nDescale the kettle with citric acid monthly.\n").unwrap();
+    wait_for(&data, |ids| ids.iter().any(|id| id == "new-note.md")).await;
+
+    std::fs::rename(notes.join("new-note.md"), notes.join("renamed.md")).unwrap();
+    wait_for(&data, |ids| ids.iter().any(|id| id == "renamed.md") && !ids.iter().any(|id| id == "new-note.md")).await;
+
+    std::fs::remove_file(notes.join("renamed.md")).unwrap();
+    wait_for(&data, |ids| !ids.iter().any(|id| id == "renamed.md")).await;
+
+    // Changes inside a hidden folder are not notes.
+    std::fs::create_dir_all(notes.join(".git")).unwrap();
+    let (_, before) = wait_for(&data, |_| true).await;
+    std::fs::write(notes.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(wait_for(&data, |_| true).await.1, before, "no run for a .git change");
+
+    // A checkout-like burst: many files at once, few generations.
+    for i in 0..40 {
+        std::fs::write(notes.join(format!("burst-{i}.md")), format!("# Burst {i}\nLine {i}.\n")).unwrap();
+    }
+    let (_, after) = wait_for(&data, |ids| ids.iter().filter(|id| id.starts_with("burst-")).count() == 40).await;
+    assert!(after - before <= 3, "40 files took {} generations", after - before);
+
+    // An indexing run reads the folders; that must not look like a change (no feedback loop).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let settled = runs.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), settled, "runs keep coming with nothing changing");
+    task.abort();
+}
