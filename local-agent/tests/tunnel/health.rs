@@ -2,11 +2,8 @@
 //! `local-agent doctor` finds out about a cloud: token accepted or refused, TLS trusted or not,
 //! nothing listening.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use cloud_fn::tunnel::tls::{self, TlsListener};
-use cloud_fn::tunnel::websocket::{self, AgentGate};
 use local_agent::config::{CloudSection, Secret};
 use local_agent::doctor::{self, Status};
 use local_agent::tunnel::TunnelSnapshot;
@@ -95,24 +92,7 @@ async fn doctor_tells_a_refused_token_from_an_unreachable_cloud() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_points_an_untrusted_certificate_at_cloud_ca_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_file, certified.cert.pem()).unwrap();
-    std::fs::write(&key_file, certified.signing_key.serialize_pem()).unwrap();
-    let plain = Cloud::start(HEARTBEAT).await; // only for its hub and store
-    let gate = AgentGate::new(
-        plain.hub.clone(),
-        vec![cloud_fn::config::Secret::new(TOKEN)],
-        plain.store.clone(),
-        Arc::new(cloud_fn::clock::SystemClock),
-        Duration::from_secs(60),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let listener = TlsListener::new(listener, tls::server_config(&cert_file, &key_file).unwrap()).unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, websocket::routes(gate)).await });
-    let url = format!("wss://localhost:{port}/agent");
+    let TlsCloud { cert_file, url, port, server, dir: _dir, .. } = TlsCloud::start(HEARTBEAT).await;
 
     let checks = doctor::check_cloud(&cloud_section(&url, TOKEN, None)).await;
     assert_eq!(checks[1].status, Status::Fail, "{checks:?}");

@@ -1,11 +1,8 @@
 //! The agent client against the cloud hub: auth, liveness, failover, limits, rotation, TLS.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloud_fn::agent::{AgentLink, LinkError, contract};
-use cloud_fn::tunnel::tls::{self, TlsListener};
-use cloud_fn::tunnel::websocket::{self, AgentGate};
 use futures_util::{SinkExt, StreamExt};
 use local_agent::config::Secret;
 use local_agent::tunnel::{self, TunnelConfig, TunnelError};
@@ -254,25 +251,7 @@ async fn a_slow_agent_runs_out_the_deadline_and_the_cloud_falls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_is_verified_against_the_configured_root() {
-    let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_file, certified.cert.pem()).unwrap();
-    std::fs::write(&key_file, certified.signing_key.serialize_pem()).unwrap();
-
-    let plain = Cloud::start(HEARTBEAT).await; // only for its hub and store
-    let gate = AgentGate::new(
-        plain.hub.clone(),
-        vec![cloud_fn::config::Secret::new(TOKEN)],
-        plain.store.clone(),
-        Arc::new(cloud_fn::clock::SystemClock),
-        Duration::from_secs(60),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let listener = TlsListener::new(listener, tls::server_config(&cert_file, &key_file).unwrap()).unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, websocket::routes(gate)).await });
-    let url = format!("wss://localhost:{port}/agent");
+    let TlsCloud { plain, cert_file, url, server, dir: _dir, .. } = TlsCloud::start(HEARTBEAT).await;
 
     // The public roots do not know this certificate: the dial fails (and would be retried).
     let untrusted = TunnelConfig::new(&url, Secret::new(TOKEN), "untrusting".into(), None).unwrap();

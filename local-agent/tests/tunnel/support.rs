@@ -268,3 +268,44 @@ impl WebSocketBackend for Deferred {
         self.tunnel().handle(&event).await
     }
 }
+
+/// A self-hosted cloud serving `/agent` over TLS with a self-signed certificate for
+/// `localhost`, sharing the hub and store of a plain [`Cloud`].
+pub struct TlsCloud {
+    /// The plain cloud whose hub the TLS endpoint feeds.
+    pub plain: Cloud,
+    /// The certificate (PEM), the only root an agent can trust it with.
+    pub cert_file: std::path::PathBuf,
+    /// `wss://localhost:PORT/agent`.
+    pub url: String,
+    /// The TLS port.
+    pub port: u16,
+    /// The TLS server (abort it to stop).
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Holds the certificate files: keep it alive as long as they are needed.
+    pub dir: tempfile::TempDir,
+}
+
+impl TlsCloud {
+    pub async fn start(heartbeat: Duration) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_file, certified.cert.pem()).unwrap();
+        std::fs::write(&key_file, certified.signing_key.serialize_pem()).unwrap();
+        let plain = Cloud::start(heartbeat).await;
+        let gate = AgentGate::new(
+            plain.hub.clone(),
+            vec![CloudSecret::new(TOKEN)],
+            plain.store.clone(),
+            Arc::new(SystemClock),
+            Duration::from_secs(60),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tls = cloud_fn::tunnel::tls::server_config(&cert_file, &key_file).unwrap();
+        let listener = cloud_fn::tunnel::tls::TlsListener::new(listener, tls).unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, websocket::routes(gate)).await });
+        Self { plain, cert_file, url: format!("wss://localhost:{port}/agent"), port, server, dir }
+    }
+}
