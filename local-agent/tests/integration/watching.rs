@@ -1,4 +1,4 @@
-//! Watched folders: creating, changing, deleting and renaming notes re-indexes them while the
+//! Watched folders: creating, editing, deleting and renaming notes re-indexes them while the
 //! watcher runs, and a burst of changes coalesces into few index generations.
 
 use std::path::Path;
@@ -41,6 +41,19 @@ async fn note_changes_reach_the_index_while_watching() {
 
     std::fs::write(notes.join("new-note.md"), "# Kettles\nDescale the kettle with citric acid monthly.\n").unwrap();
     wait_for(&data, |ids| ids.iter().any(|id| id == "new-note.md")).await;
+
+    let hash_of = |data: &Path, id: &str| {
+        let index = IndexDir::new(data);
+        let manifest = index.read_manifest(index.current().unwrap().unwrap()).unwrap();
+        manifest.documents.iter().find(|document| document.id == id).map(|document| document.content_hash.clone())
+    };
+    let before_edit = hash_of(&data, "new-note.md");
+    std::fs::write(notes.join("new-note.md"), "# Kettles\nDescale the kettle with vinegar weekly.\n").unwrap();
+    let started = Instant::now();
+    while hash_of(&data, "new-note.md") == before_edit {
+        assert!(started.elapsed() < Duration::from_secs(30), "the edit never reached the index");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     std::fs::rename(notes.join("new-note.md"), notes.join("renamed.md")).unwrap();
     wait_for(&data, |ids| ids.iter().any(|id| id == "renamed.md") && !ids.iter().any(|id| id == "new-note.md")).await;
