@@ -144,6 +144,15 @@ impl DynamoStore {
     }
 }
 
+/// The outcome of a conditional write: `false` when its condition did not hold.
+fn written<T, E: ProvideErrorMetadata + std::fmt::Display>(result: Result<T, E>) -> StoreResult<bool> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(error) => Err(backend(error)),
+    }
+}
+
 fn item<T: Serialize>(key: &str, value: &T) -> StoreResult<Item> {
     let data = serde_json::to_string(value).map_err(|error| StoreError::Backend(error.to_string()))?;
     Ok(HashMap::from([
@@ -180,13 +189,7 @@ impl Store for DynamoStore {
                 .condition_expression("version = :expected")
                 .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
         };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(error) => Err(backend(error)),
-        }
+        written(request.send().await)
     }
 
     async fn job_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
@@ -249,13 +252,7 @@ impl Store for DynamoStore {
                 .expression_attribute_values(":agent", AttributeValue::S(agent_id.to_owned())),
             None => request.update_expression("SET #c.last_seen = :now"),
         };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(error) => Err(backend(error)),
-        }
+        written(request.send().await)
     }
 
     async fn remove_connection(&self, connection_id: &str) -> StoreResult<()> {
@@ -316,7 +313,7 @@ impl Store for DynamoStore {
             ("pk".to_owned(), AttributeValue::S(event_key(event_id))),
             ("expires_at".to_owned(), AttributeValue::N(expires_at.to_string())),
         ]);
-        let written = self
+        let request = self
             .client
             .put_item()
             .table_name(&self.table)
@@ -326,13 +323,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
             .send()
             .await;
-        match written {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(error) => Err(backend(error)),
-        }
+        written(request)
     }
 
     async fn forget_event(&self, event_id: &str) -> StoreResult<()> {
