@@ -32,9 +32,21 @@ pub fn notion_client(config: &CloudConfig) -> Result<NotionClient, BuildError> {
         base_url: config.notion_base_url.clone(),
         version: config.notion_version.clone(),
         requests_per_second: config.notion_rate_limit,
+        allow_insecure: config.allow_insecure,
         ..ClientOptions::default()
     };
     NotionClient::new(key.expose(), options).map_err(|error| BuildError::Client(error.to_string()))
+}
+
+/// Deadlines of every AWS SDK call (DynamoDB, the API Gateway management API): an attempt
+/// that hangs is cut and retried, and the whole call gives up well within a Lambda's timeout
+/// or an agent request's deadline.
+pub fn aws_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(std::time::Duration::from_secs(5))
+        .operation_timeout(std::time::Duration::from_secs(15))
+        .build()
 }
 
 /// The store the configuration asks for: DynamoDB when `DYNAMODB_TABLE` is set, else the
@@ -56,6 +68,7 @@ pub fn llm(config: &CloudConfig) -> Result<Option<Arc<dyn Llm>>, BuildError> {
         base_url: config.openrouter_base_url.clone(),
         models: config.llm_models.clone(),
         timeout: config.llm_timeout,
+        allow_insecure: config.allow_insecure,
         ..OpenRouterOptions::default()
     };
     let client = OpenRouter::new(key.expose(), options).map_err(|error| BuildError::Client(error.to_string()))?;

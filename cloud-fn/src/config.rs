@@ -63,6 +63,12 @@ pub struct CloudConfig {
     /// Certificate chain and private key (PEM) to serve TLS directly (`TLS_CERT_FILE`,
     /// `TLS_KEY_FILE`); without them `serve` speaks plain HTTP for a TLS-terminating proxy.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Timeouts and caps of `serve` (`HTTP_HEADER_TIMEOUT`, `HTTP_REQUEST_TIMEOUT`,
+    /// `HTTP_MAX_CONNECTIONS`).
+    pub http_limits: edge::Limits,
+    /// `ALLOW_INSECURE_HTTP`: allow `http://` Notion and OpenRouter base URLs on other
+    /// machines (keys would travel unencrypted); off by default.
+    pub allow_insecure: bool,
 }
 
 /// Reads settings from the environment and an optional file of the same names.
@@ -163,6 +169,7 @@ impl CloudConfig {
     pub fn load(source: &Source) -> Result<Self, ConfigError> {
         let defaults = PipelineSettings::default();
         let vocabulary = Vocabulary::default();
+        let limits = edge::Limits::default();
         let names = |name: &str, default: &str| source.get(name).unwrap_or_else(|| default.to_owned());
         let llm_models: Vec<String> = names("LLM_MODELS", "openai/gpt-4o-mini")
             .split(',')
@@ -206,6 +213,7 @@ impl CloudConfig {
                 max_attempts: source.number("MAX_ATTEMPTS", defaults.max_attempts)?,
                 retry_delay_secs: source.seconds("RETRY_DELAY", defaults.retry_delay_secs as f64)?.as_secs() as i64,
                 concurrency: source.number("CONCURRENCY", defaults.concurrency)?,
+                max_pages_per_run: source.number("MAX_PAGES_PER_RUN", defaults.max_pages_per_run)?,
             },
             poll_interval: source.seconds("POLL_INTERVAL", 120.0)?,
             agent_tokens: source
@@ -223,18 +231,67 @@ impl CloudConfig {
                 (None, None) => None,
                 _ => return Err(ConfigError("TLS_CERT_FILE and TLS_KEY_FILE must be set together".into())),
             },
+            http_limits: edge::Limits {
+                header_read_timeout: source.seconds("HTTP_HEADER_TIMEOUT", limits.header_read_timeout.as_secs_f64())?,
+                request_timeout: source.seconds("HTTP_REQUEST_TIMEOUT", 60.0)?,
+                max_connections: source.number("HTTP_MAX_CONNECTIONS", limits.max_connections)?,
+                ..limits
+            },
+            allow_insecure: source.flag("ALLOW_INSECURE_HTTP", false)?,
         };
-        if config.agent_heartbeat < Duration::from_secs(1) || config.agent_heartbeat > Duration::from_secs(290) {
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuses values that cannot work, naming the setting: a zero `POLL_INTERVAL` would
+    /// panic the timer, a lease shorter than a Notion request would let two runs write.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let at_least = |name: &str, value: Duration, minimum: Duration| {
+            if value < minimum {
+                Err(ConfigError(format!("{name} must be at least {minimum:?} (got {value:?})")))
+            } else {
+                Ok(())
+            }
+        };
+        let second = Duration::from_secs(1);
+        if self.agent_heartbeat < second || self.agent_heartbeat > Duration::from_secs(290) {
             // API Gateway drops connections idle for 10 minutes; two missed beats must fit in that.
             return Err(ConfigError("AGENT_HEARTBEAT must be between 1 s and 290 s".into()));
         }
-        if config.llm_models.is_empty() {
+        at_least("POLL_INTERVAL", self.poll_interval, second)?;
+        // A lease must outlast one Notion request attempt (30 s) with room to renew it.
+        at_least("JOB_LEASE", Duration::from_secs(self.pipeline.lease_secs.max(0) as u64), Duration::from_secs(60))?;
+        at_least("LLM_TIMEOUT", self.llm_timeout, second)?;
+        at_least("FALLBACK_TIMEOUT", self.ladder.agent_timeout, Duration::from_millis(10))?;
+        at_least("CONTEXT_CACHE_TTL", self.ladder.cache_ttl, second)?;
+        at_least("HTTP_HEADER_TIMEOUT", self.http_limits.header_read_timeout, Duration::from_millis(100))?;
+        at_least("HTTP_REQUEST_TIMEOUT", self.http_limits.request_timeout, second)?;
+        if self.http_limits.header_read_timeout > Duration::from_secs(60) {
+            return Err(ConfigError("HTTP_HEADER_TIMEOUT must be at most 60 s".into()));
+        }
+        let counts = [
+            ("MAX_ATTEMPTS", self.pipeline.max_attempts as usize),
+            ("CONCURRENCY", self.pipeline.concurrency),
+            ("MAX_PAGES_PER_RUN", self.pipeline.max_pages_per_run),
+            ("NOTION_RATE_LIMIT", self.notion_rate_limit as usize),
+            ("HTTP_MAX_CONNECTIONS", self.http_limits.max_connections),
+            ("RAG_MAX_RESULTS", self.ladder.max_results),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError(format!("{name} must be at least 1")));
+        }
+        if self.ladder.max_results > protocol::limits::MAX_RESULTS {
+            return Err(ConfigError(format!("RAG_MAX_RESULTS must be at most {}", protocol::limits::MAX_RESULTS)));
+        }
+        if self.llm_models.is_empty() {
             return Err(ConfigError("LLM_MODELS names no model".into()));
         }
-        if config.pipeline.max_attempts == 0 {
-            return Err(ConfigError("MAX_ATTEMPTS must be at least 1".into()));
-        }
-        Ok(config)
+        use protocol::cleartext::{Transport, check_url};
+        check_url(&self.notion_base_url, Transport::Http, self.allow_insecure)
+            .map_err(|error| ConfigError(format!("NOTION_API_BASE_URL: {error}")))?;
+        check_url(&self.openrouter_base_url, Transport::Http, self.allow_insecure)
+            .map_err(|error| ConfigError(format!("OPENROUTER_BASE_URL: {error}")))?;
+        Ok(())
     }
 
     /// The questions database and the token, or a message saying which is missing.
@@ -281,5 +338,43 @@ mod tests {
         let error = CloudConfig::load(&Source::new(Some(&path)).unwrap()).unwrap_err();
         assert!(error.to_string().contains("MAX_ATTEMPTS"), "{error}");
         assert_eq!(format!("{:?}", Secret::new("s3cret")), "Secret(***)");
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_by_name() {
+        let load = |pairs: &[(&str, &str)]| CloudConfig::load(&Source::from_values(pairs.iter().copied()));
+        assert!(load(&[]).is_ok());
+        for (name, value) in [
+            ("POLL_INTERVAL", "0"),
+            ("JOB_LEASE", "5s"),
+            ("MAX_ATTEMPTS", "0"),
+            ("CONCURRENCY", "0"),
+            ("MAX_PAGES_PER_RUN", "0"),
+            ("NOTION_RATE_LIMIT", "0"),
+            ("FALLBACK_TIMEOUT", "0"),
+            ("LLM_TIMEOUT", "0"),
+            ("CONTEXT_CACHE_TTL", "0"),
+            ("RAG_MAX_RESULTS", "0"),
+            ("RAG_MAX_RESULTS", "1000"),
+            ("HTTP_HEADER_TIMEOUT", "0"),
+            ("HTTP_HEADER_TIMEOUT", "10m"),
+            ("HTTP_REQUEST_TIMEOUT", "0"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
+            ("AGENT_HEARTBEAT", "0"),
+        ] {
+            let error = load(&[(name, value)]).expect_err(name).to_string();
+            assert!(error.contains(name), "{name}={value}: {error}");
+        }
+    }
+
+    #[test]
+    fn clear_text_base_urls_go_only_to_this_machine_unless_allowed() {
+        let load = |pairs: &[(&str, &str)]| CloudConfig::load(&Source::from_values(pairs.iter().copied()));
+        assert!(load(&[("NOTION_API_BASE_URL", "http://127.0.0.1:9000")]).is_ok());
+        let error = load(&[("OPENROUTER_BASE_URL", "http://llm.example.com/api/v1")]).unwrap_err().to_string();
+        assert!(error.contains("OPENROUTER_BASE_URL") && error.contains("unencrypted"), "{error}");
+        assert!(load(&[("NOTION_API_BASE_URL", "http://notion.internal")]).is_err());
+        let allowed = [("NOTION_API_BASE_URL", "http://notion.internal"), ("ALLOW_INSECURE_HTTP", "true")];
+        assert!(load(&allowed).is_ok());
     }
 }

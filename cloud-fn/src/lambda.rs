@@ -30,8 +30,8 @@ use crate::app;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CloudConfig, Source};
 use crate::pipeline::{Pipeline, PipelineError};
-use crate::secrets::{self, ParameterStore, SecretsError};
-use crate::server::{self, ServerSettings, ServerState};
+use crate::secrets::{self, MissingParameter, ParameterStore, SecretsError};
+use crate::server::{self, ApiAccess, ServerSettings, ServerState};
 use crate::store::Store;
 use crate::store::dynamo::DynamoStore;
 use crate::tunnel::api_gateway::Tunnel;
@@ -108,8 +108,14 @@ pub struct Services {
 }
 
 impl Services {
-    /// Builds everything from `config`, with the AWS clients of `sdk`.
-    pub async fn build(config: &CloudConfig, sdk: &SdkConfig) -> Result<Self, FrontError> {
+    /// Builds everything from `config`, with the AWS clients of `sdk`; `missing` are the secret
+    /// parameters that did not exist (a missing API key closes the protected routes, and the
+    /// log says which parameter to create).
+    pub async fn build(
+        config: &CloudConfig,
+        sdk: &SdkConfig,
+        missing: &[MissingParameter],
+    ) -> Result<Self, FrontError> {
         let table = config
             .dynamodb_table
             .clone()
@@ -132,7 +138,17 @@ impl Services {
         );
         let pipeline = app::pipeline_with(config, store, tunnel.clone(), clock)
             .map_err(|error| FrontError::Permanent(error.to_string()))?;
-        let router = server::router(ServerState::new(pipeline.clone(), ServerSettings::from_config(config)));
+        let reason = match missing.iter().find(|missing| missing.setting == "CLOUD_API_KEY") {
+            Some(missing) => {
+                format!("CLOUD_API_KEY is not set: the SSM parameter {} does not exist", missing.parameter)
+            }
+            None => "CLOUD_API_KEY is not set, and CLOUD_API_KEY_PARAMETER names no SSM parameter".to_owned(),
+        };
+        let settings = ServerSettings {
+            access: ApiAccess::from_key(config.cloud_api_key.clone(), reason),
+            ..ServerSettings::from_config(config)
+        };
+        let router = server::router(ServerState::new(pipeline.clone(), settings));
         Ok(Self { pipeline, tunnel, router })
     }
 }
@@ -149,6 +165,8 @@ impl LambdaFront {
     /// INIT-phase work: nothing that needs a secret or the network. `settings` are the
     /// function's environment (`Source::new(None)` on Lambda).
     pub fn new(sdk: SdkConfig, settings: Source) -> Self {
+        // Every DynamoDB and API Gateway call has a deadline, within the function's own timeout.
+        let sdk = sdk.to_builder().timeout_config(app::aws_timeouts()).build();
         let endpoint = settings.value("AWS_ENDPOINT_URL_SSM");
         let parameters = ParameterStore::new(sdk.clone(), reqwest::Client::new(), endpoint)
             .inspect_err(|error| tracing::warn!(%error, "secrets can only come from the environment"))
@@ -161,11 +179,12 @@ impl LambdaFront {
         self.services
             .get_or_try_init(|| async {
                 let mut source = self.settings.clone();
-                if let Some(parameters) = &self.parameters {
-                    secrets::resolve(&mut source, parameters).await?;
-                }
+                let missing = match &self.parameters {
+                    Some(parameters) => secrets::resolve(&mut source, parameters).await?,
+                    None => Vec::new(),
+                };
                 let config = CloudConfig::load(&source).map_err(|error| FrontError::Permanent(error.to_string()))?;
-                Services::build(&config, &self.sdk).await
+                Services::build(&config, &self.sdk, &missing).await
             })
             .await
     }
@@ -214,20 +233,18 @@ impl LambdaFront {
     }
 
     /// A function-URL request through the router; when the services cannot be built, a 503
-    /// (retryable) or 500 JSON error in the same shape as the router's own.
+    /// JSON error in the same shape as the router's own. The URL is public, so the response
+    /// says nothing of why (SSM parameter names, ARNs); the log does.
     async fn http(&self, payload: Value, context: lambda_runtime::Context) -> Value {
         let router = match self.services().await {
             Ok(services) => services.router.clone(),
             Err(error) => {
                 tracing::error!(%error, "cannot serve the function URL");
-                let status = if error.is_retryable() {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                };
-                let body =
-                    json!({ "success": false, "error": { "code": "unavailable", "message": error.to_string() } });
-                Router::new().fallback(move || async move { (status, axum::Json(body)) })
+                let body = json!({ "success": false, "error": {
+                    "code": "unavailable",
+                    "message": "the service is not available; the function's log says why",
+                } });
+                Router::new().fallback(move || async move { (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)) })
             }
         };
         let request: LambdaRequest = match serde_json::from_value(payload) {

@@ -59,6 +59,11 @@ impl LlmError {
     }
 }
 
+/// Why the LLM client could not be created.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct LlmSetupError(String);
+
 /// A chat-completion model.
 #[async_trait]
 pub trait Llm: Send + Sync {
@@ -81,6 +86,8 @@ pub struct OpenRouterOptions {
     pub backoff: Duration,
     /// Longest `Retry-After` honoured within one call.
     pub max_retry_after: Duration,
+    /// Allow an `http://` base URL on another machine (the key would travel unencrypted).
+    pub allow_insecure: bool,
 }
 
 impl Default for OpenRouterOptions {
@@ -92,6 +99,7 @@ impl Default for OpenRouterOptions {
             attempts: 3,
             backoff: Duration::from_secs(1),
             max_retry_after: Duration::from_secs(20),
+            allow_insecure: false,
         }
     }
 }
@@ -117,9 +125,16 @@ enum Attempt {
 }
 
 impl OpenRouter {
-    /// A client with `key`.
-    pub fn new(key: impl Into<String>, options: OpenRouterOptions) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder().timeout(options.timeout).build()?;
+    /// A client with `key`. Refuses a base URL that would send the key unencrypted to another
+    /// machine, unless the options allow it.
+    pub fn new(key: impl Into<String>, options: OpenRouterOptions) -> Result<Self, LlmSetupError> {
+        use protocol::cleartext::{Transport, check_url};
+        check_url(&options.base_url, Transport::Http, options.allow_insecure)
+            .map_err(|error| LlmSetupError(format!("OPENROUTER_BASE_URL: {error}")))?;
+        let http = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .build()
+            .map_err(|error| LlmSetupError(format!("cannot create the HTTP client: {error}")))?;
         Ok(Self { http, key: key.into(), options })
     }
 

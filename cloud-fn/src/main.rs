@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use cloud_fn::clock::SystemClock;
 use cloud_fn::config::{CloudConfig, Source};
-use cloud_fn::server::{self, ServerSettings, ServerState};
+use cloud_fn::server::{self, ApiAccess, ServerSettings, ServerState};
 use cloud_fn::tunnel::hub::Hub;
 use cloud_fn::tunnel::tls::{self, TlsListener};
 use cloud_fn::tunnel::websocket::{self, AgentGate};
@@ -38,6 +38,9 @@ enum Command {
         /// Seconds between polls [default: POLL_INTERVAL, 120].
         #[arg(long)]
         poll_interval: Option<f64>,
+        /// Serve the API to anyone who can reach it, without CLOUD_API_KEY (a local demo only).
+        #[arg(long)]
+        insecure_no_auth: bool,
     },
     /// Answer the pending questions once and exit.
     ProcessOnce,
@@ -80,13 +83,28 @@ fn main() {
 async fn run(cli: Cli) -> Result<()> {
     let config = CloudConfig::load(&Source::new(cli.config.as_deref())?)?;
     match cli.command {
-        Command::Serve { listen, poll_interval } => {
-            if config.cloud_api_key.is_none() && !listen.ip().is_loopback() {
-                bail!("CLOUD_API_KEY must be set to serve on {listen}: every endpoint but /health requires it");
-            }
-            if config.cloud_api_key.is_none() {
-                tracing::warn!("CLOUD_API_KEY is not set: the API is open to anyone on this machine");
-            }
+        Command::Serve { listen, poll_interval, insecure_no_auth } => {
+            let access = match (config.cloud_api_key.clone(), insecure_no_auth) {
+                (Some(key), _) => ApiAccess::Key(key),
+                (None, true) => {
+                    tracing::warn!(
+                        %listen,
+                        "--insecure-no-auth: the API is open to ANYONE who can reach {listen}; use it for a local demo only"
+                    );
+                    ApiAccess::Open
+                }
+                (None, false) => bail!(
+                    "CLOUD_API_KEY must be set to serve: every endpoint but /health and the webhook requires it \
+                     (for a local demo only, --insecure-no-auth serves without it)"
+                ),
+            };
+            let interval = match poll_interval {
+                Some(seconds) if !(seconds.is_finite() && seconds >= 1.0) => {
+                    bail!("--poll-interval must be at least 1 second (got {seconds})")
+                }
+                Some(seconds) => Duration::from_secs_f64(seconds),
+                None => config.poll_interval,
+            };
             if config.agent_tokens.is_empty() {
                 tracing::warn!("AGENT_TOKEN is not set: no agent can connect; answers use cached or template context");
             }
@@ -99,12 +117,11 @@ async fn run(cli: Cli) -> Result<()> {
                 Arc::new(SystemClock),
                 config.ladder.cache_ttl,
             );
-            let state = ServerState::new(pipeline, ServerSettings::from_config(&config));
+            let state = ServerState::new(pipeline, ServerSettings { access, ..ServerSettings::from_config(&config) });
             let app = server::router(state.clone()).merge(websocket::routes(gate));
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             let address = listener.local_addr()?;
-            let interval = poll_interval.map_or(config.poll_interval, Duration::from_secs_f64);
             match &config.tls {
                 Some((cert, key)) => {
                     let listener = TlsListener::new(listener, tls::server_config(cert, key)?)?;

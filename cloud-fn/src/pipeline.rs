@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use notion::page::write;
-use notion::{Block, NotionClient, NotionError, Page};
+use notion::{Block, Fence, NotionClient, NotionError, Page};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{OnceCell, Semaphore};
@@ -70,6 +70,9 @@ pub struct PipelineSettings {
     pub retry_delay_secs: i64,
     /// Questions answered at the same time (Notion's rate limit is shared by all of them).
     pub concurrency: usize,
+    /// Most pages one run claims, oldest first; the rest wait for the next run. Bounds what
+    /// one run (one Lambda invocation) can spend.
+    pub max_pages_per_run: usize,
 }
 
 impl Default for PipelineSettings {
@@ -80,6 +83,7 @@ impl Default for PipelineSettings {
             max_attempts: 3,
             retry_delay_secs: 60,
             concurrency: 4,
+            max_pages_per_run: 50,
         }
     }
 }
@@ -161,6 +165,8 @@ pub struct RunReport {
     pub skipped: usize,
     /// To be retried.
     pub retrying: usize,
+    /// Found but left for the next run (over `max_pages_per_run`).
+    pub deferred: usize,
     /// Per page.
     pub pages: Vec<(String, Outcome)>,
     /// Wall time in seconds.
@@ -329,8 +335,8 @@ impl Pipeline {
         self.process(pages, started).await
     }
 
-    /// Processes `pages`, a few at a time.
-    async fn process(self: &Arc<Self>, pages: Vec<Page>, started: Instant) -> Result<RunReport, PipelineError> {
+    /// Processes `pages` (at most `max_pages_per_run` of them), a few at a time.
+    async fn process(self: &Arc<Self>, mut pages: Vec<Page>, started: Instant) -> Result<RunReport, PipelineError> {
         // Unique across processes and Lambda containers, not only within this one: the owner of
         // a job tells a run whether a finished job is its own.
         let run_id = format!(
@@ -344,7 +350,12 @@ impl Pipeline {
             return Ok(RunReport { seconds: started.elapsed().as_secs_f64(), ..RunReport::default() });
         }
         let templates = Arc::new(Templates::load(self.store.as_ref()).await?);
-        let mut report = RunReport { found: pages.len(), ..RunReport::default() };
+        let found = pages.len();
+        pages.truncate(self.settings.max_pages_per_run.max(1));
+        let mut report = RunReport { found, deferred: found - pages.len(), ..RunReport::default() };
+        if report.deferred > 0 {
+            tracing::info!(deferred = report.deferred, "more questions than one run takes; the rest wait for the next");
+        }
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
         for page in pages {
@@ -405,7 +416,11 @@ impl Pipeline {
                 return Ok(Outcome::Skipped { reason: "owned by another run, or no longer pending".into() });
             }
             Ok(Claim::Finish(job)) => {
-                return Ok(match self.set_status(&page, self.final_status(job.status)).await {
+                let finished = match job.status {
+                    JobStatus::Failed => self.show_failure(&page, &job).await,
+                    _ => self.set_status(&page, self.final_status(job.status)).await,
+                };
+                return Ok(match finished {
                     Ok(()) => match job.status {
                         JobStatus::Failed => Outcome::Failed { reason: job.error.unwrap_or_default() },
                         _ => Outcome::Answered { mode: job.mode.unwrap_or_else(|| ContextMode::Full.as_str().into()) },
@@ -544,22 +559,31 @@ impl Pipeline {
                 self.save(job).await?;
                 self.crash_point(Step::Answered)?;
 
-                if let AnswerOnPage::Partial(ids) = &existing {
-                    for id in ids {
-                        self.notion.delete_block(id).await?;
+                // Every delete and append attempt first renews the lease (see `LeaseFence`):
+                // Notion's retries can outlast it, and a run that lost the job must not write.
+                let fence = LeaseFence::new(self, job.clone());
+                let written = async {
+                    if let AnswerOnPage::Partial(ids) = &existing {
+                        for id in ids {
+                            self.notion.delete_block_fenced(id, &fence).await?;
+                        }
                     }
+                    if !matches!(existing, AnswerOnPage::Complete) {
+                        let blocks = answer_blocks(
+                            &page.id,
+                            job.generation,
+                            &markdown,
+                            &context,
+                            usage.as_ref(),
+                            started.elapsed().as_secs_f64(),
+                        );
+                        self.notion.append_children_fenced(&page.id, blocks, &fence).await?;
+                    }
+                    Ok::<(), StepError>(())
                 }
-                if !matches!(existing, AnswerOnPage::Complete) {
-                    let blocks = answer_blocks(
-                        &page.id,
-                        job.generation,
-                        &markdown,
-                        &context,
-                        usage.as_ref(),
-                        started.elapsed().as_secs_f64(),
-                    );
-                    self.notion.append_children(&page.id, blocks).await?;
-                }
+                .await;
+                *job = fence.into_job();
+                written?;
                 context.mode.as_str().to_owned()
             }
         };
@@ -588,8 +612,32 @@ impl Pipeline {
         }
     }
 
-    /// Marks the page failed, with the reason on it.
+    /// Records the job as failed, then shows it on the page. The job write comes first and is
+    /// conditional: a run that lost the job must not mark failed a question another run answered.
     async fn give_up(&self, page: &Page, mut job: JobRecord, reason: String) -> Outcome {
+        job.status = JobStatus::Failed;
+        job.error = Some(reason.clone());
+        job.finished_at = Some(self.clock.now());
+        let expected = job.version;
+        match self.store.put_job(&job, Some(expected)).await {
+            Ok(true) => job.version = expected + 1,
+            Ok(false) => return Outcome::Skipped { reason: "another run took the job over".into() },
+            Err(error) => {
+                // Nothing is shown: the lease runs out and the next run gives up again.
+                tracing::warn!(%error, page = %page.id, "could not record the failure; the next run tries again");
+                return Outcome::WillRetry { error: error.to_string() };
+            }
+        }
+        if let Err(error) = self.show_failure(page, &job).await {
+            // The job is finished: the next run finds the page still Processing and finishes this.
+            tracing::warn!(%error, page = %page.id, "could not mark the question failed; the next run tries again");
+        }
+        Outcome::Failed { reason }
+    }
+
+    /// The failure callout (once per generation, found by its marker) and the Failed status.
+    async fn show_failure(&self, page: &Page, job: &JobRecord) -> Result<(), NotionError> {
+        let reason = job.error.clone().unwrap_or_else(|| "the last attempt failed".into());
         let marker = format!("{MARKER_BASE}{}-g{}-failed", compact(&page.id), job.generation);
         let note = json!({
             "type": "callout",
@@ -606,27 +654,65 @@ impl Pipeline {
                 "icon": { "type": "emoji", "emoji": "⚠️" },
             },
         });
-        let already = match self.notion.children(&page.id).await {
-            Ok(blocks) => blocks.iter().any(|block| has_link(block, &marker)),
-            Err(_) => false,
-        };
-        let written = async {
-            if !already {
-                self.notion.append_children(&page.id, vec![note]).await?;
+        let already = self.notion.children(&page.id).await?.iter().any(|block| has_link(block, &marker));
+        if !already {
+            self.notion.append_children(&page.id, vec![note]).await?;
+        }
+        self.set_status(page, &self.settings.vocabulary.failed).await
+    }
+}
+
+/// Renews a job's lease, conditionally on its version, before every write to the page: a
+/// delete or append (with Notion's retries, up to minutes of `Retry-After`) can outlast the
+/// lease, and a run that lost the job to a takeover must stop instead of interleaving its
+/// blocks with the new owner's. A renewal is skipped when the last one is under a tenth of the
+/// lease old: no other run can have taken the job within its lease.
+struct LeaseFence<'a> {
+    store: &'a dyn Store,
+    clock: &'a dyn Clock,
+    lease_secs: i64,
+    /// The job as last written, and when its lease was last renewed.
+    state: std::sync::Mutex<(JobRecord, i64)>,
+}
+
+impl<'a> LeaseFence<'a> {
+    /// A fence for `job`, whose lease was just renewed.
+    fn new(pipeline: &'a Pipeline, job: JobRecord) -> Self {
+        let renewed = pipeline.clock.now();
+        Self {
+            store: pipeline.store.as_ref(),
+            clock: pipeline.clock.as_ref(),
+            lease_secs: pipeline.settings.lease_secs,
+            state: std::sync::Mutex::new((job, renewed)),
+        }
+    }
+
+    /// The job with the version of its last renewal.
+    fn into_job(self) -> JobRecord {
+        self.state.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()).0
+    }
+}
+
+impl Fence for LeaseFence<'_> {
+    type Error = StepError;
+
+    async fn check(&self) -> Result<(), StepError> {
+        let now = self.clock.now();
+        let mut job = {
+            let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if now - state.1 < self.lease_secs / 10 {
+                return Ok(());
             }
-            self.set_status(page, &self.settings.vocabulary.failed).await
+            state.0.clone()
         };
-        if let Err(error) = written.await {
-            tracing::warn!(%error, page = %page.id, "could not mark the question failed; the next run tries again");
-        }
-        job.status = JobStatus::Failed;
-        job.error = Some(reason.clone());
-        job.finished_at = Some(self.clock.now());
         let expected = job.version;
-        if let Err(error) = self.store.put_job(&job, Some(expected)).await {
-            tracing::warn!(%error, "could not record the failure");
+        job.lease_until = now + self.lease_secs;
+        if !self.store.put_job(&job, Some(expected)).await? {
+            return Err(StepError::LostLease);
         }
-        Outcome::Failed { reason }
+        job.version = expected + 1;
+        *self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (job, now);
+        Ok(())
     }
 }
 

@@ -136,25 +136,38 @@ impl ParameterStore {
     }
 }
 
+/// A secret setting whose SSM parameter does not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingParameter {
+    /// The setting, e.g. `CLOUD_API_KEY`.
+    pub setting: &'static str,
+    /// The parameter its `_PARAMETER` variable names.
+    pub parameter: String,
+}
+
 /// Fills the secret settings that `source` gives only as `<NAME>_PARAMETER` from the
 /// parameter store, in one call. A parameter that does not exist is logged (by name, never a
-/// value) and left unset, so the configuration's own check names the missing setting.
-pub async fn resolve(source: &mut Source, store: &ParameterStore) -> Result<(), SecretsError> {
-    let wanted: Vec<(&str, String)> = SECRET_SETTINGS
+/// value), left unset and returned, so the caller can refuse what needs it with a reason.
+pub async fn resolve(source: &mut Source, store: &ParameterStore) -> Result<Vec<MissingParameter>, SecretsError> {
+    let wanted: Vec<(&'static str, String)> = SECRET_SETTINGS
         .into_iter()
         .filter(|setting| source.value(setting).is_none())
         .filter_map(|setting| source.value(&format!("{setting}_PARAMETER")).map(|parameter| (setting, parameter)))
         .collect();
     if wanted.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let names: Vec<String> = wanted.iter().map(|(_, parameter)| parameter.clone()).collect();
     let values = store.get(&names).await?;
+    let mut missing = Vec::new();
     for (setting, parameter) in wanted {
         match values.get(&parameter) {
             Some(value) => source.set(setting, value),
-            None => tracing::warn!(setting, parameter, "the SSM parameter does not exist; the setting stays unset"),
+            None => {
+                tracing::warn!(setting, parameter, "the SSM parameter does not exist; the setting stays unset");
+                missing.push(MissingParameter { setting, parameter });
+            }
         }
     }
-    Ok(())
+    Ok(missing)
 }

@@ -1,8 +1,12 @@
 //! The HTTP front: `GET /health` (open), `POST /webhooks/notion` (authenticated by Notion's
 //! signature), and behind `CLOUD_API_KEY`: `GET /status`, `GET /rag/status`,
 //! `POST /process-once`, `POST /templates/sync-from-notion`, `POST /templates/sync-to-notion`,
-//! `GET /webhooks/notion/verification`. [`serve`] adds the self-hosted timer that runs
-//! `process_once`.
+//! `GET`/`DELETE /webhooks/notion/verification`. [`serve`] adds the self-hosted timer that runs
+//! `process_once` and sweeps expired store items, and serves with [`edge`]'s limits.
+//!
+//! It fails closed: without a configured key the protected routes answer 503 (the log names the
+//! missing setting), never open. Callers that have not authenticated never see internal error
+//! text (store errors, SSM parameter names, ARNs): they get a generic message, the log the rest.
 //!
 //! The same router serves the Lambda function URL ([`crate::lambda`]); nothing here knows how it
 //! is hosted.
@@ -12,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -28,28 +32,70 @@ use crate::pipeline::{Pipeline, RunReport};
 use crate::templates;
 use crate::webhook::{self, Delivery, WebhookError};
 
+/// Who may call the routes behind the API key.
+#[derive(Debug, Clone)]
+pub enum ApiAccess {
+    /// Callers present this key as `Authorization: Bearer <key>`.
+    Key(Secret),
+    /// No key is configured, so those routes answer 503 (fail closed). `reason` names the
+    /// missing setting for the log; it is never sent to a caller.
+    Unconfigured {
+        /// What is missing, e.g. `CLOUD_API_KEY is not set`.
+        reason: String,
+    },
+    /// Open to anyone who can reach the server (`cloud-fn serve --insecure-no-auth`).
+    Open,
+}
+
+impl ApiAccess {
+    /// Key access if `key` is set, else refused with `reason`.
+    pub fn from_key(key: Option<Secret>, reason: impl Into<String>) -> Self {
+        match key {
+            Some(key) => Self::Key(key),
+            None => Self::Unconfigured { reason: reason.into() },
+        }
+    }
+}
+
 /// What the HTTP front is told besides the pipeline.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerSettings {
     /// Guards every endpoint but `/health` and the webhook (`CLOUD_API_KEY`).
-    pub api_key: Option<Secret>,
+    pub access: ApiAccess,
     /// The templates database, for the sync endpoints.
     pub templates_database: Option<String>,
     /// A pinned Notion webhook verification token (`NOTION_WEBHOOK_TOKEN`): then handshakes
     /// are acknowledged but never replace it.
     pub webhook_token: Option<Secret>,
+    /// Timeouts and caps of the self-hosted server.
+    pub limits: edge::Limits,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            access: ApiAccess::Unconfigured { reason: "CLOUD_API_KEY is not set".into() },
+            templates_database: None,
+            webhook_token: None,
+            limits: edge::Limits::default(),
+        }
+    }
 }
 
 impl ServerSettings {
     /// The settings of `config`.
     pub fn from_config(config: &CloudConfig) -> Self {
         Self {
-            api_key: config.cloud_api_key.clone(),
+            access: ApiAccess::from_key(config.cloud_api_key.clone(), "CLOUD_API_KEY is not set"),
             templates_database: config.notion_templates_database_id.clone(),
             webhook_token: config.notion_webhook_token.clone(),
+            limits: config.http_limits,
         }
     }
 }
+
+/// How often the self-hosted server deletes expired items from its store.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Shared state of the server.
 pub struct ServerState {
@@ -74,9 +120,15 @@ impl ServerState {
     }
 
     /// Runs `process_once`, after the run in progress if there is one (runs never overlap).
-    pub async fn run_now(&self) -> Result<RunReport, String> {
-        let last = self.runs.lock().await;
-        self.run_locked(last).await
+    /// The run is its own task: a caller that gives up (a request timeout) does not cut it
+    /// short halfway through a page.
+    pub async fn run_now(self: &Arc<Self>) -> Result<RunReport, String> {
+        let state = self.clone();
+        let run = tokio::spawn(async move {
+            let last = state.runs.lock().await;
+            state.run_locked(last).await
+        });
+        run.await.map_err(|error| format!("the run stopped unexpectedly: {error}"))?
     }
 
     /// Runs `process_once` unless a run is already in progress (then `None`): the timer's way.
@@ -99,10 +151,21 @@ impl ServerState {
         }
         result
     }
+
+    /// Deletes expired store items (replies, webhook event records, cached context); DynamoDB
+    /// does this by itself with its TTL.
+    async fn sweep(&self) {
+        match self.pipeline.store().sweep_expired(SystemClock.now()).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "deleted expired items from the store"),
+            Err(error) => tracing::warn!(%error, "could not sweep expired items from the store"),
+        }
+    }
 }
 
 /// Serves `app` (usually [`router`], plus the agents' `/agent` route when self-hosted) on
-/// `listener`, running `process_once` of `state` every `poll_interval`, until `shutdown`
+/// `listener` with the settings' limits, running `process_once` of `state` every
+/// `poll_interval` (which must be above zero) and sweeping the store hourly, until `shutdown`
 /// completes (an in-flight run is allowed to finish).
 pub async fn serve<L>(
     listener: L,
@@ -113,19 +176,29 @@ pub async fn serve<L>(
 ) -> std::io::Result<()>
 where
     L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
 {
+    if poll_interval.is_zero() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the poll interval must be above zero"));
+    }
+    let limits = state.settings.limits;
+    let timer_state = state.clone();
     let timer = tokio::spawn(async move {
+        let state = timer_state;
         let mut ticks = tokio::time::interval(poll_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut swept: Option<Instant> = None;
         loop {
             ticks.tick().await;
             if state.run_if_idle().await.is_none() {
                 tracing::debug!("a run is still in progress; skipping this tick");
             }
+            if swept.is_none_or(|at| at.elapsed() >= SWEEP_INTERVAL) {
+                state.sweep().await;
+                swept = Some(Instant::now());
+            }
         }
     });
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let result = edge::serve(listener, app, limits, shutdown).await;
     timer.abort();
     result
 }
@@ -138,11 +211,11 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/process-once", post(process_once))
         .route("/templates/sync-from-notion", post(sync_from_notion))
         .route("/templates/sync-to-notion", post(sync_to_notion))
-        .route("/webhooks/notion/verification", get(webhook_verification))
+        .route("/webhooks/notion/verification", get(webhook_verification).delete(forget_webhook_verification))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .route("/health", get(health))
-        .route("/webhooks/notion", post(notion_webhook))
+        .route("/webhooks/notion", post(notion_webhook).layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES)))
         .merge(protected)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
@@ -152,20 +225,38 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
     (status, Json(json!({ "success": false, "error": { "code": code, "message": message.into() } }))).into_response()
 }
 
+/// What an unauthenticated caller is told when the store fails; the details go to the log.
+fn unavailable(what: &str, detail: &dyn std::fmt::Display) -> Response {
+    tracing::error!(%detail, "{what}");
+    error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "temporarily unavailable; try again later")
+}
+
 async fn require_key(State(state): State<Arc<ServerState>>, request: Request, next: Next) -> Response {
-    if let Some(key) = &state.settings.api_key {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        if !presented.is_some_and(|candidate| key.matches(candidate.trim())) {
-            tracing::warn!(path = request.uri().path(), "refused a request without the right CLOUD_API_KEY");
+    let path = request.uri().path().to_owned();
+    match &state.settings.access {
+        ApiAccess::Open => {}
+        ApiAccess::Unconfigured { reason } => {
+            tracing::error!(path, "refused: {reason}; every endpoint but /health and the webhook needs it");
             return error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send CLOUD_API_KEY as `Authorization: Bearer <key>`",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "this endpoint is disabled until an API key is configured",
             );
+        }
+        ApiAccess::Key(key) => {
+            let presented = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(protocol::bearer_token);
+            if !presented.is_some_and(|candidate| key.matches(candidate)) {
+                tracing::warn!(path, "refused a request without the right CLOUD_API_KEY");
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "send CLOUD_API_KEY as `Authorization: Bearer <key>`",
+                );
+            }
         }
     }
     next.run(request).await
@@ -262,41 +353,42 @@ async fn webhook_verification(State(state): State<Arc<ServerState>>) -> Response
     }
 }
 
+/// `DELETE /webhooks/notion/verification`: forgets the stored token, so the next handshake
+/// (a new subscription) stores its own. The only way to replace a stored token.
+async fn forget_webhook_verification(State(state): State<Arc<ServerState>>) -> Response {
+    if state.settings.webhook_token.is_some() {
+        return error(
+            StatusCode::CONFLICT,
+            "pinned",
+            "NOTION_WEBHOOK_TOKEN pins the token; change that setting to replace it",
+        );
+    }
+    match state.pipeline.store().delete_webhook_token().await {
+        Ok(()) => {
+            tracing::info!("forgot the stored Notion verification token; the next handshake stores a new one");
+            Json(json!({ "success": true, "forgotten": true })).into_response()
+        }
+        Err(store_error) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", store_error.to_string()),
+    }
+}
+
 /// `POST /webhooks/notion`: the handshake, then signed events (see [`webhook`]).
 async fn notion_webhook(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
     let store = state.pipeline.store();
-    let delivery = match Delivery::parse(&body) {
-        Ok(delivery) => delivery,
+    let event = match Delivery::parse(&body) {
+        Ok(Delivery::Verification { token }) => return handshake(&state, &token).await,
+        Ok(Delivery::Event(event)) => event,
         Err(refused) => return error(StatusCode::BAD_REQUEST, "malformed", refused.to_string()),
     };
-    // The key of every signature: the pinned token, else the one the handshake stored.
-    let key = match (&state.settings.webhook_token, &delivery) {
-        (Some(pinned), _) => Some(pinned.expose().to_owned()),
-        (None, Delivery::Event(_)) => match store.webhook_token().await {
-            Ok(stored) => stored,
-            Err(store_error) => {
-                return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", store_error.to_string());
-            }
+    // The key of every signature: the pinned token, else the one the first handshake stored.
+    // Nothing else is read from the store before the signature holds.
+    let key = match &state.settings.webhook_token {
+        Some(pinned) => pinned.expose().to_owned(),
+        None => match store.webhook_token().await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return error(StatusCode::UNAUTHORIZED, "not_verified", WebhookError::NotVerified.to_string()),
+            Err(store_error) => return unavailable("could not read the webhook's verification token", &store_error),
         },
-        (None, Delivery::Verification { .. }) => None,
-    };
-    let event = match delivery {
-        Delivery::Verification { token } => {
-            if state.settings.webhook_token.is_some() {
-                tracing::info!(
-                    "Notion sent a verification token; NOTION_WEBHOOK_TOKEN is pinned, so it was not stored"
-                );
-            } else if let Err(store_error) = store.put_webhook_token(&token).await {
-                return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", store_error.to_string());
-            } else {
-                tracing::info!("stored Notion's verification token; read it from GET /webhooks/notion/verification");
-            }
-            return Json(json!({ "success": true, "verification": "received" })).into_response();
-        }
-        Delivery::Event(event) => event,
-    };
-    let Some(key) = key else {
-        return error(StatusCode::UNAUTHORIZED, "not_verified", WebhookError::NotVerified.to_string());
     };
     let signature = headers.get(webhook::SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
     if let Err(refused) = webhook::verify_signature(&key, &body, signature) {
@@ -310,9 +402,7 @@ async fn notion_webhook(State(state): State<Arc<ServerState>>, headers: HeaderMa
     match store.remember_event(&event.id, now + webhook::DEDUPE_SECS, now).await {
         Ok(true) => {}
         Ok(false) => return Json(json!({ "success": true, "duplicate": event.id })).into_response(),
-        Err(store_error) => {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", store_error.to_string());
-        }
+        Err(store_error) => return unavailable("could not record a webhook event", &store_error),
     }
     match state.pipeline.process_pages(&[page.to_owned()]).await {
         Ok(report) => Json(json!({ "success": true, "report": report })).into_response(),
@@ -322,7 +412,32 @@ async fn notion_webhook(State(state): State<Arc<ServerState>>, headers: HeaderMa
                 tracing::warn!(%store_error, "could not forget a failed webhook event");
             }
             tracing::warn!(event = %event.id, %failure, "processing a webhook event failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, "processing_failed", failure.to_string())
+            error(StatusCode::SERVICE_UNAVAILABLE, "processing_failed", "processing failed; deliver the event again")
         }
+    }
+}
+
+/// Notion's unsigned handshake. Its token becomes the signing key only if none is pinned or
+/// stored yet: anyone can send a handshake, and replacing the key would let them sign events
+/// (and make Notion's real deliveries fail). Replacing it takes the API key
+/// (`DELETE /webhooks/notion/verification`).
+async fn handshake(state: &ServerState, token: &str) -> Response {
+    if state.settings.webhook_token.is_some() {
+        tracing::info!("Notion sent a verification token; NOTION_WEBHOOK_TOKEN is pinned, so it was not stored");
+        return Json(json!({ "success": true, "verification": "received" })).into_response();
+    }
+    match state.pipeline.store().put_webhook_token(token).await {
+        Ok(true) => {
+            tracing::info!("stored Notion's verification token; read it from GET /webhooks/notion/verification");
+            Json(json!({ "success": true, "verification": "received" })).into_response()
+        }
+        Ok(false) => {
+            tracing::warn!(
+                "ignored a webhook handshake: a verification token is already stored; to accept a new one, \
+                 DELETE /webhooks/notion/verification with the API key first"
+            );
+            error(StatusCode::CONFLICT, "already_verified", "a verification token is already stored")
+        }
+        Err(store_error) => unavailable("could not store the webhook's verification token", &store_error),
     }
 }

@@ -16,6 +16,9 @@ use sha2::Sha256;
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "x-notion-signature";
 
+/// Largest delivery accepted: events are ids and a few fields, far below this.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// How long a handled event id is remembered (Notion retries within hours, not days).
 pub const DEDUPE_SECS: i64 = 24 * 3600;
 

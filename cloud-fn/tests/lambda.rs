@@ -58,6 +58,12 @@ impl Deployment {
     /// Secrets in the parameter store, everything else in the function's environment, as
     /// `template.yaml` sets it up; `webhook_token` pins `NOTION_WEBHOOK_TOKEN`.
     async fn start(webhook_token: Option<&str>) -> Self {
+        Self::start_with(webhook_token, Some(CLOUD_KEY)).await
+    }
+
+    /// As [`start`](Self::start), with `cloud_key` as the `cloud-api-key` parameter (`None`: the
+    /// parameter was never created).
+    async fn start_with(webhook_token: Option<&str>, cloud_key: Option<&str>) -> Self {
         let dynalite = Dynalite::start().expect("dynalite is installed by scripts/setup.sh");
         let sdk = testkit::aws::sdk_config(&dynalite.url());
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), TABLE);
@@ -66,9 +72,11 @@ impl Deployment {
         let mut parameters = vec![
             ("/notion-llm/notion-api-key", TOKEN),
             ("/notion-llm/openrouter-api-key", KEY),
-            ("/notion-llm/cloud-api-key", CLOUD_KEY),
             ("/notion-llm/agent-token", AGENT_TOKEN),
         ];
+        if let Some(key) = cloud_key {
+            parameters.push(("/notion-llm/cloud-api-key", key));
+        }
         if let Some(token) = webhook_token {
             parameters.push(("/notion-llm/notion-webhook-token", token));
         }
@@ -165,6 +173,72 @@ async fn a_failed_secret_read_is_retryable_and_not_cached() {
     let result = refused.invoke(fixture("scheduler-schedule.json")).await.unwrap();
     assert_eq!((result["success"].clone(), result["retryable"].clone()), (json!(false), json!(false)), "{result}");
     assert!(!result.to_string().contains(TOKEN), "no secret in results");
+
+    // The public URL says nothing about why (parameter names, ARNs, SSM's words).
+    let unavailable = Deployment::start(None).await;
+    unavailable.ssm.fail_next(400);
+    let (status, body) = unavailable.http("GET", "/status", &[], None).await;
+    assert_eq!(status, 503, "{body}");
+    let text = body.to_string();
+    assert!(!text.contains("/notion-llm") && !text.contains("SSM") && !text.contains("parameter"), "{text}");
+}
+
+#[tokio::test]
+async fn without_the_api_key_parameter_the_function_url_fails_closed() {
+    let deployment = Deployment::start_with(None, None).await;
+    let (status, _) = deployment.http("GET", "/health", &[], None).await;
+    assert_eq!(status, 200, "health stays open");
+    for (method, path) in [
+        ("GET", "/status"),
+        ("GET", "/rag/status"),
+        ("POST", "/process-once"),
+        ("POST", "/templates/sync-from-notion"),
+        ("GET", "/webhooks/notion/verification"),
+        ("DELETE", "/webhooks/notion/verification"),
+    ] {
+        for authorization in [None, Some("Bearer anything")] {
+            let headers: Vec<(&str, &str)> = authorization.map(|a| vec![("authorization", a)]).unwrap_or_default();
+            let (status, body) = deployment.http(method, path, &headers, Some("")).await;
+            assert_eq!(status, 503, "{method} {path}: {body}");
+            assert_eq!(body["error"]["code"], "unavailable");
+            assert!(!body.to_string().contains("cloud-api-key"), "the parameter is named in the log only: {body}");
+        }
+    }
+    // The signed webhook does not need the API key: Notion signs it.
+    let page = deployment.world.ask("Still answered?", &[]);
+    assert_eq!(deployment.http("POST", "/webhooks/notion", &[], None).await.0, 200, "handshake");
+    let event = page_created(&deployment, &page, "evt-closed");
+    let (status, body) = deployment.deliver(&event, Some(sign("secret_fixture", &event))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(deployment.world.status(&page), "Answered (offline)");
+}
+
+#[tokio::test]
+async fn a_stored_webhook_token_is_replaced_only_with_the_api_key() {
+    let deployment = Deployment::start(None).await;
+    assert_eq!(deployment.http("POST", "/webhooks/notion", &[], None).await.0, 200, "the first handshake");
+    // An unsigned handshake from anyone else must not become the signing key.
+    let forged = r#"{"verification_token":"secret_attacker"}"#;
+    let (status, body) = deployment.http("POST", "/webhooks/notion", &[], Some(forged)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("already_verified")), "{body}");
+    let page = deployment.world.ask("Whose key?", &[]);
+    let event = page_created(&deployment, &page, "evt-forged");
+    let (status, _) = deployment.deliver(&event, Some(sign("secret_attacker", &event))).await;
+    assert_eq!(status, 401, "events signed with the forged token are refused");
+    assert_eq!(deployment.world.status(&page), "Pending");
+
+    // Replacing the token takes the API key.
+    let (status, _) = deployment.http("DELETE", "/webhooks/notion/verification", &[], None).await;
+    assert_eq!(status, 401);
+    let bearer = format!("Bearer {CLOUD_KEY}");
+    let (status, body) =
+        deployment.http("DELETE", "/webhooks/notion/verification", &[("authorization", &bearer)], None).await;
+    assert_eq!((status, body["forgotten"].as_bool()), (200, Some(true)), "{body}");
+    let renewed = r#"{"verification_token":"secret_renewed"}"#;
+    assert_eq!(deployment.http("POST", "/webhooks/notion", &[], Some(renewed)).await.0, 200);
+    let (status, _) = deployment.deliver(&event, Some(sign("secret_renewed", &event))).await;
+    assert_eq!(status, 200);
+    assert_eq!(deployment.world.status(&page), "Answered (offline)");
 }
 
 #[tokio::test]

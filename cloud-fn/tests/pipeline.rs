@@ -282,3 +282,104 @@ async fn a_run_that_outlives_its_lease_steps_aside() {
     assert_eq!(slow.skipped, 1, "the first run learns it lost the job before appending: {slow:?}");
     assert_eq!((world.answers(&page), world.footers(&page).len()), (1, 1));
 }
+
+/// An answer as long and deep as models write them: a 150-row table and a nested list.
+fn long_answer() -> String {
+    let mut markdown = String::from("Here is the table.\n\n| n | square |\n|---|---|\n");
+    for i in 0..150 {
+        markdown.push_str(&format!("| {i} | {} |\n", i * i));
+    }
+    markdown.push_str("\n- first\n  - second\n    - third\n\nThat is all.\n");
+    markdown
+}
+
+fn table_rows(world: &World, page: &str) -> Vec<usize> {
+    world
+        .sandbox
+        .blocks(page)
+        .iter()
+        .filter(|block| block["type"] == "table")
+        .map(|table| table["children"].as_array().map_or(0, Vec::len))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_with_long_tables_and_nested_lists_are_written_whole() {
+    let world = World::new().await;
+    world.llm.answer_with(Some(&long_answer()));
+    let page = world.ask("Squares up to 150?", &[]);
+    let report = world.default_pipeline().process_once().await.unwrap();
+    assert_eq!(report.answered, 1, "{report:?}");
+    assert_eq!(world.status(&page), "Answered");
+    assert_eq!(table_rows(&world, &page), [151], "the header and 150 rows");
+    assert_eq!(world.footers(&page).len(), 1);
+    let text = world.sandbox.page_text(&page);
+    assert!(text.contains("third") && text.contains("That is all."), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_lease_lapses_mid_append_stops_before_its_next_write() {
+    let world = World::new().await;
+    world.llm.answer_with(Some(&long_answer()));
+    let page = world.ask("Slow Notion", &[]);
+    // The answer takes two appends (the table's last 50 rows follow the first request). Notion
+    // holds the second one with 429s for longer than the lease: the first run is then asleep
+    // in its retry while another run takes the job over.
+    world.sandbox.inject_after(Some("PATCH"), "/children", Fault::RateLimited { retry_after_secs: 2 }, 1, 1);
+    let slow = world.default_pipeline();
+    let slow_run = tokio::spawn(async move { slow.process_once().await });
+    for _ in 0..200 {
+        if world.sandbox.requests().iter().any(|request| request.status == 429) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    world.clock.advance(301);
+    let takeover = world.default_pipeline().process_once().await.unwrap();
+    assert_eq!(takeover.answered, 1, "{takeover:?}");
+    let slow = slow_run.await.unwrap().unwrap();
+    assert_eq!(slow.skipped, 1, "the first run learns it lost the job before writing again: {slow:?}");
+    assert_eq!((world.answers(&page), world.footers(&page).len()), (1, 1), "one answer, never two");
+    assert_eq!(table_rows(&world, &page), [151], "never garbled: one whole table");
+    assert!(world.sandbox.page_text(&page).trim_end().ends_with(world.footers(&page)[0].trim()));
+    assert_eq!(world.status(&page), "Answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_lost_the_job_never_marks_it_failed() {
+    let world = World::new().await;
+    let page = world.ask("Answered by the other run", &[]);
+    // The first run's model call fails for good (401), but only after its lease ran out and
+    // another run answered the question.
+    world.llm.inject(None, LlmFault::SlowFailure(std::time::Duration::from_millis(1500), 401), 1);
+    let doomed = world.default_pipeline();
+    let doomed_run = tokio::spawn(async move { doomed.process_once().await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    world.clock.advance(301);
+    let takeover = world.default_pipeline().process_once().await.unwrap();
+    assert_eq!(takeover.answered, 1, "{takeover:?}");
+    let doomed = doomed_run.await.unwrap().unwrap();
+    assert_eq!(doomed.failed, 0, "{doomed:?}");
+    assert_eq!(doomed.skipped, 1, "{doomed:?}");
+    assert_eq!(world.status(&page), "Answered");
+    assert!(!world.sandbox.page_text(&page).contains("could not answer"), "no failure callout");
+    assert_eq!(world.store.get_job(&page).await.unwrap().unwrap().status, cloud_fn::store::JobStatus::Answered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_takes_at_most_its_page_cap_and_leaves_the_rest_for_the_next() {
+    let world = World::new().await;
+    let pages: Vec<String> = (0..5).map(|i| world.ask(&format!("Capped {i}"), &[])).collect();
+    let mut capped = Arc::try_unwrap(world.default_pipeline()).ok().unwrap();
+    capped.settings_mut().max_pages_per_run = 2;
+    let capped = Arc::new(capped);
+    let first = capped.process_once().await.unwrap();
+    assert_eq!((first.found, first.answered, first.deferred), (5, 2, 3), "{first:?}");
+    let answered = pages.iter().filter(|page| world.status(page) == "Answered").count();
+    assert_eq!(answered, 2, "the others are left alone, still Pending");
+    capped.process_once().await.unwrap();
+    capped.process_once().await.unwrap();
+    for page in &pages {
+        assert_eq!((world.status(page).as_str(), world.answers(page)), ("Answered", 1));
+    }
+}

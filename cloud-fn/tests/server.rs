@@ -1,5 +1,5 @@
-//! The self-hosted server on an ephemeral port: authentication, the status endpoints, manual
-//! and timed runs, template sync both ways.
+//! The self-hosted server on an ephemeral port: authentication (failing closed), limits on
+//! what clients can hold, the status endpoints, manual and timed runs, template sync both ways.
 
 mod common;
 
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloud_fn::config::Secret;
-use cloud_fn::server::{self, ServerSettings, ServerState};
+use cloud_fn::server::{self, ApiAccess, ServerSettings, ServerState};
 use cloud_fn::store::Template;
 use common::World;
 use notion::page::write;
@@ -25,10 +25,16 @@ struct Running {
 
 impl Running {
     async fn start(world: &World, templates_database: Option<String>, poll: Duration) -> Self {
-        let state = ServerState::new(
-            world.default_pipeline(),
-            ServerSettings { api_key: Some(Secret::new(CLOUD_KEY)), templates_database, webhook_token: None },
-        );
+        let settings = ServerSettings {
+            access: ApiAccess::Key(Secret::new(CLOUD_KEY)),
+            templates_database,
+            ..ServerSettings::default()
+        };
+        Self::start_with(world, settings, poll).await
+    }
+
+    async fn start_with(world: &World, settings: ServerSettings, poll: Duration) -> Self {
+        let state = ServerState::new(world.default_pipeline(), settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -176,5 +182,53 @@ async fn templates_sync_both_ways_with_a_notion_database() {
         "built-ins added, the existing one updated, none duplicated"
     );
     drop(Arc::clone(&world.store));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_configured_key_the_api_fails_closed() {
+    let world = World::new().await;
+    let server = Running::start_with(&world, ServerSettings::default(), NO_TIMER).await;
+    assert_eq!(server.call(reqwest::Method::GET, "/health", None).await.0, StatusCode::OK);
+    for (method, path) in [
+        (reqwest::Method::GET, "/status"),
+        (reqwest::Method::POST, "/process-once"),
+        (reqwest::Method::GET, "/webhooks/notion/verification"),
+    ] {
+        for key in [None, Some("any key at all")] {
+            let (status, body) = server.call(method.clone(), path, key).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path} {key:?}");
+            assert_eq!(body["error"]["code"], "unavailable");
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_are_closed_and_do_not_starve_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = World::new().await;
+    let limits = edge::Limits { header_read_timeout: Duration::from_millis(500), ..edge::Limits::default() };
+    let settings =
+        ServerSettings { access: ApiAccess::Key(Secret::new(CLOUD_KEY)), limits, ..ServerSettings::default() };
+    let server = Running::start_with(&world, settings, NO_TIMER).await;
+    let address = server.url.trim_start_matches("http://").to_owned();
+    // 200 clients that start a request and never finish its headers.
+    let mut silent = Vec::new();
+    for _ in 0..200 {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        socket.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\nAuthor").await.unwrap();
+        silent.push(socket);
+    }
+    let started = std::time::Instant::now();
+    let (status, _) = server.call(reqwest::Method::GET, "/health", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(2), "served at once: {:?}", started.elapsed());
+    // Each silent socket is closed once the header timeout passes.
+    for socket in &mut silent {
+        let mut buffer = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buffer)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_)) | Ok(Ok(_))), "a silent socket stayed open");
+    }
     server.stop().await;
 }

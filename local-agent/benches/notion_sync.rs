@@ -50,6 +50,7 @@ async fn main() -> Result<()> {
         sync_interval: Duration::from_secs(300),
         full_sync_interval: Duration::from_secs(3600),
         settle_time: Duration::ZERO,
+        allow_insecure: false,
     };
     let sync = NotionSync::new(settings, dir.path())?;
 

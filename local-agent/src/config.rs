@@ -14,14 +14,21 @@
 //! semantic_weight = 1.0
 //! [server]
 //! listen = "127.0.0.1:8001"
-//! api_key = "…"                      # LOCAL_RAG_API_KEY
+//! api_key = "…"                      # LOCAL_RAG_API_KEY; required to listen beyond loopback
+//! allowed_hosts = ["notes.lan"]      # Host names besides this machine's (reverse proxies)
+//! max_concurrent_requests = 4        # retrieval requests at once; more get 503 + Retry-After
 //! [notion]                           # knowledge databases to index
 //! token = "ntn_…"                    # NOTION_API_KEY
 //! databases = ["…"]                  # NOTION_KNOWLEDGE_DATABASE_ID (comma-separated)
 //! tags_property = "Tags"
 //! sync_interval_secs = 300           # how often `serve` syncs
 //! full_sync_interval_secs = 3600     # how often a sync lists every page (to notice deletions)
+//! [cloud]
+//! url = "wss://…"                    # CLOUD_URL; ws:// only to this machine unless allow_insecure
 //! ```
+//!
+//! `ALLOW_INSECURE_HTTP=true` (or `allow_insecure = true` under `[cloud]` / `[notion]`) allows
+//! `ws://` and `http://` to other machines, where something else encrypts the path.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,12 +39,14 @@ use serde::Deserialize;
 use crate::chunk::ChunkSettings;
 use crate::embed::EmbedderOptions;
 use crate::error::{Error, Result};
+use crate::http::ApiSettings;
 use crate::indexer::IndexSettings;
 use crate::notion_sync::NotionSettings;
 use crate::search::SearchSettings;
 use crate::vector_index::VectorSettings;
 
 pub use protocol::Secret;
+use protocol::cleartext::{Transport, check_url};
 
 /// `config.toml` as written; every field optional.
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +88,8 @@ pub struct NotionSection {
     pub sync_interval_secs: Option<u64>,
     /// Seconds between full listings, which notice deleted pages (3600).
     pub full_sync_interval_secs: Option<u64>,
+    /// Allow an `http://` base URL on another machine (the token would travel unencrypted).
+    pub allow_insecure: Option<bool>,
 }
 
 /// `[model]`.
@@ -113,6 +124,10 @@ pub struct ServerSection {
     pub listen: Option<SocketAddr>,
     /// Key required on the HTTP API.
     pub api_key: Option<Secret>,
+    /// Host names the API answers to besides this machine's.
+    pub allowed_hosts: Vec<String>,
+    /// Retrieval requests computed at once (default: twice the cores).
+    pub max_concurrent_requests: Option<usize>,
 }
 
 /// `[cloud]`: where the tunnel connects (`CLOUD_URL`, `AGENT_TOKEN`, `CLOUD_CA_FILE`, `AGENT_ID`).
@@ -127,6 +142,8 @@ pub struct CloudSection {
     pub ca_file: Option<PathBuf>,
     /// Stable id of this agent (default: generated once and kept in the data dir).
     pub agent_id: Option<String>,
+    /// Allow `ws://` to another machine (the agent token would travel unencrypted).
+    pub allow_insecure: bool,
 }
 
 /// The resolved configuration.
@@ -146,6 +163,8 @@ pub struct AgentConfig {
     pub listen: SocketAddr,
     /// Key required on the HTTP API (`LOCAL_RAG_API_KEY`), if any.
     pub api_key: Option<Secret>,
+    /// How the HTTP API protects itself.
+    pub api: ApiSettings,
     /// The tunnel to the cloud, if configured.
     pub cloud: CloudSection,
     /// Notion knowledge databases to sync, if configured.
@@ -215,11 +234,25 @@ impl AgentConfig {
             None => file.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
         };
         let api_key = env("LOCAL_RAG_API_KEY").map(Secret::new).or(file.server.api_key);
+        let insecure = match env("ALLOW_INSECURE_HTTP") {
+            None => None,
+            Some(text) => Some(parse_flag(&text).ok_or_else(|| Error::Config {
+                path: "ALLOW_INSECURE_HTTP".into(),
+                message: format!("{text:?} is not true or false"),
+            })?),
+        };
         let cloud = CloudSection {
             url: env("CLOUD_URL").or(file.cloud.url),
             token: env("AGENT_TOKEN").map(Secret::new).or(file.cloud.token),
             ca_file: env("CLOUD_CA_FILE").map(PathBuf::from).or_else(|| file.cloud.ca_file.map(resolve)),
             agent_id: env("AGENT_ID").or(file.cloud.agent_id),
+            allow_insecure: insecure.unwrap_or(file.cloud.allow_insecure),
+        };
+        let defaults = ApiSettings::default();
+        let api = ApiSettings {
+            allowed_hosts: file.server.allowed_hosts.clone(),
+            max_concurrent_requests: file.server.max_concurrent_requests.unwrap_or(defaults.max_concurrent_requests),
+            ..defaults
         };
         let notion_databases: Vec<String> = match env("NOTION_KNOWLEDGE_DATABASE_ID") {
             Some(list) => list.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect(),
@@ -235,9 +268,10 @@ impl AgentConfig {
                     .or(file.notion.base_url.clone())
                     .unwrap_or_else(|| notion::client::DEFAULT_BASE_URL.into()),
                 requests_per_second: file.notion.requests_per_second.unwrap_or(3),
-                sync_interval: Duration::from_secs(file.notion.sync_interval_secs.unwrap_or(300).max(10)),
+                sync_interval: Duration::from_secs(file.notion.sync_interval_secs.unwrap_or(300)),
                 full_sync_interval: Duration::from_secs(file.notion.full_sync_interval_secs.unwrap_or(3600)),
                 settle_time: Duration::from_secs(120),
+                allow_insecure: insecure.or(file.notion.allow_insecure).unwrap_or(false),
             }),
             (None, false) => {
                 return Err(Error::Config {
@@ -262,6 +296,7 @@ impl AgentConfig {
             search: file.search,
             listen,
             api_key,
+            api,
             cloud,
         };
         config.validate(config_path.as_deref())?;
@@ -294,6 +329,34 @@ impl AgentConfig {
         }
         if self.api_key.as_ref().is_some_and(|key| key.expose().len() < 8) {
             return fail("the API key (LOCAL_RAG_API_KEY) must be at least 8 characters".into());
+        }
+        if let Some(url) = &self.cloud.url
+            && let Err(error) = check_url(url, Transport::WebSocket, self.cloud.allow_insecure)
+        {
+            return fail(format!("CLOUD_URL: {error}"));
+        }
+        if self.embedder.threads == 0 || self.index.batch_size == 0 {
+            return fail("model.threads and model.batch_size must be at least 1".into());
+        }
+        if self.api.max_concurrent_requests == 0 {
+            return fail("server.max_concurrent_requests must be at least 1".into());
+        }
+        if let Some(notion) = &self.notion {
+            if notion.sync_interval < Duration::from_secs(10) {
+                return fail(format!(
+                    "notion.sync_interval_secs must be at least 10 (got {})",
+                    notion.sync_interval.as_secs()
+                ));
+            }
+            if notion.full_sync_interval < notion.sync_interval {
+                return fail("notion.full_sync_interval_secs must be at least notion.sync_interval_secs".into());
+            }
+            if notion.requests_per_second == 0 {
+                return fail("notion.requests_per_second must be at least 1".into());
+            }
+            if let Err(error) = check_url(&notion.base_url, Transport::Http, notion.allow_insecure) {
+                return fail(format!("NOTION_API_BASE_URL: {error}"));
+            }
         }
         Ok(())
     }
@@ -332,6 +395,14 @@ pub fn default_runtime_dir() -> PathBuf {
     dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("notion-llm").join("runtime")
 }
 
+fn parse_flag(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 fn expand_home(path: PathBuf) -> PathBuf {
     match (path.strip_prefix("~"), dirs::home_dir()) {
         (Ok(rest), Some(home)) => home.join(rest),
@@ -366,6 +437,30 @@ mod tests {
         assert!(error.contains("unknown_key"), "{error}");
         std::fs::write(&path, "[index.chunking]\nmax_tokens = 64\noverlap_tokens = 40\n").unwrap();
         assert!(AgentConfig::load(&overrides).is_err());
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let overrides = Overrides { data_dir: Some(dir.path().join("data")), config: Some(path.clone()) };
+        let notion = "[notion]\ntoken = \"secret_x\"\ndatabases = [\"db\"]\n";
+        for (text, named) in [
+            (format!("{notion}sync_interval_secs = 0\n"), "sync_interval_secs"),
+            (format!("{notion}requests_per_second = 0\n"), "requests_per_second"),
+            (format!("{notion}full_sync_interval_secs = 5\nsync_interval_secs = 60\n"), "full_sync_interval_secs"),
+            (format!("{notion}base_url = \"http://notion.example\"\n"), "NOTION_API_BASE_URL"),
+            ("[model]\nthreads = 0\n".into(), "threads"),
+            ("[server]\nmax_concurrent_requests = 0\n".into(), "max_concurrent_requests"),
+            ("[cloud]\nurl = \"ws://cloud.example/agent\"\ntoken = \"t\"\n".into(), "CLOUD_URL"),
+        ] {
+            std::fs::write(&path, &text).unwrap();
+            let error = AgentConfig::load(&overrides).expect_err(named).to_string();
+            assert!(error.contains(named), "{named}: {error}");
+        }
+        let allowed = "[cloud]\nurl = \"ws://cloud.example/agent\"\ntoken = \"t\"\nallow_insecure = true\n";
+        std::fs::write(&path, allowed).unwrap();
+        assert!(AgentConfig::load(&overrides).is_ok(), "clear text when the user says so");
     }
 
     #[test]

@@ -128,10 +128,10 @@ impl Document {
             FileKind::Markdown => split_front_matter(raw),
             FileKind::Text => (None, raw),
         };
-        let front = front.and_then(|yaml| match YamlLoader::load_from_str(yaml) {
-            Ok(docs) => docs.into_iter().next(),
-            Err(error) => {
-                tracing::warn!(document = id, %error, "ignoring malformed front matter");
+        let front = front.and_then(|yaml| match front_matter(yaml) {
+            Ok(front) => front,
+            Err(reason) => {
+                tracing::warn!(document = id, "ignoring front matter: {reason}");
                 None
             }
         });
@@ -145,6 +145,43 @@ impl Document {
         let tags = front.as_ref().map(|yaml| tags_of(&yaml["tags"])).unwrap_or_default();
         Self { id: id.to_owned(), title, tags, body: body.to_owned(), kind }
     }
+}
+
+/// Largest front matter read: titles and tags take a few hundred bytes.
+pub const MAX_FRONT_MATTER_BYTES: usize = 16 * 1024;
+
+/// Most YAML events (scalars, collection starts and ends) a front matter may have.
+const MAX_FRONT_MATTER_EVENTS: usize = 4096;
+
+/// Deepest nesting of mappings and sequences a front matter may have.
+const MAX_FRONT_MATTER_DEPTH: usize = 32;
+
+/// Parses front matter, refusing what could make parsing expensive: more than
+/// [`MAX_FRONT_MATTER_BYTES`], aliases (a "billion laughs" note expands each alias into a
+/// copy, exponentially), too many events or too deep a nesting. The events are checked
+/// before anything is built, so a hostile note costs one linear scan of at most 16 KiB.
+fn front_matter(yaml: &str) -> Result<Option<Yaml>, String> {
+    use yaml_rust2::parser::{Event, Parser};
+    if yaml.len() > MAX_FRONT_MATTER_BYTES {
+        return Err(format!("it is {} bytes, over the {MAX_FRONT_MATTER_BYTES}-byte limit", yaml.len()));
+    }
+    let mut parser = Parser::new_from_str(yaml);
+    let (mut events, mut depth) = (0, 0usize);
+    loop {
+        let (event, _) = parser.next_token().map_err(|error| error.to_string())?;
+        events += 1;
+        match event {
+            Event::StreamEnd => break,
+            Event::Alias(_) => return Err("YAML aliases are not accepted".into()),
+            Event::MappingStart(..) | Event::SequenceStart(..) => depth += 1,
+            Event::MappingEnd | Event::SequenceEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if events > MAX_FRONT_MATTER_EVENTS || depth > MAX_FRONT_MATTER_DEPTH {
+            return Err("it is too large or too deeply nested".into());
+        }
+    }
+    YamlLoader::load_from_str(yaml).map(|docs| docs.into_iter().next()).map_err(|error| error.to_string())
 }
 
 /// Splits `---\n<yaml>\n---\n` off the start of a Markdown file.
@@ -287,6 +324,33 @@ mod tests {
         let doc = Document::parse("x.md", FileKind::Markdown, raw);
         assert_eq!(doc.body, raw);
         assert_eq!(doc.title, "Title");
+    }
+
+    #[test]
+    fn hostile_front_matter_is_refused_cheaply() {
+        // A billion laughs: nine levels of aliases, each ten times the one before.
+        let mut bomb =
+            String::from("---\na: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        for (name, previous) in
+            ["b", "c", "d", "e", "f", "g", "h", "i"].iter().zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+        {
+            let refs = vec![format!("*{previous}"); 9].join(",");
+            bomb.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        bomb.push_str("title: Bomb\ntags: [x]\n---\n# Heading\nbody\n");
+        let started = std::time::Instant::now();
+        let doc = Document::parse("bomb.md", FileKind::Markdown, &bomb);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "refused before expanding");
+        assert_eq!((doc.title.as_str(), doc.tags.len()), ("Heading", 0), "nothing of it is used");
+        assert!(doc.body.contains("body"));
+
+        let huge = format!("---\ntitle: Big\nnote: \"{}\"\n---\ntext\n", "x".repeat(MAX_FRONT_MATTER_BYTES));
+        assert_eq!(Document::parse("huge.md", FileKind::Markdown, &huge).title, "huge");
+        let deep = format!("---\ntitle: Deep\nx: {}{}\n---\n", "[".repeat(100), "]".repeat(100));
+        assert_eq!(Document::parse("deep.md", FileKind::Markdown, &deep).title, "deep");
+        let fine = "---\ntitle: Fine\ntags: [a, b]\n---\ntext";
+        let doc = Document::parse("fine.md", FileKind::Markdown, fine);
+        assert_eq!((doc.title.as_str(), doc.tags.len()), ("Fine", 2), "ordinary front matter still works");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::Secret;
-use crate::tunnel::TunnelSnapshot;
+use crate::tunnel::{TunnelSnapshot, TunnelState};
 
 /// How long one request to the local API may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -181,11 +181,21 @@ pub fn describe(report: &AgentReport, now: u64) -> Vec<String> {
         TunnelView::NotConfigured => lines.push("cloud:        not configured (the agent stays local)".into()),
         TunnelView::Unknown => lines.push("cloud:        unknown".into()),
         TunnelView::State(state) => {
-            let mut line = if state.connected {
-                let since = state.connected_since.map(|at| format!(" since {}", ago(at))).unwrap_or_default();
-                format!("cloud:        connected{since}")
-            } else {
-                "cloud:        NOT connected".to_owned()
+            // An agent from before `state` existed reports only `connected`.
+            let kind = if state.connected { TunnelState::Connected } else { state.state };
+            let mut line = match kind {
+                TunnelState::Connected => {
+                    let since = state.connected_since.map(|at| format!(" since {}", ago(at))).unwrap_or_default();
+                    format!("cloud:        connected{since}")
+                }
+                TunnelState::Refused => {
+                    let since = state.refused_since.map(|at| format!(" since {}", ago(at))).unwrap_or_default();
+                    format!(
+                        "cloud:        REFUSES the agent token{since}; retrying slowly, the local API keeps serving"
+                    )
+                }
+                TunnelState::Stopped => "cloud:        STOPPED (the tunnel cannot work as configured)".to_owned(),
+                TunnelState::Connecting => "cloud:        NOT connected".to_owned(),
             };
             if let Some(at) = state.last_heartbeat {
                 line.push_str(&format!(", last heartbeat {}", ago(at)));

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use local_agent::config::{AgentConfig, Overrides};
@@ -198,6 +198,11 @@ fn run(cli: Cli) -> Result<()> {
         return doctor(&overrides, json);
     }
     let config = AgentConfig::load(&overrides)?;
+    if matches!(cli.command, Command::Index { .. } | Command::Serve { .. } | Command::Sync { .. }) {
+        // It will hold an index of private notes: only its owner may enter.
+        protocol::private_fs::create_private_dir(&config.data_dir)
+            .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    }
     match cli.command {
         Command::Index { folders, rebuild } => index(&config, folders, rebuild),
         Command::Search { query, tags, top_k, threshold, mode, json } => {
@@ -395,14 +400,13 @@ fn print_results(response: &SearchResponse) {
 #[tokio::main]
 async fn serve(config: &AgentConfig, listen: SocketAddr) -> Result<()> {
     let started = Instant::now();
+    // Before anything is loaded: an exposed API without a key is refused, not warned about.
+    http::check_exposure(listen, config.api_key.as_ref())?;
     let embedder = tokio::task::block_in_place(|| load_embedder(config))?;
     let engine = Arc::new(open_or_rebuild(config, &embedder)?);
     let stats = engine.stats();
     if stats.generation == 0 {
         tracing::warn!("nothing indexed yet in {}; run `local-agent index <FOLDER>`", config.data_dir.display());
-    }
-    if !listen.ip().is_loopback() && config.api_key.is_none() {
-        tracing::warn!(%listen, "serving beyond loopback without LOCAL_RAG_API_KEY: anyone who can reach it can read your notes");
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
@@ -422,12 +426,22 @@ async fn serve(config: &AgentConfig, listen: SocketAddr) -> Result<()> {
                 Some(id) => id.clone(),
                 None => persistent_agent_id(&config.data_dir)?,
             };
-            let tunnel_config =
-                TunnelConfig::new(url, token.clone(), agent_id.clone(), config.cloud.ca_file.as_deref())?;
+            let tunnel_config = TunnelConfig::with_transport(
+                url,
+                token.clone(),
+                agent_id.clone(),
+                config.cloud.ca_file.as_deref(),
+                config.cloud.allow_insecure,
+            )?;
             tunnel_status = Some(tunnel_config.status.clone());
             tracing::info!(url, agent_id, "connecting to the cloud");
             let responder: Arc<dyn Responder> = engine.clone();
-            Some(tokio::spawn(tunnel::run(tunnel_config, responder)))
+            // The tunnel stops only when its configuration cannot work; the local API keeps
+            // serving, and `/stats` and `service status` say why.
+            Some(tokio::spawn(async move {
+                let error = tunnel::run(tunnel_config, responder).await;
+                tracing::error!(%error, "the tunnel to the cloud stopped; the local API keeps serving");
+            }))
         }
         _ => None,
     };
@@ -442,24 +456,13 @@ async fn serve(config: &AgentConfig, listen: SocketAddr) -> Result<()> {
     };
     let rebuild =
         http::IndexRebuild::new(config.data_dir.clone(), config.folders.clone(), embedder, config.index.clone());
-    let mut state = http::ApiState::new(engine, config.api_key.clone()).with_rebuild(rebuild);
+    let mut state =
+        http::ApiState::new(engine, config.api_key.clone()).with_settings(config.api.clone()).with_rebuild(rebuild);
     if let Some(status) = tunnel_status {
         state = state.with_tunnel(status);
     }
-    let server = http::serve(listener, state, shutdown_signal());
-    match tunnel {
-        None => server.await?,
-        // The tunnel only ever stops on an error retrying cannot fix: then the agent exits
-        // non-zero rather than serve on while the cloud cannot reach it.
-        Some(tunnel) => tokio::select! {
-            result = server => result?,
-            stopped = tunnel => match stopped {
-                Ok(error) => bail!("the tunnel to the cloud stopped: {error}"),
-                Err(panic) => bail!("the tunnel to the cloud crashed: {panic}"),
-            },
-        },
-    }
-    for task in [syncing, watching].into_iter().flatten() {
+    http::serve(listener, state, shutdown_signal()).await?;
+    for task in [syncing, watching, tunnel].into_iter().flatten() {
         task.abort();
     }
     tracing::info!("stopped");

@@ -65,6 +65,8 @@ pub struct NotionSettings {
     pub full_sync_interval: Duration,
     /// How long after an edit a page's minute-truncated stamp is not trusted (two minutes).
     pub settle_time: Duration,
+    /// Allow an `http://` base URL on another machine.
+    pub allow_insecure: bool,
 }
 
 /// What a sync did, over all databases.
@@ -146,6 +148,7 @@ impl NotionSync {
         let options = ClientOptions {
             base_url: settings.base_url.clone(),
             requests_per_second: settings.requests_per_second.max(1),
+            allow_insecure: settings.allow_insecure,
             ..ClientOptions::default()
         };
         let client = NotionClient::new(settings.token.expose(), options)

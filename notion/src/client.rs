@@ -2,6 +2,7 @@
 //! that honour `Retry-After`, pagination, recursive block reads and batched appends.
 
 use std::fmt;
+use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::append::{self, Later};
 use crate::block::Block;
 use crate::error::{NotionError, Result};
 use crate::page::{Database, List, Page};
@@ -22,11 +24,7 @@ pub const DEFAULT_VERSION: &str = "2025-09-03";
 pub const DEFAULT_BASE_URL: &str = "https://api.notion.com";
 
 /// Most blocks in one append request (Notion's limit).
-pub const MAX_BLOCKS_PER_APPEND: usize = 100;
-/// Most block elements, nested ones included, in one request (Notion's limit is 1000).
-const MAX_ELEMENTS_PER_REQUEST: usize = 1000;
-/// Largest request body we send; Notion's limit is 500 KB.
-const MAX_REQUEST_BYTES: usize = 450 * 1024;
+pub const MAX_BLOCKS_PER_APPEND: usize = append::MAX_CHILDREN;
 
 /// How failed requests are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +64,9 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// Timeout of one HTTP request.
     pub timeout: Duration,
+    /// Allow `http://` to another machine (the token would travel unencrypted); without it
+    /// only `https://`, or `http://` to this machine, is accepted.
+    pub allow_insecure: bool,
 }
 
 impl Default for ClientOptions {
@@ -76,7 +77,31 @@ impl Default for ClientOptions {
             requests_per_second: 3,
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(30),
+            allow_insecure: false,
         }
+    }
+}
+
+/// Checked before every attempt of a fenced write ([`NotionClient::append_children_fenced`],
+/// [`NotionClient::delete_block_fenced`]): the caller's right to write must still hold when
+/// the request leaves, however long the retries before it waited (a job lease, renewed here).
+pub trait Fence: Send + Sync {
+    /// Why the caller may not write, or could not tell; Notion's own errors convert into it.
+    type Error: From<NotionError> + Send;
+
+    /// `Ok` to send the next attempt.
+    fn check(&self) -> impl Future<Output = std::result::Result<(), Self::Error>> + Send;
+}
+
+/// No fence: every attempt may go.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unfenced;
+
+impl Fence for Unfenced {
+    type Error = NotionError;
+
+    async fn check(&self) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -114,6 +139,8 @@ impl fmt::Debug for NotionClient {
 impl NotionClient {
     /// A client authenticating with an integration `token`.
     pub fn new(token: impl Into<String>, options: ClientOptions) -> Result<Self> {
+        protocol::cleartext::check_url(&options.base_url, protocol::cleartext::Transport::Http, options.allow_insecure)
+            .map_err(|error| NotionError::Invalid(format!("NOTION_API_BASE_URL: {error}")))?;
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
             .user_agent(concat!("notion-llm/", env!("CARGO_PKG_VERSION")))
@@ -255,22 +282,86 @@ impl NotionClient {
         Ok(top)
     }
 
-    /// `PATCH /v1/blocks/{id}/children`, split into requests within Notion's limits (100
-    /// blocks, 1000 elements, 500 KB). Returns the created top-level blocks.
+    /// `PATCH /v1/blocks/{id}/children`, split into requests within Notion's limits (see
+    /// [`crate::append`]). Returns the created top-level blocks.
     pub async fn append_children(&self, block_id: &str, blocks: Vec<Value>) -> Result<Vec<Block>> {
-        let path = format!("/v1/blocks/{block_id}/children");
+        self.append_children_fenced(block_id, blocks, &Unfenced).await
+    }
+
+    /// [`append_children`](Self::append_children), checking `fence` before every request
+    /// attempt. Content that does not fit one request (a table's rows beyond 100, a list
+    /// nested deeper than two levels) is appended under its parent before any later block is
+    /// sent, so blocks after it never appear while it is incomplete.
+    pub async fn append_children_fenced<F: Fence>(
+        &self,
+        block_id: &str,
+        blocks: Vec<Value>,
+        fence: &F,
+    ) -> std::result::Result<Vec<Block>, F::Error> {
         let mut created = Vec::new();
-        for batch in batches(blocks)? {
-            let body = json!({ "children": batch });
-            let list: List<Block> = self.call(Method::PATCH, &path, Some(&body), Repeat::OnlyIfRejected).await?;
-            created.extend(list.results);
+        for batch in append::batches(blocks).map_err(NotionError::Invalid)? {
+            let sent = self.append_request(block_id, batch.blocks, fence).await?;
+            if let Some(later) = batch.later {
+                let last = sent.last().ok_or_else(|| NotionError::Decode("an append created no blocks".into()))?;
+                self.append_later(last.id.clone(), later, fence).await?;
+            }
+            created.extend(sent);
         }
         Ok(created)
     }
 
+    /// Sends what stayed behind under `block_id` and its descendants.
+    async fn append_later<F: Fence>(
+        &self,
+        block_id: String,
+        later: Later,
+        fence: &F,
+    ) -> std::result::Result<(), F::Error> {
+        let mut work = vec![(block_id, later)];
+        while let Some((id, later)) = work.pop() {
+            if !later.within.is_empty() {
+                // The block was sent with at most 100 children: all on the first page.
+                let children = self.children_page(&id, None).await?.results;
+                for (index, inner) in later.within {
+                    let child = children
+                        .get(index)
+                        .ok_or_else(|| NotionError::Decode(format!("block {id} lacks the child it was sent with")))?;
+                    work.push((child.id.clone(), inner));
+                }
+            }
+            for batch in append::batches(later.rest).map_err(NotionError::Invalid)? {
+                let sent = self.append_request(&id, batch.blocks, fence).await?;
+                if let Some(more) = batch.later {
+                    let last = sent.last().ok_or_else(|| NotionError::Decode("an append created no blocks".into()))?;
+                    work.push((last.id.clone(), more));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn append_request<F: Fence>(
+        &self,
+        block_id: &str,
+        blocks: Vec<Value>,
+        fence: &F,
+    ) -> std::result::Result<Vec<Block>, F::Error> {
+        let path = format!("/v1/blocks/{block_id}/children");
+        let body = json!({ "children": blocks });
+        let list: List<Block> =
+            self.call_fenced(Method::PATCH, &path, Some(&body), Repeat::OnlyIfRejected, fence).await?;
+        Ok(list.results)
+    }
+
     /// `DELETE /v1/blocks/{id}` (moves the block to the trash).
     pub async fn delete_block(&self, block_id: &str) -> Result<()> {
-        let _: Value = self.call(Method::DELETE, &format!("/v1/blocks/{block_id}"), None, Repeat::Safe).await?;
+        self.delete_block_fenced(block_id, &Unfenced).await
+    }
+
+    /// [`delete_block`](Self::delete_block), checking `fence` before every attempt.
+    pub async fn delete_block_fenced<F: Fence>(&self, block_id: &str, fence: &F) -> std::result::Result<(), F::Error> {
+        let path = format!("/v1/blocks/{block_id}");
+        let _: Value = self.call_fenced(Method::DELETE, &path, None, Repeat::Safe, fence).await?;
         Ok(())
     }
 
@@ -281,11 +372,29 @@ impl NotionClient {
         body: Option<&Value>,
         repeat: Repeat,
     ) -> Result<T> {
-        let value = self.send(method, path, body, repeat).await?;
-        serde_json::from_value(value).map_err(|error| NotionError::Decode(format!("{path}: {error}")))
+        self.call_fenced(method, path, body, repeat, &Unfenced).await
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<&Value>, repeat: Repeat) -> Result<Value> {
+    async fn call_fenced<T: DeserializeOwned, F: Fence>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        repeat: Repeat,
+        fence: &F,
+    ) -> std::result::Result<T, F::Error> {
+        let value = self.send(method, path, body, repeat, fence).await?;
+        Ok(serde_json::from_value(value).map_err(|error| NotionError::Decode(format!("{path}: {error}")))?)
+    }
+
+    async fn send<F: Fence>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        repeat: Repeat,
+        fence: &F,
+    ) -> std::result::Result<Value, F::Error> {
         let inner = &self.inner;
         let policy = inner.options.retry;
         let url = format!("{}{path}", inner.options.base_url.trim_end_matches('/'));
@@ -293,6 +402,8 @@ impl NotionClient {
         loop {
             attempt += 1;
             inner.limiter.until_ready().await;
+            // After the limiter and any backoff: the fence holds when the request leaves.
+            fence.check().await?;
             inner.requests.fetch_add(1, Ordering::Relaxed);
             let mut request = inner
                 .http
@@ -312,12 +423,12 @@ impl NotionClient {
             let rejected = matches!(error.status(), Some(409 | 429 | 529));
             let may_retry = error.is_retryable() && (repeat == Repeat::Safe || rejected);
             if !may_retry || attempt >= policy.max_attempts {
-                return Err(error);
+                return Err(error.into());
             }
             let delay = match &error {
                 NotionError::Api { retry_after: Some(wait), .. } => {
                     if *wait > policy.max_retry_after {
-                        return Err(error);
+                        return Err(error.into());
                     }
                     *wait
                 }
@@ -367,61 +478,9 @@ fn default_code(status: StatusCode) -> String {
     status.canonical_reason().unwrap_or("error").to_ascii_lowercase().replace(' ', "_")
 }
 
-/// Splits blocks into append requests within Notion's limits.
-fn batches(blocks: Vec<Value>) -> Result<Vec<Vec<Value>>> {
-    let mut batches = Vec::new();
-    let mut batch: Vec<Value> = Vec::new();
-    let (mut elements, mut bytes) = (0, 0);
-    for block in blocks {
-        let block_elements = count_elements(&block);
-        let block_bytes = serde_json::to_vec(&block).map_or(0, |json| json.len());
-        if block_elements > MAX_ELEMENTS_PER_REQUEST || block_bytes > MAX_REQUEST_BYTES {
-            return Err(NotionError::Invalid(format!(
-                "a block with {block_elements} elements and {block_bytes} bytes cannot be sent in one request"
-            )));
-        }
-        let full = batch.len() == MAX_BLOCKS_PER_APPEND
-            || elements + block_elements > MAX_ELEMENTS_PER_REQUEST
-            || bytes + block_bytes > MAX_REQUEST_BYTES;
-        if full {
-            batches.push(std::mem::take(&mut batch));
-            (elements, bytes) = (0, 0);
-        }
-        elements += block_elements;
-        bytes += block_bytes;
-        batch.push(block);
-    }
-    if !batch.is_empty() {
-        batches.push(batch);
-    }
-    Ok(batches)
-}
-
-/// A block and all blocks nested in it.
-fn count_elements(block: &Value) -> usize {
-    let kind = block["type"].as_str().unwrap_or_default();
-    1 + block[kind]["children"].as_array().map_or(0, |children| children.iter().map(count_elements).sum())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn appends_are_split_by_count_and_size() {
-        let small =
-            |i: usize| json!({"type": "paragraph", "paragraph": {"rich_text": [{"text": {"content": i.to_string()}}]}});
-        let lengths = |batches: Vec<Vec<Value>>| batches.iter().map(Vec::len).collect::<Vec<_>>();
-        assert_eq!(lengths(batches((0..250).map(small).collect()).unwrap()), [100, 100, 50]);
-
-        let big =
-            || json!({"type": "paragraph", "paragraph": {"rich_text": [{"text": {"content": "x".repeat(200_000)}}]}});
-        assert_eq!(lengths(batches(vec![big(), big(), big()]).unwrap()), [2, 1]);
-
-        let nested = json!({"type": "bulleted_list_item", "bulleted_list_item": {"rich_text": [],
-            "children": (0..600).map(small).collect::<Vec<_>>()}});
-        assert_eq!(lengths(batches(vec![nested.clone(), nested]).unwrap()), [1, 1], "1000 elements per request");
-    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

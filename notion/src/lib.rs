@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod append;
 pub mod block;
 pub mod client;
 pub mod error;
@@ -19,6 +20,6 @@ pub mod page;
 pub mod rich_text;
 
 pub use block::{Block, Rendered, render};
-pub use client::{ClientOptions, NotionClient, RetryPolicy};
+pub use client::{ClientOptions, Fence, NotionClient, RetryPolicy, Unfenced};
 pub use error::{NotionError, Result};
 pub use page::{Database, List, Page};

@@ -215,3 +215,66 @@ async fn notion_refuses_what_breaks_its_limits() {
     let error = NotionError::Transport("x".into());
     assert!(error.is_retryable());
 }
+
+fn paragraph(text: &str) -> Value {
+    json!({ "type": "paragraph", "paragraph": { "rich_text": [{ "text": { "content": text } }] } })
+}
+
+fn item(text: &str, children: Vec<Value>) -> Value {
+    let mut block = json!({ "type": "bulleted_list_item", "bulleted_list_item": {
+        "rich_text": [{ "text": { "content": text } }] } });
+    if !children.is_empty() {
+        block["bulleted_list_item"]["children"] = json!(children);
+    }
+    block
+}
+
+fn table(rows: std::ops::Range<usize>) -> Value {
+    let rows: Vec<Value> = rows
+        .map(|i| {
+            json!({ "type": "table_row", "table_row": { "cells": [
+            [{ "text": { "content": i.to_string() } }], [{ "text": { "content": (i * i).to_string() } }]] } })
+        })
+        .collect();
+    json!({ "type": "table", "table": { "table_width": 2, "has_column_header": false, "children": rows } })
+}
+
+#[tokio::test]
+async fn long_tables_and_deep_nesting_arrive_whole_and_in_order() {
+    let sandbox = NotionSandbox::start(TOKEN).await.unwrap();
+    let (_, source) = questions(&sandbox);
+    let id = question(&sandbox, &source, "Tables", "Pending");
+    let notion = client(&sandbox);
+
+    // An LLM's answer with a 150-row table: Notion takes 100 rows per array.
+    let mut markdown = String::from("Before the table.\n\n| n | square |\n|---|---|\n");
+    for i in 0..150 {
+        markdown.push_str(&format!("| {i} | {} |\n", i * i));
+    }
+    markdown.push_str("\nAfter the table.\n");
+    notion.append_children(&id, notion::markdown::to_blocks(&markdown)).await.unwrap();
+    // A list four levels deep with a table at the third level, then a closing paragraph:
+    // two levels of nesting per request are all Notion takes.
+    let deep = item("one", vec![item("two", vec![item("three", vec![table(0..3), item("four", vec![])])])]);
+    notion.append_children(&id, vec![deep, paragraph("The end.")]).await.unwrap();
+
+    let refused: Vec<_> = sandbox.requests().into_iter().filter(|request| request.status >= 400).collect();
+    assert!(refused.is_empty(), "every request within Notion's limits: {refused:?}");
+    let tree = notion.block_tree(&id, 10).await.unwrap();
+    let kinds: Vec<&str> = tree.iter().map(|block| block.kind.as_str()).collect();
+    assert_eq!(kinds, ["paragraph", "table", "paragraph", "bulleted_list_item", "paragraph"]);
+    let rows = &tree[1].children;
+    assert_eq!(rows.len(), 151, "the header and all 150 rows");
+    let first_cells: Vec<String> = rows
+        .iter()
+        .map(|row| row.payload()["cells"][0][0]["plain_text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let expected: Vec<String> = std::iter::once("n".to_owned()).chain((0..150).map(|i| i.to_string())).collect();
+    assert_eq!(first_cells, expected, "rows in order");
+    let three = &tree[3].children[0].children[0];
+    let under_three: Vec<&str> = three.children.iter().map(|block| block.kind.as_str()).collect();
+    assert_eq!(under_three, ["table", "bulleted_list_item"], "the nested table and the fourth level, in order");
+    assert_eq!(three.children[0].children.len(), 3);
+    let text = render(&tree).text;
+    assert!(text.ends_with("The end."), "{text}");
+}

@@ -19,10 +19,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod cleartext;
+pub mod private_fs;
 mod secret;
 pub mod tunnel;
 
-pub use secret::Secret;
+pub use secret::{Secret, bearer_token};
 
 /// Version of the wire protocol; sent in the tunnel's `hello` and checked by the cloud.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -255,6 +257,14 @@ pub enum ErrorCode {
     Timeout,
     /// Something failed inside the server.
     Internal,
+    /// The server is at its limit for now; try again after `Retry-After`.
+    Overloaded,
+    /// A request body that is not `application/json`.
+    UnsupportedMediaType,
+    /// The request came from where it may not (another site's page, an unexpected `Host`).
+    Forbidden,
+    /// The endpoint is refused until the server is configured (fail closed); its log says why.
+    Unavailable,
 }
 
 /// `{code, message}` of a failed request.

@@ -35,6 +35,8 @@ pub enum LlmFault {
     FinishedWithError,
     /// Answer after this delay (to trip client timeouts).
     Delay(Duration),
+    /// Fail with this status after this delay (a run that loses its lease while it waits).
+    SlowFailure(Duration, u16),
 }
 
 /// One request the stand-in received.
@@ -58,6 +60,8 @@ struct Shared {
     key: String,
     faults: Mutex<Vec<Queued>>,
     log: Mutex<Vec<LlmRequest>>,
+    /// Markdown to answer with instead of the echo (long tables, deep lists…).
+    canned: Mutex<Option<String>>,
 }
 
 /// A running stand-in; stops when dropped.
@@ -75,8 +79,12 @@ impl LlmStandIn {
 
     /// Starts on `address`.
     pub async fn start_on(address: SocketAddr, key: &str) -> std::io::Result<Self> {
-        let shared =
-            Arc::new(Shared { key: key.to_owned(), faults: Mutex::new(Vec::new()), log: Mutex::new(Vec::new()) });
+        let shared = Arc::new(Shared {
+            key: key.to_owned(),
+            faults: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
+            canned: Mutex::new(None),
+        });
         let listener = tokio::net::TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let app = Router::new().route("/{*path}", post(complete)).with_state(shared.clone());
@@ -105,6 +113,12 @@ impl LlmStandIn {
     /// Every request so far.
     pub fn requests(&self) -> Vec<LlmRequest> {
         lock(&self.shared.log).clone()
+    }
+
+    /// Answers every later request with `markdown` (`None`: the echo again), for answers of a
+    /// shape the echo never has: long tables, deep lists, text that imitates prompt markers.
+    pub fn answer_with(&self, markdown: Option<&str>) {
+        *lock(&self.shared.canned) = markdown.map(str::to_owned);
     }
 }
 
@@ -151,13 +165,16 @@ async fn answer(shared: &Shared, headers: &HeaderMap, model: &str, messages: &[V
             q.fault.clone()
         })
     };
+    if let Some(LlmFault::SlowFailure(delay, _)) = &fault {
+        tokio::time::sleep(*delay).await;
+    }
     match fault {
         Some(LlmFault::RateLimited { retry_after_secs }) => {
             let mut response = error(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded");
             response.headers_mut().insert("retry-after", HeaderValue::from(retry_after_secs));
             return response;
         }
-        Some(LlmFault::Status(status)) => {
+        Some(LlmFault::Status(status) | LlmFault::SlowFailure(_, status)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let message = match status.as_u16() {
                 401 => "User not found.",
@@ -187,7 +204,8 @@ async fn answer(shared: &Shared, headers: &HeaderMap, model: &str, messages: &[V
         }
         None => {}
     }
-    let content = echo(model, messages);
+    let canned = lock(&shared.canned).clone();
+    let content = canned.unwrap_or_else(|| echo(model, messages));
     let prompt_tokens: usize = messages.iter().map(|m| words(m["content"].as_str().unwrap_or_default())).sum();
     let completion_tokens = words(&content);
     let body = json!({

@@ -55,7 +55,10 @@ impl DynamoStore {
     /// A store on `table`, configured from the environment (region, credentials, and
     /// `AWS_ENDPOINT_URL` for a stand-in).
     pub async fn from_env(table: impl Into<String>) -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(crate::app::aws_timeouts())
+            .load()
+            .await;
         Self::new(Client::new(&config), table)
     }
 
@@ -337,12 +340,52 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    async fn put_webhook_token(&self, token: &str) -> StoreResult<()> {
-        self.put(WEBHOOK_TOKEN_KEY, &token, HashMap::new()).await
+    async fn put_webhook_token(&self, token: &str) -> StoreResult<bool> {
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item(WEBHOOK_TOKEN_KEY, &token)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        written(request)
     }
 
     async fn webhook_token(&self) -> StoreResult<Option<String>> {
         self.get(WEBHOOK_TOKEN_KEY).await?.as_ref().map(decode).transpose()
+    }
+
+    async fn delete_webhook_token(&self) -> StoreResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(WEBHOOK_TOKEN_KEY.into()))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn remove_stale_connection(&self, connection_id: &str, seen_before: i64) -> StoreResult<bool> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(AGENTS_KEY.into()))
+            .update_expression("REMOVE #c")
+            .condition_expression("#c.last_seen < :before")
+            .expression_attribute_names("#c", connection_key(connection_id))
+            .expression_attribute_values(":before", AttributeValue::N(seen_before.to_string()))
+            .send()
+            .await;
+        written(request)
+    }
+
+    /// DynamoDB's TTL on `expires_at` deletes expired items (up to days late; reads check the
+    /// expiry themselves), so there is nothing to do and no `Scan` to pay for.
+    async fn sweep_expired(&self, _now: i64) -> StoreResult<usize> {
+        Ok(0)
     }
 
     fn kind(&self) -> &'static str {
@@ -375,6 +418,8 @@ mod tests {
         contract::connections_are_tracked_by_last_seen(&store).await;
         contract::replies_wait_for_their_reader_until_they_expire(&store).await;
         contract::webhook_events_are_handled_once(&store).await;
+        contract::stale_connections_are_pruned(&store).await;
+        contract::sweeping_keeps_what_is_live(&store, true).await;
         contract::concurrent_claims_have_one_winner(Arc::new(store)).await;
     }
 }

@@ -32,12 +32,14 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store file.
+    /// Opens (or creates) the store file, readable by its owner only (it holds the webhook's
+    /// signing key), in a folder only the owner can enter.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(backend)?;
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            protocol::private_fs::create_private_dir(parent).map_err(backend)?;
         }
         let db = Database::create(path).map_err(backend)?;
+        protocol::private_fs::make_private(path).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(ITEMS).map_err(backend)?;
         txn.commit().map_err(backend)?;
@@ -85,6 +87,16 @@ impl EmbeddedStore {
             items.push(decode(key.value(), value.value())?);
         }
         Ok(items)
+    }
+}
+
+/// When an item under `prefix` expires, as each kind stores it.
+fn expires_at(prefix: &str, bytes: &[u8]) -> Option<i64> {
+    match prefix {
+        "ctx#" => serde_json::from_slice::<CachedContext>(bytes).ok().map(|context| context.expires_at),
+        "reply#" => serde_json::from_slice::<StoredReply>(bytes).ok().map(|reply| reply.expires_at),
+        "event#" => serde_json::from_slice::<i64>(bytes).ok(),
+        _ => None,
     }
 }
 
@@ -237,13 +249,80 @@ impl Store for EmbeddedStore {
         self.blocking(move |db| Self::remove(db, &key)).await
     }
 
-    async fn put_webhook_token(&self, token: &str) -> StoreResult<()> {
-        let token = token.to_owned();
-        self.blocking(move |db| Self::write(db, WEBHOOK_TOKEN_KEY, &token)).await
+    async fn put_webhook_token(&self, token: &str) -> StoreResult<bool> {
+        let bytes = serde_json::to_vec(token).map_err(backend)?;
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut table = txn.open_table(ITEMS).map_err(backend)?;
+                if table.get(WEBHOOK_TOKEN_KEY).map_err(backend)?.is_some() {
+                    return Ok(false);
+                }
+                table.insert(WEBHOOK_TOKEN_KEY, bytes.as_slice()).map_err(backend)?;
+            }
+            txn.commit().map_err(backend)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn webhook_token(&self) -> StoreResult<Option<String>> {
         self.blocking(|db| Self::read(db, WEBHOOK_TOKEN_KEY)).await
+    }
+
+    async fn delete_webhook_token(&self) -> StoreResult<()> {
+        self.blocking(|db| Self::remove(db, WEBHOOK_TOKEN_KEY)).await
+    }
+
+    async fn remove_stale_connection(&self, connection_id: &str, seen_before: i64) -> StoreResult<bool> {
+        let key = connection_key(connection_id);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut table = txn.open_table(ITEMS).map_err(backend)?;
+                let current: Option<AgentConnection> = match table.get(key.as_str()).map_err(backend)? {
+                    Some(bytes) => Some(decode(&key, bytes.value())?),
+                    None => None,
+                };
+                if current.is_none_or(|connection| connection.last_seen >= seen_before) {
+                    return Ok(false);
+                }
+                table.remove(key.as_str()).map_err(backend)?;
+            }
+            txn.commit().map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn sweep_expired(&self, now: i64) -> StoreResult<usize> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let removed = {
+                let mut table = txn.open_table(ITEMS).map_err(backend)?;
+                let mut expired = Vec::new();
+                for prefix in ["ctx#", "event#", "reply#"] {
+                    for entry in table.range(prefix..).map_err(backend)? {
+                        let (key, value) = entry.map_err(backend)?;
+                        let key = key.value();
+                        if !key.starts_with(prefix) {
+                            break;
+                        }
+                        // An unreadable item is left for a person to look at, not deleted.
+                        if expires_at(prefix, value.value()).is_some_and(|at| at <= now) {
+                            expired.push(key.to_owned());
+                        }
+                    }
+                }
+                for key in &expired {
+                    table.remove(key.as_str()).map_err(backend)?;
+                }
+                expired.len()
+            };
+            txn.commit().map_err(backend)?;
+            Ok(removed)
+        })
+        .await
     }
 
     fn kind(&self) -> &'static str {
@@ -271,7 +350,20 @@ mod tests {
         contract::connections_are_tracked_by_last_seen(&store).await;
         contract::replies_wait_for_their_reader_until_they_expire(&store).await;
         contract::webhook_events_are_handled_once(&store).await;
+        contract::stale_connections_are_pruned(&store).await;
+        contract::sweeping_keeps_what_is_live(&store, false).await;
         contract::concurrent_claims_have_one_winner(Arc::new(store)).await;
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_store_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cloud").join("store.redb");
+        EmbeddedStore::open(&path).unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(path.parent().unwrap()), mode(&path)), (0o700, 0o600));
     }
 
     #[tokio::test]

@@ -225,11 +225,24 @@ pub trait Store: Send + Sync {
     /// Forgets that `event_id` was handled, so a redelivery is handled again (after a failure).
     async fn forget_event(&self, event_id: &str) -> StoreResult<()>;
 
-    /// Stores the Notion webhook's verification token (the key of its signatures).
-    async fn put_webhook_token(&self, token: &str) -> StoreResult<()>;
+    /// Stores the Notion webhook's verification token (the key of its signatures) unless one
+    /// is stored already; returns whether it was stored. A stored token is never replaced:
+    /// the handshake is unsigned, so replacing it would hand the signing key to anyone.
+    async fn put_webhook_token(&self, token: &str) -> StoreResult<bool>;
 
     /// The stored Notion webhook verification token.
     async fn webhook_token(&self) -> StoreResult<Option<String>>;
+
+    /// Forgets the stored verification token (an authenticated reset before a new handshake).
+    async fn delete_webhook_token(&self) -> StoreResult<()>;
+
+    /// Forgets a connection not heard from since before `seen_before` (its `$disconnect` never
+    /// came); returns whether it did. A connection touched meanwhile is kept.
+    async fn remove_stale_connection(&self, connection_id: &str, seen_before: i64) -> StoreResult<bool>;
+
+    /// Deletes items that expired before `now` (replies, webhook event records, cached
+    /// context); returns how many. DynamoDB's TTL does this by itself, so there it is a no-op.
+    async fn sweep_expired(&self, now: i64) -> StoreResult<usize>;
 
     /// What kind of store this is, for `/status`.
     fn kind(&self) -> &'static str;
@@ -367,9 +380,51 @@ pub(crate) mod contract {
         assert!(store.remember_event("ev-2", 300, 30).await.unwrap(), "forgotten after a failure");
         store.forget_event("never-seen").await.unwrap();
         assert_eq!(store.webhook_token().await.unwrap(), None);
-        store.put_webhook_token("secret_a").await.unwrap();
-        store.put_webhook_token("secret_b").await.unwrap();
+        assert!(store.put_webhook_token("secret_a").await.unwrap(), "the first handshake stores its token");
+        assert!(!store.put_webhook_token("secret_b").await.unwrap(), "a later one never replaces it");
+        assert_eq!(store.webhook_token().await.unwrap().as_deref(), Some("secret_a"));
+        store.delete_webhook_token().await.unwrap();
+        store.delete_webhook_token().await.unwrap(); // idempotent
+        assert_eq!(store.webhook_token().await.unwrap(), None);
+        assert!(store.put_webhook_token("secret_b").await.unwrap(), "stored again after a reset");
         assert_eq!(store.webhook_token().await.unwrap().as_deref(), Some("secret_b"));
+    }
+
+    pub async fn stale_connections_are_pruned(store: &dyn Store) {
+        for (id, last_seen) in [("old=", 10), ("fresh=", 500)] {
+            let connection =
+                AgentConnection { connection_id: id.into(), agent_id: "a".into(), connected_at: 5, last_seen };
+            store.put_connection(&connection).await.unwrap();
+        }
+        assert!(!store.remove_stale_connection("fresh=", 100).await.unwrap(), "heard from since: kept");
+        assert!(store.remove_stale_connection("old=", 100).await.unwrap());
+        assert!(!store.remove_stale_connection("old=", 100).await.unwrap(), "already gone");
+        assert!(!store.remove_stale_connection("never=", 100).await.unwrap());
+        let left: Vec<String> = store.connections().await.unwrap().into_iter().map(|c| c.connection_id).collect();
+        assert!(left.contains(&"fresh=".to_owned()) && !left.contains(&"old=".to_owned()), "{left:?}");
+    }
+
+    /// After a sweep, nothing expired is left and nothing live was touched. Stores whose
+    /// backend expires items by itself may remove nothing.
+    pub async fn sweeping_keeps_what_is_live(store: &dyn Store, deletes_itself: bool) {
+        store.sweep_expired(2000).await.unwrap(); // what earlier contract tests left behind
+        let context = |expires_at| CachedContext { context: "c".into(), sources: vec![], updated_at: 1, expires_at };
+        store.put_context("gone", &context(1500)).await.unwrap();
+        store.put_context("kept", &context(5000)).await.unwrap();
+        store.put_reply("r-gone", "{}", 1500).await.unwrap();
+        store.put_reply("r-kept", "{}", 5000).await.unwrap();
+        assert!(store.remember_event("e-gone", 1500, 1000).await.unwrap());
+        assert!(store.remember_event("e-kept", 5000, 1000).await.unwrap());
+        store.put_job(&job("sweep"), None).await.unwrap();
+        let removed = store.sweep_expired(2000).await.unwrap();
+        if !deletes_itself {
+            assert_eq!(removed, 3, "one expired context, reply and event record");
+        }
+        assert_eq!(store.get_context("kept", 2000).await.unwrap(), Some(context(5000)));
+        assert_eq!(store.get_reply("r-kept", 2000).await.unwrap().as_deref(), Some("{}"));
+        assert!(!store.remember_event("e-kept", 5000, 2000).await.unwrap(), "a live event record is kept");
+        assert!(store.get_job("sweep").await.unwrap().is_some(), "jobs never expire");
+        assert_eq!(store.sweep_expired(2000).await.unwrap(), 0, "nothing left to sweep");
     }
 
     pub async fn templates_round_trip(store: &dyn Store) {

@@ -30,6 +30,10 @@ use crate::store::{AgentConnection, CachedContext, Store};
 /// How long a reply stays in the store (the waiting run reads it within its deadline).
 const REPLY_TTL_SECS: i64 = 300;
 
+/// A connection not heard from for this long is gone whatever its record says: API Gateway
+/// closes connections idle for 10 minutes, and an agent sends heartbeats far more often.
+const STALE_AFTER_SECS: i64 = 15 * 60;
+
 /// Everything the WebSocket handlers and the link share.
 pub struct Tunnel {
     store: Arc<dyn Store>,
@@ -61,14 +65,9 @@ impl Tunnel {
         &self,
         request: &ApiGatewayCustomAuthorizerRequestTypeRequest,
     ) -> ApiGatewayCustomAuthorizerResponse {
-        let presented = request
-            .headers
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
-        let admitted = presented
-            .is_some_and(|token| self.tokens.iter().fold(false, |found, secret| secret.matches(token) | found));
+        let presented =
+            request.headers.get("authorization").and_then(|value| value.to_str().ok()).and_then(protocol::bearer_token);
+        let admitted = presented.is_some_and(|token| Secret::matches_any(&self.tokens, token));
         if !admitted {
             tracing::warn!(present = presented.is_some(), "refused an agent connection: missing or wrong token");
         }
@@ -198,15 +197,27 @@ impl Tunnel {
         !connection.agent_id.is_empty() && now - connection.last_seen <= 2 * self.heartbeat.as_secs() as i64
     }
 
+    /// The live connections; records of connections that went silent long ago (their
+    /// `$disconnect` never came) are deleted on the way, so the `agents` item cannot grow
+    /// towards DynamoDB's 400 KB item limit.
     async fn live_connections(&self) -> Vec<AgentConnection> {
         let now = self.clock.now();
-        match self.store.connections().await {
-            Ok(connections) => connections.into_iter().filter(|connection| self.live(connection, now)).collect(),
+        let connections = match self.store.connections().await {
+            Ok(connections) => connections,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the agents' connections");
-                Vec::new()
+                return Vec::new();
+            }
+        };
+        let seen_before = now - STALE_AFTER_SECS;
+        for stale in connections.iter().filter(|connection| connection.last_seen < seen_before) {
+            match self.store.remove_stale_connection(&stale.connection_id, seen_before).await {
+                Ok(true) => tracing::info!(connection_id = stale.connection_id, "forgot a connection silent for long"),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "could not forget a stale connection"),
             }
         }
+        connections.into_iter().filter(|connection| self.live(connection, now)).collect()
     }
 
     /// Sends `body` to live agents in turn until one answers, within `deadline` overall.

@@ -50,10 +50,9 @@ impl AgentGate {
         Arc::new(Self { hub, tokens, store, clock, cache_ttl })
     }
 
-    /// Whether `candidate` is one of the tokens; every token is compared, so the time taken
-    /// does not tell which one (or how much of one) matched.
+    /// Whether `candidate` is one of the tokens (see [`Secret::matches_any`]).
     fn admits(&self, candidate: &str) -> bool {
-        self.tokens.iter().fold(false, |found, token| token.matches(candidate) | found)
+        Secret::matches_any(&self.tokens, candidate)
     }
 
     /// Stores pushed context for the offline fallback.
@@ -82,11 +81,8 @@ fn refuse(message: &str) -> Response {
 }
 
 async fn upgrade(State(gate): State<Arc<AgentGate>>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
+    let presented =
+        headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(protocol::bearer_token);
     match presented {
         None => {
             tracing::warn!("refused an agent without a token");

@@ -265,13 +265,25 @@ impl Store for CountingStore {
         self.write();
         self.inner.forget_event(id).await
     }
-    async fn put_webhook_token(&self, token: &str) -> cloud_fn::store::StoreResult<()> {
+    async fn put_webhook_token(&self, token: &str) -> cloud_fn::store::StoreResult<bool> {
         self.write();
         self.inner.put_webhook_token(token).await
     }
     async fn webhook_token(&self) -> cloud_fn::store::StoreResult<Option<String>> {
         self.read();
         self.inner.webhook_token().await
+    }
+    async fn delete_webhook_token(&self) -> cloud_fn::store::StoreResult<()> {
+        self.write();
+        self.inner.delete_webhook_token().await
+    }
+    async fn remove_stale_connection(&self, id: &str, seen_before: i64) -> cloud_fn::store::StoreResult<bool> {
+        self.write();
+        self.inner.remove_stale_connection(id, seen_before).await
+    }
+    async fn sweep_expired(&self, now: i64) -> cloud_fn::store::StoreResult<usize> {
+        self.write();
+        self.inner.sweep_expired(now).await
     }
     fn kind(&self) -> &'static str {
         self.inner.kind()

@@ -12,6 +12,7 @@
 //! A threshold of 0.3 therefore keeps passages that either mean the same thing or share the
 //! query's informative words.
 
+pub mod admission;
 pub mod cache;
 pub mod context;
 pub mod fusion;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use protocol::{ContextRequest, ContextResponse, SearchHit, SearchMode, SearchRequest, SearchResponse, SourceType};
 use serde::{Deserialize, Serialize};
 
+use self::admission::Admission;
 use self::cache::QueryCache;
 use self::context::{Passage, Piece, build_context};
 use self::fusion::{RankedList, reciprocal_rank_fusion};
@@ -118,6 +120,7 @@ pub struct Engine {
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     last_check: Mutex<Instant>,
     cache: Mutex<QueryCache<Answer>>,
+    admission: Admission,
 }
 
 /// How often the engine looks for a newer generation published by an indexing run.
@@ -139,7 +142,13 @@ impl Engine {
             snapshot: RwLock::new(snapshot),
             last_check: Mutex::new(Instant::now()),
             cache: Mutex::new(cache),
+            admission: Admission::per_core(),
         })
+    }
+
+    /// The gate searches take their turn at: the tunnel's before local ones (see [`admission`]).
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// The embedding model.

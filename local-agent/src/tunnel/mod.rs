@@ -6,8 +6,10 @@
 //!   their deadlines, replies trimmed to the message limit and fragmented into 32 KB frames,
 //!   heartbeats, and `cache_push` of per-tag context whenever the index changes;
 //! - [`supervisor`] keeps a connection up: jittered exponential [`backoff`], a new connection
-//!   opened before the old one is drained (API Gateway closes connections at two hours), and a
-//!   fatal error only for what retrying cannot fix (a refused token, a bad URL);
+//!   opened before the old one is drained (API Gateway closes connections at two hours), a
+//!   slow retry when the cloud refuses the token (API Gateway also answers 403 during a
+//!   redeploy; the local API keeps serving meanwhile), and a fatal error only for a
+//!   configuration that cannot work (a bad URL);
 //! - [`responder`] is what answers: the search engine;
 //! - [`status`] is what it is doing (connected, last heartbeat, last error), for `/stats`.
 
@@ -26,13 +28,14 @@ use rustls::pki_types::pem::PemObject;
 
 use crate::config::Secret;
 pub use responder::Responder;
-pub use status::{TunnelSnapshot, TunnelStatus};
+pub use status::{TunnelSnapshot, TunnelState, TunnelStatus};
 pub use supervisor::{SupervisorSettings, supervise};
 
 /// Why the tunnel is down.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TunnelError {
-    /// The cloud refused the token: retrying cannot help.
+    /// The cloud refused the token: retried slowly, since a person has to fix it (or API
+    /// Gateway answers 403 while it is being redeployed).
     #[error("the cloud refused the agent token (HTTP {0}); set AGENT_TOKEN to one the cloud accepts")]
     Unauthorized(u16),
     /// The configuration cannot work: retrying cannot help.
@@ -47,16 +50,21 @@ pub enum TunnelError {
 }
 
 impl TunnelError {
-    /// Whether the supervisor should stop (and the process exit) instead of retrying.
+    /// Whether the supervisor should stop instead of retrying: the configuration cannot work.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, TunnelError::Unauthorized(_) | TunnelError::Config(_))
+        matches!(self, TunnelError::Config(_))
+    }
+
+    /// Whether the cloud refused the token (retried on the slow schedule).
+    pub fn is_refused(&self) -> bool {
+        matches!(self, TunnelError::Unauthorized(_))
     }
 }
 
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct TunnelConfig {
-    /// `wss://…` (or `ws://…` on loopback and behind TLS-terminating proxies).
+    /// `wss://…` (or `ws://…` to this machine, or anywhere with `allow_insecure`).
     pub url: String,
     /// The shared secret the cloud checks on the upgrade.
     pub token: Secret,
@@ -76,9 +84,20 @@ impl TunnelConfig {
     /// A configuration for `url` with defaults: the public web PKI, unless `ca_file` names the
     /// only CA to trust (for a self-hosted cloud with its own certificate).
     pub fn new(url: &str, token: Secret, agent_id: String, ca_file: Option<&Path>) -> Result<Self, TunnelError> {
-        if !(url.starts_with("wss://") || url.starts_with("ws://")) {
-            return Err(TunnelError::Config(format!("CLOUD_URL must start with wss:// (or ws://), got {url:?}")));
-        }
+        Self::with_transport(url, token, agent_id, ca_file, false)
+    }
+
+    /// As [`new`](Self::new); `allow_insecure` accepts `ws://` to another machine (the token
+    /// would travel unencrypted: only where a VPN or tunnel encrypts the path).
+    pub fn with_transport(
+        url: &str,
+        token: Secret,
+        agent_id: String,
+        ca_file: Option<&Path>,
+        allow_insecure: bool,
+    ) -> Result<Self, TunnelError> {
+        protocol::cleartext::check_url(url, protocol::cleartext::Transport::WebSocket, allow_insecure)
+            .map_err(|error| TunnelError::Config(format!("CLOUD_URL: {error}")))?;
         Ok(Self {
             url: url.to_owned(),
             token,
@@ -119,7 +138,8 @@ fn client_tls(ca_file: Option<&Path>) -> Result<ClientConfig, TunnelError> {
     Ok(config)
 }
 
-/// Connects to the cloud and stays connected until a fatal error, which it returns.
+/// Connects to the cloud and stays connected until a fatal error, which it returns (and
+/// records in the status).
 pub async fn run(config: TunnelConfig, responder: Arc<dyn Responder>) -> TunnelError {
     let settings = config.supervisor;
     let config = &config;
@@ -127,11 +147,15 @@ pub async fn run(config: TunnelConfig, responder: Arc<dyn Responder>) -> TunnelE
         let responder = responder.clone();
         async move {
             let dialled = connection::dial(config, responder).await;
-            if let Err(error) = &dialled {
-                config.status.dial_failed(&error.to_string());
+            match &dialled {
+                Err(error) if error.is_refused() => config.status.refused(&error.to_string()),
+                Err(error) => config.status.dial_failed(&error.to_string()),
+                Ok(_) => {}
             }
             dialled
         }
     };
-    supervise(dial, settings).await
+    let error = supervise(dial, settings).await;
+    config.status.stopped(&error.to_string());
+    error
 }

@@ -6,6 +6,7 @@ use protocol::{ContextRequest, ErrorCode, ErrorDetail};
 
 use crate::Error;
 use crate::search::Engine;
+use crate::search::admission::Lane;
 
 /// Answers requests arriving through the tunnel. Methods may block (they run on the blocking
 /// pool).
@@ -44,12 +45,13 @@ fn detail(error: Error) -> ErrorDetail {
 
 impl Responder for Engine {
     fn respond(&self, request: &RequestBody) -> Result<ReplyBody, ErrorDetail> {
-        match request {
+        // The cloud waits on a deadline: its searches go before local ones.
+        self.admission().run(Lane::Cloud, || match request {
             RequestBody::Search(search) => self.search(search).map(ReplyBody::Search).map_err(detail),
             RequestBody::BuildContext(context) => {
                 self.build_context(context).map(ReplyBody::BuildContext).map_err(detail)
             }
-        }
+        })
     }
 
     fn summary(&self) -> IndexSummary {

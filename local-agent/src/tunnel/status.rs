@@ -18,6 +18,10 @@ pub struct TunnelStatus {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Since when the cloud has been refusing the token (cleared by a session).
+    refused_since: Option<u64>,
+    /// Why the tunnel stopped for good, if it did.
+    stopped: Option<String>,
     live_sessions: u32,
     connected_since: Option<u64>,
     last_heartbeat: Option<u64>,
@@ -26,11 +30,32 @@ struct State {
     connections: u64,
 }
 
+/// What the tunnel is doing, in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TunnelState {
+    /// A session is up.
+    Connected,
+    /// Dialling, or waiting to dial again after a failure.
+    #[default]
+    Connecting,
+    /// The cloud refuses the agent token; retried slowly while the local API keeps serving.
+    Refused,
+    /// Stopped for good: the configuration cannot work (see `last_error`).
+    Stopped,
+}
+
 /// A copy of the tunnel state (times in seconds since the Unix epoch).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TunnelSnapshot {
+    /// In one word.
+    #[serde(default)]
+    pub state: TunnelState,
     /// Whether a session with the cloud is up.
     pub connected: bool,
+    /// Since when the cloud has been refusing the token.
+    #[serde(default)]
+    pub refused_since: Option<u64>,
     /// When the current connection was opened.
     pub connected_since: Option<u64>,
     /// When the last heartbeat was sent to the cloud.
@@ -54,6 +79,7 @@ impl TunnelStatus {
             state.live_sessions += 1;
             state.connections += 1;
             state.connected_since = Some(now());
+            state.refused_since = None;
         });
     }
 
@@ -84,11 +110,41 @@ impl TunnelStatus {
         });
     }
 
+    /// The cloud refused the token.
+    pub fn refused(&self, error: &str) {
+        self.update(|state| {
+            let at = now();
+            state.refused_since.get_or_insert(at);
+            state.last_error = Some(error.to_owned());
+            state.last_error_at = Some(at);
+        });
+    }
+
+    /// The tunnel stopped for good.
+    pub fn stopped(&self, error: &str) {
+        self.update(|state| {
+            state.stopped = Some(error.to_owned());
+            state.last_error = Some(error.to_owned());
+            state.last_error_at = Some(now());
+        });
+    }
+
     /// A copy of the current state.
     pub fn snapshot(&self) -> TunnelSnapshot {
         let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let connected = state.live_sessions > 0;
         TunnelSnapshot {
-            connected: state.live_sessions > 0,
+            state: if connected {
+                TunnelState::Connected
+            } else if state.stopped.is_some() {
+                TunnelState::Stopped
+            } else if state.refused_since.is_some() {
+                TunnelState::Refused
+            } else {
+                TunnelState::Connecting
+            },
+            connected,
+            refused_since: state.refused_since,
             connected_since: state.connected_since,
             last_heartbeat: state.last_heartbeat,
             last_error: state.last_error.clone(),
@@ -130,7 +186,24 @@ mod tests {
         status.session_ended(Some("closed by the cloud"));
         let snapshot = status.snapshot();
         assert!(!snapshot.connected);
+        assert_eq!(snapshot.state, TunnelState::Connecting);
         assert_eq!(snapshot.connected_since, None);
         assert_eq!(snapshot.last_error.as_deref(), Some("connection lost: closed by the cloud"));
+    }
+
+    #[test]
+    fn a_refused_token_shows_until_a_session_starts() {
+        let status = TunnelStatus::default();
+        status.refused("the cloud refused the agent token (HTTP 403)");
+        let first = status.snapshot();
+        assert_eq!(first.state, TunnelState::Refused);
+        status.refused("the cloud refused the agent token (HTTP 403)");
+        assert_eq!(status.snapshot().refused_since, first.refused_since, "since the first refusal");
+        status.session_started();
+        let snapshot = status.snapshot();
+        assert_eq!((snapshot.state, snapshot.refused_since), (TunnelState::Connected, None));
+        status.session_ended(None);
+        status.stopped("CLOUD_URL is not usable");
+        assert_eq!(status.snapshot().state, TunnelState::Stopped);
     }
 }

@@ -1,5 +1,6 @@
 //! Keeps one connection to the cloud up: reconnects with backoff, rotates connections before
-//! API Gateway's two-hour cap, and gives up only on errors no retry can fix.
+//! API Gateway's two-hour cap, retries a refused token on a slow schedule, and gives up only
+//! on a configuration no retry can fix.
 //!
 //! The loop knows nothing about sockets: it calls a `dial` function that returns a
 //! [`LiveConnection`] (a handle on a running session) or an error. That keeps it testable with
@@ -50,6 +51,9 @@ impl LiveConnection {
 pub struct SupervisorSettings {
     /// Reconnect delays.
     pub backoff: BackoffSettings,
+    /// Delays after the cloud refused the token: slow, since a person has to act (or a
+    /// redeploy to finish), and every try costs the cloud an authorizer call.
+    pub refused_backoff: BackoffSettings,
     /// Age at which a connection is replaced (API Gateway closes them at 2 hours).
     pub max_connection_age: Duration,
     /// How soon to try again when dialling the replacement fails (the old one stays up).
@@ -63,6 +67,11 @@ impl Default for SupervisorSettings {
     fn default() -> Self {
         Self {
             backoff: BackoffSettings::default(),
+            refused_backoff: BackoffSettings {
+                initial: Duration::from_secs(30),
+                max: Duration::from_secs(15 * 60),
+                healthy_after: Duration::from_secs(60),
+            },
             max_connection_age: Duration::from_secs(110 * 60),
             rotation_retry: Duration::from_secs(30),
             drain_grace: Duration::from_secs(5),
@@ -78,17 +87,19 @@ where
     F: Future<Output = Result<LiveConnection, TunnelError>>,
 {
     let mut backoff = Backoff::new(settings.backoff);
+    let mut refused = Backoff::new(settings.refused_backoff);
     loop {
         let mut current = match dial().await {
             Ok(connection) => connection,
             Err(error) if error.is_fatal() => return error,
             Err(error) => {
-                let delay = backoff.next_delay();
+                let delay = if error.is_refused() { refused.next_delay() } else { backoff.next_delay() };
                 tracing::warn!(%error, retry_in = ?delay, "cannot connect to the cloud");
                 tokio::time::sleep(delay).await;
                 continue;
             }
         };
+        refused.reset();
         tracing::info!("connected to the cloud");
         let mut connected_at = Instant::now();
         let mut rotate_at = connected_at + settings.max_connection_age;
@@ -144,6 +155,8 @@ mod tests {
     enum Script {
         Fail,
         Refuse,
+        /// A configuration that cannot work: ends the supervisor.
+        Broken,
         /// Succeeds; the session ends after this long (or never).
         Connect(Option<Duration>),
     }
@@ -159,7 +172,7 @@ mod tests {
         let mut script: VecDeque<Script> = script.into();
         let dial_log = log.clone();
         let dial = move || {
-            let step = script.pop_front().unwrap_or(Script::Refuse);
+            let step = script.pop_front().unwrap_or(Script::Broken);
             let log = dial_log.clone();
             let number = {
                 let mut log = log.lock().unwrap();
@@ -170,6 +183,7 @@ mod tests {
                 match step {
                     Script::Fail => Err(TunnelError::Unreachable("connection refused".into())),
                     Script::Refuse => Err(TunnelError::Unauthorized(401)),
+                    Script::Broken => Err(TunnelError::Config("CLOUD_URL is not usable".into())),
                     Script::Connect(lifetime) => {
                         let (drain, drained) = oneshot::channel();
                         let (end, ended) = oneshot::channel();
@@ -210,6 +224,11 @@ mod tests {
                 max: Duration::from_secs(16),
                 healthy_after: Duration::from_secs(60),
             },
+            refused_backoff: BackoffSettings {
+                initial: Duration::from_secs(60),
+                max: Duration::from_secs(600),
+                healthy_after: Duration::from_secs(60),
+            },
             max_connection_age: Duration::from_secs(7200 - 600),
             rotation_retry: Duration::from_secs(30),
             drain_grace: Duration::from_secs(5),
@@ -221,16 +240,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn failures_back_off_exponentially_and_auth_failure_is_fatal() {
-        let (dial, log) = scripted(vec![Script::Fail, Script::Fail, Script::Fail, Script::Fail, Script::Refuse]);
+    async fn failures_back_off_exponentially_and_a_broken_configuration_is_fatal() {
+        let (dial, log) = scripted(vec![Script::Fail, Script::Fail, Script::Fail, Script::Fail, Script::Broken]);
         let error = supervise(dial, settings()).await;
-        assert!(matches!(error, TunnelError::Unauthorized(401)), "{error}");
+        assert!(matches!(error, TunnelError::Config(_)), "{error}");
         let gaps = gaps(&log.lock().unwrap());
-        assert_eq!(gaps.len(), 4, "the refused dial is the last one: {gaps:?}");
+        assert_eq!(gaps.len(), 4, "the broken dial is the last one: {gaps:?}");
         for (gap, ceiling) in gaps.iter().zip([1, 2, 4, 8]) {
             let ceiling = Duration::from_secs(ceiling);
             assert!(*gap >= ceiling / 2 && *gap <= ceiling, "{gap:?} vs ceiling {ceiling:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_token_is_retried_slowly_until_the_cloud_accepts_it() {
+        let script =
+            vec![Script::Refuse, Script::Refuse, Script::Refuse, Script::Connect(Some(Duration::from_secs(5)))];
+        let (dial, log) = scripted(script);
+        let error = supervise(dial, settings()).await;
+        assert!(matches!(error, TunnelError::Config(_)), "{error}");
+        let gaps = gaps(&log.lock().unwrap());
+        // Ceilings 60, 120 and 240 s on the slow schedule, never the fast one's seconds.
+        for (gap, ceiling) in gaps.iter().zip([60, 120, 240]) {
+            let ceiling = Duration::from_secs(ceiling);
+            assert!(*gap >= ceiling / 2 && *gap <= ceiling, "{gap:?} vs ceiling {ceiling:?}");
+        }
+        assert_eq!(gaps.len(), 4, "retried until accepted: {gaps:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -129,3 +129,27 @@ fn serve_rebuilds_a_corrupt_index_instead_of_crashing() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("rebuilding the index from its sources"), "a clear log line: {stderr}");
 }
+
+#[test]
+fn serving_beyond_loopback_needs_an_api_key() {
+    let workspace = Workspace::with_sample_notes();
+    let output =
+        agent(&workspace).args(["serve", "--listen", "0.0.0.0:0"]).env_remove("LOCAL_RAG_API_KEY").output().unwrap();
+    let (_, stderr) = text(&output);
+    assert!(!output.status.success());
+    assert!(stderr.contains("refusing to serve on 0.0.0.0:0 without an API key"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_data_dir_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let workspace = Workspace::with_sample_notes();
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let output = agent(&workspace).arg("index").arg(workspace.notes()).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output).1);
+    assert_eq!(mode(&workspace.data()), 0o700, "created private");
+    std::fs::set_permissions(workspace.data(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(agent(&workspace).arg("index").output().unwrap().status.success());
+    assert_eq!(mode(&workspace.data()), 0o700, "an existing data dir is tightened");
+}

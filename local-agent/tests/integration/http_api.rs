@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use local_agent::config::Secret;
-use local_agent::http::{self, ApiState};
+use local_agent::http::{self, ApiSettings, ApiState};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -20,6 +20,10 @@ struct Server {
 
 impl Server {
     async fn start(indexed: bool, api_key: Option<&str>) -> Self {
+        Self::start_with(indexed, api_key, ApiSettings::default()).await
+    }
+
+    async fn start_with(indexed: bool, api_key: Option<&str>, settings: ApiSettings) -> Self {
         let workspace = Workspace::with_sample_notes();
         if indexed {
             tokio::task::block_in_place(|| workspace.index());
@@ -28,7 +32,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let state = ApiState::new(engine, api_key.map(Secret::new));
+        let state = ApiState::new(engine, api_key.map(Secret::new)).with_settings(settings);
         let task = tokio::spawn(http::serve(listener, state, async {
             let _ = stopped.await;
         }));
@@ -151,7 +155,8 @@ async fn bad_requests_get_clear_json_errors() {
     assert_eq!((status, error_code(&reply)), (StatusCode::BAD_REQUEST, "invalid_request"));
 
     let client = reqwest::Client::new();
-    let response = client.post(server.url("/search")).body("{not json").send().await.unwrap();
+    let not_json = client.post(server.url("/search")).header("content-type", "application/json").body("{not json");
+    let response = not_json.send().await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&response.json().await.unwrap()), "invalid_json");
 
@@ -269,4 +274,66 @@ async fn index_rebuild_runs_in_the_background_one_at_a_time() {
     let rebuilt = index.read_manifest(index.current().unwrap().unwrap()).unwrap();
     assert_eq!(rebuilt.documents.len(), first.documents);
     let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_pages_of_other_sites_cannot_use_the_api() {
+    let server = Server::start(true, None).await;
+    let client = reqwest::Client::new();
+    let search = || client.post(server.url("/search"));
+    let body = r#"{"query":"bread"}"#;
+    let own_origin = format!("http://{}", server.address);
+
+    // DNS rebinding: the page's own name still arrives as Host.
+    let rebound = search().header("host", "evil.example:8001").header("content-type", "application/json").body(body);
+    let response = rebound.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(&response.json().await.unwrap()), "forbidden");
+    let health = client.get(server.url("/health")).header("host", "evil.example").send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::FORBIDDEN, "no endpoint answers another name");
+
+    // Another site's script, and a sandboxed one.
+    for origin in ["https://evil.example", "null", "http://localhost:1"] {
+        let response = search()
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{origin}");
+    }
+    // A form or text/plain POST needs no CORS preflight: refused for its content type.
+    for kind in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let response = search().header("content-type", kind).body(body).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{kind}");
+        assert_eq!(error_code(&response.json().await.unwrap()), "unsupported_media_type");
+    }
+    // The API's own page and non-browser clients are served.
+    let own = search().header("origin", &own_origin).header("content-type", "application/json").body(body);
+    assert_eq!(own.send().await.unwrap().status(), StatusCode::OK);
+    let (status, _) = server.post("/search", json!({"query": "bread"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let cleared = client.post(server.url("/cache/clear")).send().await.unwrap();
+    assert_eq!(cleared.status(), StatusCode::OK, "a POST without a body needs no content type");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_is_told_to_come_back_later_instead_of_queueing() {
+    let settings = ApiSettings { max_concurrent_requests: 1, ..ApiSettings::default() };
+    let server = Server::start_with(true, None, settings).await;
+    let client = reqwest::Client::new();
+    let requests = (0..32).map(|i| {
+        let request = client.post(server.url("/search")).json(&json!({"query": format!("bread and rest {i}")}));
+        async move { request.send().await.unwrap() }
+    });
+    let responses = futures_util::future::join_all(requests).await;
+    let busy: Vec<_> = responses.iter().filter(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE).collect();
+    assert!(!busy.is_empty(), "32 at once over a limit of 1");
+    assert!(responses.iter().all(|r| r.status() == StatusCode::OK || r.status() == StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(busy[0].headers()["retry-after"], "1");
+    let (status, body) = server.post("/search", json!({"query": "bread"})).await;
+    assert_eq!(status, StatusCode::OK, "served again once the flood is over: {body}");
+    server.stop().await;
 }

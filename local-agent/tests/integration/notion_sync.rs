@@ -50,6 +50,7 @@ impl Knowledge {
             full_sync_interval: Duration::from_secs(3600),
             // The sandbox's clock is moved past a minute before every edit instead.
             settle_time: Duration::ZERO,
+            allow_insecure: false,
         }
     }
 

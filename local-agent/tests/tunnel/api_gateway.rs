@@ -40,8 +40,8 @@ async fn the_connect_authorizer_admits_only_valid_tokens() {
     let connections = store.connections().await.unwrap();
     assert_eq!(connections[0].agent_id, "laptop", "the hello route recorded the agent");
 
-    let wrong = tunnel::run(agent_config(&emulator.ws_url(), "not-the-token", "intruder"), ScriptedNotes::new("x"));
-    let error = tokio::time::timeout(Duration::from_secs(5), wrong).await.expect("a refused token is fatal");
+    let wrong = agent_config(&emulator.ws_url(), "not-the-token", "intruder");
+    let error = tunnel::connection::dial(&wrong, ScriptedNotes::new("x")).await.expect_err("refused");
     assert_eq!(error, TunnelError::Unauthorized(403));
     match raw_client(&emulator.ws_url(), None).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),

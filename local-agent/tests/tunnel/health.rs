@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use local_agent::config::{CloudSection, Secret};
 use local_agent::doctor::{self, Status};
-use local_agent::tunnel::TunnelSnapshot;
+use local_agent::tunnel::{TunnelSnapshot, TunnelState};
 
 use crate::support::*;
 
@@ -48,17 +48,19 @@ async fn the_tunnel_reports_connection_heartbeats_and_losses() {
     assert_eq!(back.connections, 2);
     agent.abort();
 
+    // A refused token is not fatal: the tunnel says so and keeps retrying, slowly.
     let refused = agent_config(&cloud.url(), "not-the-token", "intruder");
     let refused_status = refused.status.clone();
-    let error = local_agent::tunnel::run(refused, ScriptedNotes::new("x")).await;
-    assert!(error.is_fatal());
-    let snapshot = refused_status.snapshot();
-    assert!(!snapshot.connected);
+    let retrying = tokio::spawn(local_agent::tunnel::run(refused, ScriptedNotes::new("x")));
+    let snapshot = until(&refused_status, |s| s.state == TunnelState::Refused).await;
+    assert!(!snapshot.connected && snapshot.refused_since.is_some());
     assert!(snapshot.last_error.as_deref().is_some_and(|e| e.contains("refused the agent token")), "{snapshot:?}");
+    assert!(!retrying.is_finished(), "still retrying");
+    retrying.abort();
 }
 
 fn cloud_section(url: &str, token: &str, ca_file: Option<std::path::PathBuf>) -> CloudSection {
-    CloudSection { url: Some(url.into()), token: Some(Secret::new(token)), ca_file, agent_id: None }
+    CloudSection { url: Some(url.into()), token: Some(Secret::new(token)), ca_file, ..CloudSection::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

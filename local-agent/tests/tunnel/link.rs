@@ -50,10 +50,11 @@ async fn only_agents_with_a_valid_token_get_in() {
     assert_eq!(cloud.hub.agents()[0].agent_id, "laptop");
     assert_eq!(cloud.hub.agents()[0].stats.index.docs, 2);
 
-    // A wrong token is fatal at once: retrying cannot fix it.
-    let wrong = tunnel::run(agent_config(&cloud.url(), "not-the-token", "intruder"), ScriptedNotes::new("x"));
-    let error = tokio::time::timeout(Duration::from_secs(5), wrong).await.expect("a refused token must not be retried");
+    // A wrong token is refused at the upgrade, and said to be the token's fault.
+    let wrong = agent_config(&cloud.url(), "not-the-token", "intruder");
+    let error = tunnel::connection::dial(&wrong, ScriptedNotes::new("x")).await.expect_err("refused");
     assert_eq!(error, TunnelError::Unauthorized(401));
+    assert!(error.is_refused() && !error.is_fatal());
     assert!(error.to_string().contains("AGENT_TOKEN"), "{error}");
 
     match raw_client(&cloud.url(), None).await {

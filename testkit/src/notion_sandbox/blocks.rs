@@ -110,6 +110,22 @@ fn validate_block(block: &Value, path: &str, depth: usize, elements: &mut usize)
             validate_rich_text(cell, &format!("{path}.table_row.cells[{index}]"))?;
         }
     }
+    // A table is created with its rows, and rows live only in tables.
+    let rows_only = |children: &[Value]| children.iter().all(|child| block_kind(child) == Some("table_row"));
+    match (kind, payload.get("children").and_then(Value::as_array)) {
+        ("table", None) => {
+            return Err(ApiError::validation(format!("body.{path}.table.children should be defined")));
+        }
+        ("table", Some(rows)) if rows.is_empty() || !rows_only(rows) => {
+            return Err(ApiError::validation(format!(
+                "body.{path}.table.children should be a non-empty array of table_row blocks"
+            )));
+        }
+        (other, Some(children)) if other != "table" && children.iter().any(|c| block_kind(c) == Some("table_row")) => {
+            return Err(ApiError::validation(format!("body.{path}.{other}.children: table_row belongs in a table")));
+        }
+        _ => {}
+    }
     if let Some(children) = payload.get("children") {
         // A request may nest two levels below its top-level blocks.
         if depth >= 2 {
@@ -138,6 +154,20 @@ fn block_kind(block: &Value) -> Option<&str> {
     }
     // `type` may be omitted: the payload's key names it.
     block.as_object()?.keys().find(|key| WRITABLE.iter().any(|(name, _)| name == key)).map(String::as_str)
+}
+
+/// Checks that `children` may go under a parent of kind `parent_kind` (`None`: a page): rows
+/// only into tables, and nothing else into them.
+pub fn validate_parent(parent_kind: Option<&str>, children: &Value) -> Result<(), ApiError> {
+    let into_table = parent_kind == Some("table");
+    for (index, child) in children.as_array().into_iter().flatten().enumerate() {
+        if (block_kind(child) == Some("table_row")) != into_table {
+            return Err(ApiError::validation(format!(
+                "body.children[{index}]: table_row blocks can be appended to a table, and only they can"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Creates validated blocks under `parent`; returns the ids of the top-level ones.

@@ -103,6 +103,8 @@ struct Injection {
     method: Option<Method>,
     path_contains: String,
     fault: Fault,
+    /// Matching requests to let through before the fault starts.
+    skip: usize,
     remaining: usize,
 }
 
@@ -311,11 +313,18 @@ impl NotionSandbox {
     /// Makes the next `times` requests whose path contains `path_contains` (and whose method is
     /// `method`, if given) fail with `fault`.
     pub fn inject(&self, method: Option<&str>, path_contains: &str, fault: Fault, times: usize) {
+        self.inject_after(method, path_contains, fault, 0, times);
+    }
+
+    /// As [`inject`](Self::inject), but lets the first `skip` matching requests through (the
+    /// second append of an answer, say).
+    pub fn inject_after(&self, method: Option<&str>, path_contains: &str, fault: Fault, skip: usize, times: usize) {
         let method = method.map(|m| Method::from_bytes(m.as_bytes()).expect("valid method"));
         lock(&self.shared.injections).push(Injection {
             method,
             path_contains: path_contains.to_owned(),
             fault,
+            skip,
             remaining: times,
         });
     }
@@ -417,9 +426,13 @@ fn check(shared: &Shared, method: &Method, path: &str, headers: &HeaderMap) -> R
         let found = injections.iter_mut().find(|i| {
             i.remaining > 0 && path.contains(&i.path_contains) && i.method.as_ref().is_none_or(|m| m == method)
         });
-        found.map(|injection| {
+        found.and_then(|injection| {
+            if injection.skip > 0 {
+                injection.skip -= 1;
+                return None;
+            }
             injection.remaining -= 1;
-            injection.fault.clone()
+            Some(injection.fault.clone())
         })
     };
     match &fault {
@@ -659,6 +672,8 @@ async fn append_children(
     if !parent_is_page && !workspace.blocks.contains_key(&id) {
         return Err(ApiError::not_found("block", &id));
     }
+    let parent_kind = workspace.blocks.get(&id).map(|block| block.kind.clone());
+    blocks::validate_parent(parent_kind.as_deref(), children)?;
     let created = blocks::append(&mut workspace, &id, parent_is_page, children);
     if let Some(page) = workspace.page_of(&id) {
         workspace.touch(&page);

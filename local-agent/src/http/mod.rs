@@ -3,11 +3,17 @@
 //! plus `GET /metrics` (Prometheus text) and `POST /index/rebuild`.
 //!
 //! Every endpoint except `/health` requires the API key when one is configured
-//! (`Authorization: Bearer <key>` or `X-API-Key: <key>`). Every failure is a JSON
+//! (`Authorization: Bearer <key>` or `X-API-Key: <key>`); without one the API must listen on
+//! loopback ([`check_exposure`]). [`guard`] keeps browser pages out (Host, Origin, JSON bodies),
+//! retrieval requests beyond `max_concurrent_requests` get 503 with `Retry-After`, and
+//! [`edge`] bounds connections and timeouts. Every failure is a JSON
 //! `{success: false, error: {code, message}}` with a 4xx/5xx status — bad JSON, a field out of
 //! range, an oversized body, a wrong key, an unknown path — and never a panic.
 
+pub mod guard;
+
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,16 +36,57 @@ use protocol::{ContextRequest, ErrorCode, ErrorResponse, SearchRequest};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
+use self::guard::BrowserGuard;
 use crate::config::Secret;
 use crate::embed::Embedder;
 use crate::error::Error;
 use crate::indexer::{self, IndexSettings, Silent};
 use crate::search::Engine;
+use crate::search::admission::Lane;
 use crate::tunnel::TunnelStatus;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How the API protects itself (`[server]` in the config).
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Host names the API answers to besides this machine's (`allowed_hosts`).
+    pub allowed_hosts: Vec<String>,
+    /// Retrieval requests computed at once; more get 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Connection caps and timeouts.
+    pub limits: edge::Limits,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            allowed_hosts: Vec::new(),
+            max_concurrent_requests: 2 * cores,
+            limits: edge::Limits { max_connections: 64, max_body_bytes: MAX_BODY_BYTES, ..edge::Limits::default() },
+        }
+    }
+}
+
+/// Why the API may not serve on an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "refusing to serve on {0} without an API key: anyone who can reach it could read your notes; \
+     set LOCAL_RAG_API_KEY (or [server] api_key), or listen on 127.0.0.1"
+)]
+pub struct Exposed(pub SocketAddr);
+
+/// An API beyond loopback must require a key.
+pub fn check_exposure(listen: SocketAddr, api_key: Option<&Secret>) -> Result<(), Exposed> {
+    if listen.ip().is_loopback() || api_key.is_some() { Ok(()) } else { Err(Exposed(listen)) }
+}
+
+/// How many seconds a refused caller is told to wait.
+const RETRY_AFTER_SECS: u64 = 1;
 
 /// Shared state of the HTTP API.
 pub struct ApiState {
@@ -49,6 +96,11 @@ pub struct ApiState {
     metrics: Metrics,
     tunnel: Option<Arc<TunnelStatus>>,
     rebuild: Option<Arc<IndexRebuild>>,
+    settings: ApiSettings,
+    /// Set by [`serve`] from the address it listens on.
+    guard: BrowserGuard,
+    /// Retrieval requests in progress.
+    busy: Arc<Semaphore>,
 }
 
 /// What `POST /index/rebuild` starts: the index rebuilt from its folders in the background
@@ -89,7 +141,26 @@ impl IndexRebuild {
 impl ApiState {
     /// State for a server answering from `engine`, requiring `api_key` if given.
     pub fn new(engine: Arc<Engine>, api_key: Option<Secret>) -> Self {
-        Self { engine, api_key, started: Instant::now(), metrics: Metrics::new(), tunnel: None, rebuild: None }
+        let settings = ApiSettings::default();
+        Self {
+            engine,
+            api_key,
+            started: Instant::now(),
+            metrics: Metrics::new(),
+            tunnel: None,
+            rebuild: None,
+            guard: BrowserGuard::new(&settings.allowed_hosts, None, None),
+            busy: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
+            settings,
+        }
+    }
+
+    /// Protects the API with `settings` instead of the defaults.
+    pub fn with_settings(mut self, settings: ApiSettings) -> Self {
+        self.busy = Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1)));
+        self.guard = BrowserGuard::new(&settings.allowed_hosts, None, None);
+        self.settings = settings;
+        self
     }
 
     /// Serves `POST /index/rebuild` with `rebuild` (503 without one).
@@ -106,19 +177,28 @@ impl ApiState {
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Refuses a non-loopback address without an API key ([`check_exposure`]).
 pub async fn serve(
     listener: TcpListener,
-    state: ApiState,
+    mut state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(Arc::new(state))).with_graceful_shutdown(shutdown).await
+    let address = listener.local_addr()?;
+    check_exposure(address, state.api_key.as_ref())
+        .map_err(|exposed| std::io::Error::new(std::io::ErrorKind::PermissionDenied, exposed))?;
+    state.guard = BrowserGuard::new(&state.settings.allowed_hosts, Some(address.ip()), Some(address.port()));
+    let limits = state.settings.limits;
+    edge::serve(listener, router(Arc::new(state)), limits, shutdown).await
 }
 
 /// The routes, for serving or for in-process tests.
 pub fn router(state: Arc<ApiState>) -> Router {
-    let protected = Router::new()
+    let retrieval = Router::new()
         .route("/search", post(search))
         .route("/context/build", post(build_context))
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_concurrency));
+    let protected = Router::new()
+        .merge(retrieval)
         .route("/stats", get(stats))
         .route("/cache/clear", post(clear_cache))
         .route("/metrics", get(metrics))
@@ -132,7 +212,47 @@ pub fn router(state: Arc<ApiState>) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, "method not allowed here")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_browser_pages))
         .with_state(state)
+}
+
+/// Host, Origin and content-type checks before anything else (see [`guard`]).
+async fn refuse_browser_pages(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    match state.guard.check(request.method(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            let path = request.uri().path().to_owned();
+            tracing::warn!(path, %refusal, "refused a request");
+            let (status, code) = match refusal {
+                guard::Refusal::MediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::UnsupportedMediaType),
+                guard::Refusal::Host(_) | guard::Refusal::Origin(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            };
+            state.metrics.count(&path, status);
+            ApiError::new(status, code, refusal.to_string()).into_response()
+        }
+    }
+}
+
+/// At most `max_concurrent_requests` retrieval requests at once; the others are told to come
+/// back (503 + `Retry-After`) at once rather than queue behind the CPU, where they would also
+/// delay the cloud's requests.
+async fn limit_concurrency(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = state.busy.clone().try_acquire_owned() else {
+        let path = request.uri().path().to_owned();
+        state.metrics.count(&path, StatusCode::SERVICE_UNAVAILABLE);
+        let mut response = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded,
+            format!(
+                "{} requests are already being answered; try again in {RETRY_AFTER_SECS} s",
+                state.settings.max_concurrent_requests
+            ),
+        )
+        .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+        return response;
+    };
+    next.run(request).await
 }
 
 async fn require_key(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
@@ -155,11 +275,9 @@ async fn require_key(State(state): State<Arc<ApiState>>, request: Request, next:
 }
 
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")));
-    bearer.or_else(|| headers.get("x-api-key").and_then(|value| value.to_str().ok())).map(str::trim)
+    let bearer =
+        headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(protocol::bearer_token);
+    bearer.or_else(|| headers.get("x-api-key").and_then(|value| value.to_str().ok()).map(str::trim))
 }
 
 async fn health(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
@@ -209,7 +327,7 @@ async fn answer<T: serde::Serialize + Send + 'static>(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let engine = state.engine.clone();
-    let response = run_blocking(move || work(&engine)).await;
+    let response = run_blocking(move || engine.admission().run(Lane::Local, || work(&engine))).await;
     state.metrics.finish(endpoint, started, status_of(&response));
     Ok(Json(response?).into_response())
 }
