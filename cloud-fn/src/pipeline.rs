@@ -224,7 +224,7 @@ pub struct Pipeline {
     context: ContextBuilder,
     clock: Arc<dyn Clock>,
     settings: PipelineSettings,
-    crash_after: Option<Step>,
+    crashes: Crashes,
     run_counter: std::sync::atomic::AtomicU64,
 }
 
@@ -252,7 +252,7 @@ impl Pipeline {
             context,
             clock,
             settings,
-            crash_after: None,
+            crashes: Crashes::Never,
             run_counter: Default::default(),
         }
     }
@@ -260,7 +260,14 @@ impl Pipeline {
     /// Test hook: stop every page's processing right after `step`, as a killed process would
     /// (nothing is cleaned up, the lease stays).
     pub fn crash_after(mut self, step: Step) -> Self {
-        self.crash_after = Some(step);
+        self.crashes = Crashes::After(step);
+        self
+    }
+
+    /// Test hook: stop each page's processing, with probability `chance`, right after a step
+    /// drawn at random (the reliability bench).
+    pub fn crash_at_random(mut self, chance: f64) -> Self {
+        self.crashes = Crashes::AtRandom(chance);
         self
     }
 
@@ -431,14 +438,16 @@ impl Pipeline {
             Err(error) => return Ok(Outcome::WillRetry { error: error.to_string() }),
         };
         job.version = expected.unwrap_or(0) + 1;
-        if self.crash_after == Some(Step::Claimed) {
+        let crash = self.crashes.pick();
+        if crash == Some(Step::Claimed) {
             return Err(Step::Claimed);
         }
         if job.attempts > self.settings.max_attempts {
-            let reason = job.error.clone().unwrap_or_else(|| "too many attempts".into());
+            let last = job.error.clone().unwrap_or_else(|| "unknown".into());
+            let reason = format!("{} attempts did not finish; the last: {last}", self.settings.max_attempts);
             return Ok(self.give_up(&page, job, reason).await);
         }
-        match self.answer(&page, &mut job, templates).await {
+        match self.answer(&page, &mut job, templates, crash).await {
             Ok(mode) => Ok(Outcome::Answered { mode }),
             Err(StepError::Crashed(step)) => Err(step),
             Err(StepError::LostLease) => Ok(Outcome::Skipped { reason: "another run took the job over".into() }),
@@ -468,7 +477,13 @@ impl Pipeline {
             Some(job) if job.status == JobStatus::Working && job.lease_until > now => return Ok(Claim::Skip),
             Some(job) if job.status == JobStatus::Working => {
                 let expected = job.version;
-                let taken = JobRecord { attempts: job.attempts + 1, lease_until, owner: run_id.to_owned(), ..job };
+                // A lease that ran out without a recorded failure: its run stopped midway.
+                let error = job
+                    .error
+                    .clone()
+                    .or_else(|| Some("an attempt stopped midway (interrupted, or out of time)".into()));
+                let taken =
+                    JobRecord { attempts: job.attempts + 1, lease_until, owner: run_id.to_owned(), error, ..job };
                 (taken, Some(expected))
             }
             Some(job) => {
@@ -497,10 +512,6 @@ impl Pipeline {
         Ok(if self.store.put_job(&job, expected).await? { Claim::Work(job, expected) } else { Claim::Skip })
     }
 
-    fn crash_point(&self, step: Step) -> Result<(), StepError> {
-        if self.crash_after == Some(step) { Err(StepError::Crashed(step)) } else { Ok(()) }
-    }
-
     /// Records `job` (conditionally on its version) and keeps the version in step.
     async fn save(&self, job: &mut JobRecord) -> Result<(), StepError> {
         let expected = job.version;
@@ -520,11 +531,19 @@ impl Pipeline {
         self.notion.update_properties(&page.id, json!({ property.as_str(): value })).await.map(|_| ())
     }
 
-    async fn answer(&self, page: &Page, job: &mut JobRecord, templates: &Templates) -> Result<String, StepError> {
+    /// Answers `page`; `crash` is the test hook's step to stop after, if any.
+    async fn answer(
+        &self,
+        page: &Page,
+        job: &mut JobRecord,
+        templates: &Templates,
+        crash: Option<Step>,
+    ) -> Result<String, StepError> {
+        let crash_point = |step: Step| if crash == Some(step) { Err(StepError::Crashed(step)) } else { Ok(()) };
         let started = Instant::now();
         let vocabulary = &self.settings.vocabulary;
         self.set_status(page, &vocabulary.processing).await?;
-        self.crash_point(Step::MarkedProcessing)?;
+        crash_point(Step::MarkedProcessing)?;
 
         let tree = self.notion.block_tree(&page.id, 6).await?;
         let existing = find_answer(&tree, &page.id, job.generation);
@@ -534,7 +553,7 @@ impl Pipeline {
         // The page body, up to the first answer written by a previous generation.
         let own: Vec<Block> = tree.iter().take_while(|block| !is_answer_block(block, &page.id)).cloned().collect();
         let details = notion::render(&own).text;
-        self.crash_point(Step::ReadQuestion)?;
+        crash_point(Step::ReadQuestion)?;
 
         let mode = match (&existing, &job.mode) {
             // The answer of this generation is already complete: only the status is missing.
@@ -542,7 +561,7 @@ impl Pipeline {
             _ => {
                 let template = templates.select(&tags);
                 let context = self.context.build(&question, &tags, template).await?;
-                self.crash_point(Step::BuiltContext)?;
+                crash_point(Step::BuiltContext)?;
                 let (markdown, usage) = match &self.llm {
                     Some(llm) => {
                         let prompt = build_prompt(template, &context, &question, &details);
@@ -557,7 +576,7 @@ impl Pipeline {
                 // slow LLM call learns it before appending, not after (then another run owns it).
                 job.lease_until = self.clock.now() + self.settings.lease_secs;
                 self.save(job).await?;
-                self.crash_point(Step::Answered)?;
+                crash_point(Step::Answered)?;
 
                 // Every delete and append attempt first renews the lease (see `LeaseFence`):
                 // Notion's retries can outlast it, and a run that lost the job must not write.
@@ -587,7 +606,7 @@ impl Pipeline {
                 context.mode.as_str().to_owned()
             }
         };
-        self.crash_point(Step::Appended)?;
+        crash_point(Step::Appended)?;
 
         // Recorded before the status is set: a page left Processing with a finished job only
         // needs its status (see `claim`), while the reverse order could hide a finished job.
@@ -595,10 +614,10 @@ impl Pipeline {
         job.finished_at = Some(self.clock.now());
         job.error = None;
         self.save(job).await?;
-        self.crash_point(Step::Recorded)?;
+        crash_point(Step::Recorded)?;
 
         self.set_status(page, self.final_status(job.status)).await?;
-        self.crash_point(Step::StatusSet)?;
+        crash_point(Step::StatusSet)?;
         Ok(mode)
     }
 
@@ -713,6 +732,25 @@ impl Fence for LeaseFence<'_> {
         job.version = expected + 1;
         *self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (job, now);
         Ok(())
+    }
+}
+
+/// Where the test hooks stop a page's processing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Crashes {
+    Never,
+    After(Step),
+    AtRandom(f64),
+}
+
+impl Crashes {
+    /// The step to stop after for one page, if any.
+    fn pick(self) -> Option<Step> {
+        match self {
+            Self::Never => None,
+            Self::After(step) => Some(step),
+            Self::AtRandom(chance) => (fastrand::f64() < chance).then(|| Step::ALL[fastrand::usize(..Step::ALL.len())]),
+        }
     }
 }
 

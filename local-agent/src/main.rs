@@ -526,6 +526,22 @@ fn status(config: &AgentConfig) -> Result<()> {
         present(&config.embedder.model_dir.join("model.onnx"))
     );
     println!("HTTP API:      {}{}", config.listen, if config.api_key.is_some() { " (API key required)" } else { "" });
+    // The running agent, if there is one: its health and its link to the cloud (connected,
+    // refused, …), as `/stats` reports them.
+    let running = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(local_api::report(config.listen, config.api_key.as_ref()));
+    match running {
+        Ok(report) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |now| now.as_secs());
+            for line in local_api::describe(&report, now) {
+                println!("{line}");
+            }
+        }
+        Err(error) => println!("agent:         not running ({error})"),
+    }
     let index_dir = IndexDir::new(&config.data_dir);
     let Some(generation) = index_dir.current()? else {
         println!("index:         none yet; run `local-agent index <FOLDER>`");

@@ -302,8 +302,7 @@ impl NotionClient {
         for batch in append::batches(blocks).map_err(NotionError::Invalid)? {
             let sent = self.append_request(block_id, batch.blocks, fence).await?;
             if let Some(later) = batch.later {
-                let last = sent.last().ok_or_else(|| NotionError::Decode("an append created no blocks".into()))?;
-                self.append_later(last.id.clone(), later, fence).await?;
+                self.append_later(last_id(&sent)?, later, fence).await?;
             }
             created.extend(sent);
         }
@@ -332,8 +331,7 @@ impl NotionClient {
             for batch in append::batches(later.rest).map_err(NotionError::Invalid)? {
                 let sent = self.append_request(&id, batch.blocks, fence).await?;
                 if let Some(more) = batch.later {
-                    let last = sent.last().ok_or_else(|| NotionError::Decode("an append created no blocks".into()))?;
-                    work.push((last.id.clone(), more));
+                    work.push((last_id(&sent)?, more));
                 }
             }
         }
@@ -438,6 +436,14 @@ impl NotionClient {
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// The id of the last block an append created: where its later content goes.
+fn last_id(created: &[Block]) -> Result<String> {
+    created
+        .last()
+        .map(|block| block.id.clone())
+        .ok_or_else(|| NotionError::Decode("an append created no blocks".into()))
 }
 
 fn block_at<'a>(blocks: &'a mut [Block], path: &[usize]) -> &'a mut Block {

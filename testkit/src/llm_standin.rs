@@ -110,6 +110,11 @@ impl LlmStandIn {
         lock(&self.shared.faults).push(Queued { model: model.map(str::to_owned), fault, remaining: times });
     }
 
+    /// Forgets the faults not yet used up.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<LlmRequest> {
         lock(&self.shared.log).clone()

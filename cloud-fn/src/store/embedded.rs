@@ -1,6 +1,7 @@
 //! The self-hosted store: one redb file, one table of JSON items under the design's keys.
-//! redb transactions are serialisable, so the conditional job write is a read and a write in
-//! one write transaction.
+//! redb transactions are serialisable, so every conditional write (a job's version, a webhook
+//! token stored once, a connection touched only if it exists) is a read and a write in one
+//! write transaction ([`EmbeddedStore::modify`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,6 +25,16 @@ struct StoredReply {
 }
 
 const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
+
+/// What a read-modify-write does with the item it read.
+enum Change<T> {
+    /// Leave it as it is (the condition did not hold).
+    Keep,
+    /// Write this in its place.
+    Put(T),
+    /// Delete it.
+    Remove,
+}
 
 /// A redb-backed store.
 #[derive(Clone)]
@@ -75,6 +86,36 @@ impl EmbeddedStore {
         txn.commit().map_err(backend)
     }
 
+    /// Reads the item at `key`, lets `decide` say what becomes of it, and does that, in one
+    /// write transaction (redb serialises them, so nothing comes between the read and the
+    /// write): the building block of every conditional write. Returns whether it wrote.
+    fn modify<T: Serialize + DeserializeOwned>(
+        db: &Database,
+        key: &str,
+        decide: impl FnOnce(Option<T>) -> Change<T>,
+    ) -> StoreResult<bool> {
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            let mut table = txn.open_table(ITEMS).map_err(backend)?;
+            let current: Option<T> = match table.get(key).map_err(backend)? {
+                Some(bytes) => Some(decode(key, bytes.value())?),
+                None => None,
+            };
+            match decide(current) {
+                Change::Keep => return Ok(false),
+                Change::Put(item) => {
+                    let bytes = serde_json::to_vec(&item).map_err(backend)?;
+                    table.insert(key, bytes.as_slice()).map_err(backend)?;
+                }
+                Change::Remove => {
+                    table.remove(key).map_err(backend)?;
+                }
+            }
+        }
+        txn.commit().map_err(backend)?;
+        Ok(true)
+    }
+
     fn scan<T: DeserializeOwned>(db: &Database, prefix: &str) -> StoreResult<Vec<T>> {
         let txn = db.begin_read().map_err(backend)?;
         let table = txn.open_table(ITEMS).map_err(backend)?;
@@ -118,24 +159,11 @@ impl Store for EmbeddedStore {
 
     async fn put_job(&self, job: &JobRecord, expected: Option<u64>) -> StoreResult<bool> {
         let key = job_key(&job.page_id);
-        let mut job = job.clone();
+        let job = JobRecord { version: expected.unwrap_or(0) + 1, ..job.clone() };
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
-            {
-                let mut table = txn.open_table(ITEMS).map_err(backend)?;
-                let current: Option<JobRecord> = match table.get(key.as_str()).map_err(backend)? {
-                    Some(bytes) => Some(decode(&key, bytes.value())?),
-                    None => None,
-                };
-                if current.map(|job| job.version) != expected {
-                    return Ok(false);
-                }
-                job.version = expected.unwrap_or(0) + 1;
-                let bytes = serde_json::to_vec(&job).map_err(backend)?;
-                table.insert(key.as_str(), bytes.as_slice()).map_err(backend)?;
-            }
-            txn.commit().map_err(backend)?;
-            Ok(true)
+            Self::modify(db, &key, |current: Option<JobRecord>| {
+                if current.map(|job| job.version) == expected { Change::Put(job) } else { Change::Keep }
+            })
         })
         .await
     }
@@ -179,25 +207,16 @@ impl Store for EmbeddedStore {
     async fn touch_connection(&self, connection_id: &str, agent_id: Option<&str>, now: i64) -> StoreResult<bool> {
         let key = connection_key(connection_id);
         let agent_id = agent_id.map(str::to_owned);
+        // In one transaction, so a concurrent remove is not undone.
         self.blocking(move |db| {
-            // Read and write in one write transaction, so a concurrent remove is not undone.
-            let txn = db.begin_write().map_err(backend)?;
-            {
-                let mut table = txn.open_table(ITEMS).map_err(backend)?;
-                let current: Option<AgentConnection> = match table.get(key.as_str()).map_err(backend)? {
-                    Some(bytes) => Some(decode(&key, bytes.value())?),
-                    None => None,
-                };
-                let Some(mut connection) = current else { return Ok(false) };
+            Self::modify(db, &key, |current: Option<AgentConnection>| {
+                let Some(mut connection) = current else { return Change::Keep };
                 connection.last_seen = connection.last_seen.max(now);
                 if let Some(agent_id) = agent_id {
                     connection.agent_id = agent_id;
                 }
-                let bytes = serde_json::to_vec(&connection).map_err(backend)?;
-                table.insert(key.as_str(), bytes.as_slice()).map_err(backend)?;
-            }
-            txn.commit().map_err(backend)?;
-            Ok(true)
+                Change::Put(connection)
+            })
         })
         .await
     }
@@ -226,20 +245,9 @@ impl Store for EmbeddedStore {
     async fn remember_event(&self, event_id: &str, expires_at: i64, now: i64) -> StoreResult<bool> {
         let key = event_key(event_id);
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
-            {
-                let mut table = txn.open_table(ITEMS).map_err(backend)?;
-                let seen: Option<i64> = match table.get(key.as_str()).map_err(backend)? {
-                    Some(bytes) => Some(decode(&key, bytes.value())?),
-                    None => None,
-                };
-                if seen.is_some_and(|until| until > now) {
-                    return Ok(false);
-                }
-                table.insert(key.as_str(), expires_at.to_string().as_bytes()).map_err(backend)?;
-            }
-            txn.commit().map_err(backend)?;
-            Ok(true)
+            Self::modify(db, &key, |seen: Option<i64>| {
+                if seen.is_some_and(|until| until > now) { Change::Keep } else { Change::Put(expires_at) }
+            })
         })
         .await
     }
@@ -250,18 +258,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_webhook_token(&self, token: &str) -> StoreResult<bool> {
-        let bytes = serde_json::to_vec(token).map_err(backend)?;
+        let token = token.to_owned();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
-            {
-                let mut table = txn.open_table(ITEMS).map_err(backend)?;
-                if table.get(WEBHOOK_TOKEN_KEY).map_err(backend)?.is_some() {
-                    return Ok(false);
-                }
-                table.insert(WEBHOOK_TOKEN_KEY, bytes.as_slice()).map_err(backend)?;
-            }
-            txn.commit().map_err(backend)?;
-            Ok(true)
+            Self::modify(db, WEBHOOK_TOKEN_KEY, |stored: Option<String>| match stored {
+                Some(_) => Change::Keep,
+                None => Change::Put(token),
+            })
         })
         .await
     }
@@ -277,20 +279,10 @@ impl Store for EmbeddedStore {
     async fn remove_stale_connection(&self, connection_id: &str, seen_before: i64) -> StoreResult<bool> {
         let key = connection_key(connection_id);
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
-            {
-                let mut table = txn.open_table(ITEMS).map_err(backend)?;
-                let current: Option<AgentConnection> = match table.get(key.as_str()).map_err(backend)? {
-                    Some(bytes) => Some(decode(&key, bytes.value())?),
-                    None => None,
-                };
-                if current.is_none_or(|connection| connection.last_seen >= seen_before) {
-                    return Ok(false);
-                }
-                table.remove(key.as_str()).map_err(backend)?;
-            }
-            txn.commit().map_err(backend)?;
-            Ok(true)
+            Self::modify(db, &key, |current: Option<AgentConnection>| match current {
+                Some(connection) if connection.last_seen < seen_before => Change::Remove,
+                _ => Change::Keep,
+            })
         })
         .await
     }

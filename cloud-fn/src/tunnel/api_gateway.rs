@@ -279,7 +279,7 @@ impl Tunnel {
             match self.await_reply(&id, patience).await {
                 Some(reply) => match reply.into_result() {
                     Ok(body) => return Ok(body),
-                    Err(error) => last_error = LinkError::Agent(error.message),
+                    Err(error) => last_error = LinkError::from_reply(error, deadline),
                 },
                 None => last_error = LinkError::Timeout(deadline),
             }

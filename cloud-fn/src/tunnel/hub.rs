@@ -263,7 +263,7 @@ impl Hub {
                 Ok(Ok(Ok(reply))) => return Ok(reply),
                 Ok(Ok(Err(error))) => {
                     tracing::warn!(connection, code = ?error.code, "the agent could not answer: {}", error.message);
-                    last_error = LinkError::Agent(error.message);
+                    last_error = LinkError::from_reply(error, deadline);
                 }
                 Ok(Err(_gone)) => {
                     tracing::info!(connection, "the agent's connection closed during a request; trying another");

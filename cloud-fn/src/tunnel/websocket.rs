@@ -25,6 +25,10 @@ use crate::clock::Clock;
 use crate::config::Secret;
 use crate::store::{CachedContext, Store};
 
+/// Read and write buffer of an agent's connection (frames are at most 32 KB; most messages are
+/// heartbeats of a hundred bytes).
+const CONNECTION_BUFFER_BYTES: usize = 8 * 1024;
+
 /// How long a new connection may take to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -94,9 +98,14 @@ async fn upgrade(State(gate): State<Arc<AgentGate>>, headers: HeaderMap, upgrade
         }
         Some(_) => {}
     }
+    // Buffers sized for heartbeats and 32 KB frames, not axum's 128 KiB each way: a hub holds
+    // a connection per agent (`cargo bench -p local-agent --bench reliability` measures it).
     upgrade
         .max_message_size(limits::MAX_MESSAGE_BYTES)
         .max_frame_size(limits::MAX_FRAME_BYTES)
+        .read_buffer_size(CONNECTION_BUFFER_BYTES)
+        .write_buffer_size(CONNECTION_BUFFER_BYTES)
+        .max_write_buffer_size(4 * limits::MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| serve_agent(gate, socket))
 }
 

@@ -55,8 +55,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct ApiSettings {
     /// Host names the API answers to besides this machine's (`allowed_hosts`).
     pub allowed_hosts: Vec<String>,
-    /// Retrieval requests computed at once; more get 503 with `Retry-After`.
+    /// Retrieval requests computed at once; more wait up to `queue_wait` for a slot, then get
+    /// 503 with `Retry-After`.
     pub max_concurrent_requests: usize,
+    /// How long a retrieval request waits for a slot before it is refused: a burst is absorbed,
+    /// and a client that retries at once cannot spin the server on refusals.
+    pub queue_wait: std::time::Duration,
     /// Connection caps and timeouts.
     pub limits: edge::Limits,
 }
@@ -67,6 +71,7 @@ impl Default for ApiSettings {
         Self {
             allowed_hosts: Vec::new(),
             max_concurrent_requests: 2 * cores,
+            queue_wait: std::time::Duration::from_millis(250),
             limits: edge::Limits { max_connections: 64, max_body_bytes: MAX_BODY_BYTES, ..edge::Limits::default() },
         }
     }
@@ -233,11 +238,12 @@ async fn refuse_browser_pages(State(state): State<Arc<ApiState>>, request: Reque
     }
 }
 
-/// At most `max_concurrent_requests` retrieval requests at once; the others are told to come
-/// back (503 + `Retry-After`) at once rather than queue behind the CPU, where they would also
-/// delay the cloud's requests.
+/// At most `max_concurrent_requests` retrieval requests at once. Others wait for a slot for a
+/// moment (`queue_wait`), then are told to come back (503 + `Retry-After`) rather than queue
+/// behind the CPU, where they would also delay the cloud's requests.
 async fn limit_concurrency(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
-    let Ok(_permit) = state.busy.clone().try_acquire_owned() else {
+    let slot = tokio::time::timeout(state.settings.queue_wait, state.busy.clone().acquire_owned()).await;
+    let Ok(Ok(_permit)) = slot else {
         let path = request.uri().path().to_owned();
         state.metrics.count(&path, StatusCode::SERVICE_UNAVAILABLE);
         let mut response = ApiError::new(

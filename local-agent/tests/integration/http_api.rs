@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use local_agent::config::Secret;
 use local_agent::http::{self, ApiSettings, ApiState};
@@ -321,14 +322,28 @@ async fn browser_pages_of_other_sites_cannot_use_the_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_is_told_to_come_back_later_instead_of_queueing() {
-    let settings = ApiSettings { max_concurrent_requests: 1, ..ApiSettings::default() };
+    let burst = |server: &Server, tag: &'static str| {
+        let client = reqwest::Client::new();
+        let requests: Vec<_> = (0..32)
+            .map(|i| {
+                let body = json!({"query": format!("bread and rest {tag} {i}")});
+                let request = client.post(server.url("/search")).json(&body);
+                async move { request.send().await.unwrap() }
+            })
+            .collect();
+        futures_util::future::join_all(requests)
+    };
+    // A short burst waits its turn for the one slot.
+    let patient = ApiSettings { max_concurrent_requests: 1, queue_wait: Duration::from_secs(30), ..Default::default() };
+    let server = Server::start_with(true, None, patient).await;
+    let responses = burst(&server, "patient").await;
+    assert!(responses.iter().all(|r| r.status() == StatusCode::OK), "the burst is absorbed");
+    server.stop().await;
+
+    // Past the wait, the rest are told to come back.
+    let settings = ApiSettings { max_concurrent_requests: 1, queue_wait: Duration::ZERO, ..ApiSettings::default() };
     let server = Server::start_with(true, None, settings).await;
-    let client = reqwest::Client::new();
-    let requests = (0..32).map(|i| {
-        let request = client.post(server.url("/search")).json(&json!({"query": format!("bread and rest {i}")}));
-        async move { request.send().await.unwrap() }
-    });
-    let responses = futures_util::future::join_all(requests).await;
+    let responses = burst(&server, "flood").await;
     let busy: Vec<_> = responses.iter().filter(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE).collect();
     assert!(!busy.is_empty(), "32 at once over a limit of 1");
     assert!(responses.iter().all(|r| r.status() == StatusCode::OK || r.status() == StatusCode::SERVICE_UNAVAILABLE));

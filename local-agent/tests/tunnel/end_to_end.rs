@@ -361,6 +361,15 @@ async fn a_refused_token_keeps_the_agent_serving_locally_and_says_why() {
     assert!(tunnel["last_error"].as_str().unwrap().contains("AGENT_TOKEN"), "says what to fix: {tunnel}");
     let health = client.get(format!("http://{address}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200, "the local API keeps serving");
+    let status = Command::new(env!("CARGO_BIN_EXE_local-agent"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("status")
+        .env("LOCAL_AGENT_LISTEN", &address)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(shown.contains("REFUSES the agent token"), "`local-agent status` says so: {shown}");
     assert!(agent.try_wait().unwrap().is_none(), "the agent is still running");
     agent.kill().unwrap();
     let output = agent.wait_with_output().unwrap();

@@ -316,6 +316,11 @@ impl NotionSandbox {
         self.inject_after(method, path_contains, fault, 0, times);
     }
 
+    /// Forgets the faults not yet used up.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.injections).clear();
+    }
+
     /// As [`inject`](Self::inject), but lets the first `skip` matching requests through (the
     /// second append of an answer, say).
     pub fn inject_after(&self, method: Option<&str>, path_contains: &str, fault: Fault, skip: usize, times: usize) {
