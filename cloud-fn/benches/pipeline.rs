@@ -36,6 +36,7 @@ async fn main() {
         let mut pipeline = world.default_pipeline();
         if let Some(settings) = std::sync::Arc::get_mut(&mut pipeline).map(|p| p.settings_mut()) {
             settings.concurrency = concurrency;
+            settings.max_pages_per_run = questions;
         }
         world.sandbox.clear_requests();
         let (reads, writes) = (store.reads.load(Ordering::Relaxed), store.writes.load(Ordering::Relaxed));

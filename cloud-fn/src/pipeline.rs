@@ -444,7 +444,7 @@ impl Pipeline {
         }
         if job.attempts > self.settings.max_attempts {
             let last = job.error.clone().unwrap_or_else(|| "unknown".into());
-            let reason = format!("{} attempts did not finish; the last: {last}", self.settings.max_attempts);
+            let reason = format!("{} attempts did not finish; the last: {last}", job.attempts - 1);
             return Ok(self.give_up(&page, job, reason).await);
         }
         match self.answer(&page, &mut job, templates, crash).await {
@@ -454,7 +454,11 @@ impl Pipeline {
             Err(error) => {
                 let reason = error.to_string();
                 tracing::warn!(page = %page.id, attempt = job.attempts, %reason, "attempt failed");
-                if !error.retryable() || job.attempts >= self.settings.max_attempts {
+                if !error.retryable() {
+                    return Ok(self.give_up(&page, job, reason).await);
+                }
+                if job.attempts >= self.settings.max_attempts {
+                    let reason = format!("{} attempts did not finish; the last: {reason}", job.attempts);
                     return Ok(self.give_up(&page, job, reason).await);
                 }
                 let expected = job.version;

@@ -106,7 +106,9 @@ async fn transient_failures_are_retried_by_later_runs_then_given_up() {
         }
     }
     assert_eq!(world.status(&page), "Failed");
-    assert!(world.sandbox.page_text(&page).contains("could not answer this question"));
+    let text = world.sandbox.page_text(&page);
+    assert!(text.contains("could not answer this question"), "{text}");
+    assert!(text.contains("3 attempts did not finish; the last: LLM"), "the reason says what kept failing: {text}");
     assert_eq!(world.answers(&page), 0);
 }
 
