@@ -242,7 +242,17 @@ pub fn check_data_dir(dir: &Path) -> Check {
     match std::fs::write(&probe, b"probe") {
         Ok(()) => {
             let _ = std::fs::remove_file(&probe);
-            Check::ok(NAME, format!("{} is writable", dir.display()))
+            if let Some(mode) = shared_mode(dir) {
+                return Check::warn(
+                    NAME,
+                    format!(
+                        "{} can be read by other users (mode {mode:o}): it holds an index of your notes",
+                        dir.display()
+                    ),
+                    format!("chmod 700 {} (`local-agent index` and `serve` do it too)", dir.display()),
+                );
+            }
+            Check::ok(NAME, format!("{} is writable and private", dir.display()))
         }
         Err(error) => Check::fail(
             NAME,
@@ -250,6 +260,19 @@ pub fn check_data_dir(dir: &Path) -> Check {
             format!("give your user write access to {} (or set DATA_DIR elsewhere)", dir.display()),
         ),
     }
+}
+
+/// The permission bits of `dir` when other users may enter it.
+#[cfg(unix)]
+fn shared_mode(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn shared_mode(_dir: &Path) -> Option<u32> {
+    None
 }
 
 /// The live index: opened as `serve` opens it. `model_id` is the configured model's, when it

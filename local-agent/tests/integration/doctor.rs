@@ -43,6 +43,19 @@ async fn a_fresh_data_dir_passes_local_checks_and_is_told_to_index() {
     assert!(report.ok, "warnings only:\n{}", report.to_text());
 }
 
+#[cfg(unix)]
+#[test]
+fn a_data_dir_others_can_read_is_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let check = doctor::check_data_dir(dir.path());
+    assert_eq!(check.status, Status::Warn, "{check:?}");
+    assert!(check.fix.as_deref().unwrap().starts_with("chmod 700"), "{check:?}");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(doctor::check_data_dir(dir.path()).status, Status::Ok);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_model_fails_with_the_way_to_install_it() {
     let dir = tempfile::tempdir().unwrap();
