@@ -1,7 +1,12 @@
-//! Wiring: builds the pipeline and its adapters from the configuration.
+//! Wiring: builds the pipeline and its adapters from the configuration, and the self-hosted
+//! service around it ([`SelfHosted`], what `cloud-fn serve` runs; the Lambda front's
+//! counterpart is [`crate::lambda::Services`]).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Router;
 use notion::{ClientOptions, NotionClient};
 
 use crate::agent::{AgentLink, OfflineLink};
@@ -10,9 +15,12 @@ use crate::config::{CloudConfig, ConfigError};
 use crate::context::ContextBuilder;
 use crate::llm::{Llm, OpenRouter, OpenRouterOptions};
 use crate::pipeline::Pipeline;
+use crate::server::{self, ApiAccess, ServerSettings, ServerState};
 use crate::store::Store;
 use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
+use crate::tunnel::hub::Hub;
+use crate::tunnel::websocket::{AgentSettings, agent_endpoint};
 
 /// Why the program could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -94,4 +102,50 @@ pub fn pipeline_with(
     let notion = notion_client(config)?;
     let context = ContextBuilder::new(link, store.clone(), clock.clone(), config.ladder);
     Ok(Arc::new(Pipeline::new(notion, database, llm(config)?, store, context, clock, config.pipeline.clone())))
+}
+
+/// The self-hosted service, `cloud-fn serve`: the pipeline with the hub as its agent link, the
+/// HTTP API, and the agents' `/agent` route, in one router.
+pub struct SelfHosted {
+    /// The agents connected to `/agent`: the pipeline's link.
+    pub hub: Arc<Hub>,
+    /// The HTTP front's state (runs, the last report).
+    pub state: Arc<ServerState>,
+    /// Everything the server answers: the API and `/agent`.
+    pub router: Router,
+}
+
+impl SelfHosted {
+    /// Built from the configuration, with the configured store and the system clock; `access`
+    /// guards the API (`serve` decides it from `CLOUD_API_KEY` and `--insecure-no-auth`).
+    pub async fn from_config(config: &CloudConfig, access: ApiAccess) -> Result<Self, BuildError> {
+        let store = store(config).await?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (hub, agents) = agent_endpoint(&AgentSettings::from_config(config), store.clone(), clock.clone());
+        let pipeline = pipeline_with(config, store, hub.clone(), clock)?;
+        let settings = ServerSettings { access, ..ServerSettings::from_config(config) };
+        Ok(Self::around(hub, agents, pipeline, settings))
+    }
+
+    /// Around a pipeline built elsewhere (tests build theirs on the Notion sandbox). `hub` and
+    /// `agents` come from [`agent_endpoint`], and `hub` must be the pipeline's link.
+    pub fn around(hub: Arc<Hub>, agents: Router, pipeline: Arc<Pipeline>, settings: ServerSettings) -> Self {
+        let state = ServerState::new(pipeline, settings);
+        let router = server::router(state.clone()).merge(agents);
+        Self { hub, state, router }
+    }
+
+    /// Serves on `listener` (plain or TLS), answering questions every `poll_interval`, until
+    /// `shutdown` completes.
+    pub async fn serve<L>(
+        self,
+        listener: L,
+        poll_interval: Duration,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()>
+    where
+        L: axum::serve::Listener,
+    {
+        server::serve(listener, self.router, self.state, poll_interval, shutdown).await
+    }
 }

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::SearchRequest;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentLink, LinkError};
 use crate::clock::Clock;
 use crate::store::{CachedContext, Store, StoreError, Template};
 
 /// Which rung of the ladder produced the context.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContextMode {
     /// From the live agent.
@@ -118,41 +118,40 @@ impl ContextBuilder {
         template: &Template,
     ) -> Result<BuiltContext, ContextError> {
         let keys: Vec<String> = if tags.is_empty() { vec![UNTAGGED.to_owned()] } else { tags.to_vec() };
-        let offline = if self.link.is_live().await {
-            let request = SearchRequest {
-                tags: tags.to_vec(),
-                max_results: self.settings.max_results,
-                ..SearchRequest::new(question)
-            };
-            match self.link.search(&request, self.settings.agent_timeout).await {
-                Ok(response) => {
-                    let mut sources: Vec<String> = Vec::new();
-                    for hit in &response.results {
-                        if !sources.contains(&hit.source) {
-                            sources.push(hit.source.clone());
-                        }
+        let request = SearchRequest {
+            tags: tags.to_vec(),
+            max_results: self.settings.max_results,
+            ..SearchRequest::new(question)
+        };
+        // No `is_live()` first: an offline link fails fast by contract, and on AWS asking
+        // twice would read the connections twice.
+        let offline = match self.link.search(&request, self.settings.agent_timeout).await {
+            Ok(response) => {
+                let mut sources: Vec<String> = Vec::new();
+                for hit in &response.results {
+                    if !sources.contains(&hit.source) {
+                        sources.push(hit.source.clone());
                     }
-                    let now = self.clock.now();
-                    let cached = CachedContext {
-                        context: response.context.clone(),
-                        sources: sources.clone(),
-                        updated_at: now,
-                        expires_at: now + self.settings.cache_ttl.as_secs() as i64,
-                    };
-                    for key in &keys {
-                        if let Err(error) = self.store.put_context(key, &cached).await {
-                            tracing::warn!(%error, tag = key, "could not cache the agent's context");
-                        }
+                }
+                let now = self.clock.now();
+                let cached = CachedContext {
+                    context: response.context.clone(),
+                    sources: sources.clone(),
+                    updated_at: now,
+                    expires_at: now + self.settings.cache_ttl.as_secs() as i64,
+                };
+                for key in &keys {
+                    if let Err(error) = self.store.put_context(key, &cached).await {
+                        tracing::warn!(%error, tag = key, "could not cache the agent's context");
                     }
-                    return Ok(BuiltContext { mode: ContextMode::Full, text: response.context, sources });
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "the agent gave no context; falling back");
-                    error
-                }
+                return Ok(BuiltContext { mode: ContextMode::Full, text: response.context, sources });
             }
-        } else {
-            LinkError::Offline
+            Err(LinkError::Offline) => LinkError::Offline,
+            Err(error) => {
+                tracing::warn!(%error, "the agent gave no context; falling back");
+                error
+            }
         };
         if !self.settings.enable_fallback {
             return Err(ContextError::AgentUnavailable(offline));

@@ -3,17 +3,14 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use cloud_fn::clock::SystemClock;
+use cloud_fn::app::SelfHosted;
 use cloud_fn::config::{CloudConfig, Source};
-use cloud_fn::server::{self, ApiAccess, ServerSettings, ServerState};
-use cloud_fn::tunnel::hub::Hub;
+use cloud_fn::server::ApiAccess;
 use cloud_fn::tunnel::tls::{self, TlsListener};
-use cloud_fn::tunnel::websocket::{self, AgentGate};
 use cloud_fn::{app, templates};
 use tracing_subscriber::EnvFilter;
 
@@ -108,17 +105,7 @@ async fn run(cli: Cli) -> Result<()> {
             if config.agent_tokens.is_empty() {
                 tracing::warn!("AGENT_TOKEN is not set: no agent can connect; answers use cached or template context");
             }
-            let hub = Hub::new(config.agent_heartbeat);
-            let pipeline = app::pipeline(&config, Some(hub.clone())).await?;
-            let gate = AgentGate::new(
-                hub,
-                config.agent_tokens.clone(),
-                pipeline.store().clone(),
-                Arc::new(SystemClock),
-                config.ladder.cache_ttl,
-            );
-            let state = ServerState::new(pipeline, ServerSettings { access, ..ServerSettings::from_config(&config) });
-            let app = server::router(state.clone()).merge(websocket::routes(gate));
+            let service = SelfHosted::from_config(&config, access).await?;
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             let address = listener.local_addr()?;
@@ -126,11 +113,11 @@ async fn run(cli: Cli) -> Result<()> {
                 Some((cert, key)) => {
                     let listener = TlsListener::new(listener, tls::server_config(cert, key)?)?;
                     println!("listening on https://{address}; agents connect to wss://{address}/agent");
-                    server::serve(listener, app, state, interval, shutdown_signal()).await?;
+                    service.serve(listener, interval, shutdown_signal()).await?;
                 }
                 None => {
                     println!("listening on http://{address}; agents connect to ws://{address}/agent");
-                    server::serve(listener, app, state, interval, shutdown_signal()).await?;
+                    service.serve(listener, interval, shutdown_signal()).await?;
                 }
             }
             Ok(())

@@ -130,8 +130,8 @@ impl Step {
 pub enum Outcome {
     /// Answered.
     Answered {
-        /// Context mode.
-        mode: String,
+        /// Which rung of the context ladder the answer's context came from.
+        mode: ContextMode,
     },
     /// Given up; the reason is on the page.
     Failed {
@@ -391,7 +391,7 @@ impl Pipeline {
                 }
             };
             match &outcome {
-                Outcome::Answered { mode } if mode == ContextMode::Full.as_str() => report.answered += 1,
+                Outcome::Answered { mode: ContextMode::Full } => report.answered += 1,
                 Outcome::Answered { .. } => report.answered_offline += 1,
                 Outcome::Failed { .. } => report.failed += 1,
                 Outcome::Skipped { .. } => report.skipped += 1,
@@ -430,7 +430,7 @@ impl Pipeline {
                 return Ok(match finished {
                     Ok(()) => match job.status {
                         JobStatus::Failed => Outcome::Failed { reason: job.error.unwrap_or_default() },
-                        _ => Outcome::Answered { mode: job.mode.unwrap_or_else(|| ContextMode::Full.as_str().into()) },
+                        _ => Outcome::Answered { mode: job.mode.unwrap_or(ContextMode::Full) },
                     },
                     Err(error) => Outcome::WillRetry { error: error.to_string() },
                 });
@@ -542,7 +542,7 @@ impl Pipeline {
         job: &mut JobRecord,
         templates: &Templates,
         crash: Option<Step>,
-    ) -> Result<String, StepError> {
+    ) -> Result<ContextMode, StepError> {
         let crash_point = |step: Step| if crash == Some(step) { Err(StepError::Crashed(step)) } else { Ok(()) };
         let started = Instant::now();
         let vocabulary = &self.settings.vocabulary;
@@ -561,7 +561,7 @@ impl Pipeline {
 
         let mode = match (&existing, &job.mode) {
             // The answer of this generation is already complete: only the status is missing.
-            (AnswerOnPage::Complete, Some(mode)) => mode.clone(),
+            (AnswerOnPage::Complete, Some(mode)) => *mode,
             _ => {
                 let template = templates.select(&tags);
                 let context = self.context.build(&question, &tags, template).await?;
@@ -574,7 +574,7 @@ impl Pipeline {
                     }
                     None => (extractive_answer(&context), None),
                 };
-                job.mode = Some(context.mode.as_str().to_owned());
+                job.mode = Some(context.mode);
                 job.usage = usage.clone();
                 // Renewing the lease here, conditionally, means a run whose lease lapsed during a
                 // slow LLM call learns it before appending, not after (then another run owns it).
@@ -607,14 +607,14 @@ impl Pipeline {
                 .await;
                 *job = fence.into_job();
                 written?;
-                context.mode.as_str().to_owned()
+                context.mode
             }
         };
         crash_point(Step::Appended)?;
 
         // Recorded before the status is set: a page left Processing with a finished job only
         // needs its status (see `claim`), while the reverse order could hide a finished job.
-        job.status = if mode == ContextMode::Full.as_str() { JobStatus::Answered } else { JobStatus::AnsweredOffline };
+        job.status = if mode == ContextMode::Full { JobStatus::Answered } else { JobStatus::AnsweredOffline };
         job.finished_at = Some(self.clock.now());
         job.error = None;
         self.save(job).await?;

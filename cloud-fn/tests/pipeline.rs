@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use cloud_fn::agent::OfflineLink;
+use cloud_fn::context::ContextMode;
 use cloud_fn::pipeline::{Outcome, Step};
 use common::World;
 use notion::page::write;
@@ -240,7 +241,7 @@ async fn the_offline_link_answers_from_templates_with_the_offline_status() {
     let world = World::new().await;
     let page = world.ask("Nobody home", &[]);
     let report = world.pipeline(Some(world.llm(&["m"])), Arc::new(OfflineLink)).process_once().await.unwrap();
-    assert!(matches!(&report.pages[0].1, Outcome::Answered { mode } if mode == "template"));
+    assert!(matches!(&report.pages[0].1, Outcome::Answered { mode: ContextMode::Template }));
     assert_eq!(world.status(&page), "Answered (offline)");
 }
 

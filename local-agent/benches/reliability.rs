@@ -34,7 +34,7 @@ use cloud_fn::pipeline::{Pipeline, PipelineSettings};
 use cloud_fn::store::Store;
 use cloud_fn::store::embedded::EmbeddedStore;
 use cloud_fn::tunnel::hub::Hub;
-use cloud_fn::tunnel::websocket::{self, AgentGate};
+use cloud_fn::tunnel::websocket::{AgentSettings, agent_endpoint};
 use futures_util::{SinkExt, StreamExt};
 use local_agent::config::{AgentConfig, Overrides, Secret};
 use local_agent::embed::Embedder;
@@ -158,18 +158,12 @@ impl Responder for QuickNotes {
 
 /// The self-hosted cloud's agent endpoint on an ephemeral port, served as `cloud-fn serve` does.
 async fn hub_server(heartbeat: Duration, store: Arc<dyn Store>) -> Result<(Arc<Hub>, String)> {
-    let hub = Hub::new(heartbeat);
-    let gate = AgentGate::new(
-        hub.clone(),
-        vec![CloudSecret::new(AGENT_TOKEN)],
-        store,
-        Arc::new(SystemClock),
-        Duration::from_secs(3600),
-    );
+    let settings =
+        AgentSettings { tokens: vec![CloudSecret::new(AGENT_TOKEN)], heartbeat, cache_ttl: Duration::from_secs(3600) };
+    let (hub, agents) = agent_endpoint(&settings, store, Arc::new(SystemClock));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("ws://{}/agent", listener.local_addr()?);
-    let routes = websocket::routes(gate);
-    tokio::spawn(edge::serve(listener, routes, edge::Limits::default(), std::future::pending()));
+    tokio::spawn(edge::serve(listener, agents, edge::Limits::default(), std::future::pending()));
     Ok((hub, url))
 }
 

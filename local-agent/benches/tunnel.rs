@@ -20,7 +20,7 @@ use cloud_fn::config::Secret as CloudSecret;
 use cloud_fn::store::Store;
 use cloud_fn::store::embedded::EmbeddedStore;
 use cloud_fn::tunnel::hub::Hub;
-use cloud_fn::tunnel::websocket::{self, AgentGate};
+use cloud_fn::tunnel::websocket::{AgentSettings, agent_endpoint};
 use local_agent::config::{AgentConfig, Overrides, Secret};
 use local_agent::embed::Embedder;
 use local_agent::indexer::{self, Silent};
@@ -68,17 +68,15 @@ struct Rig {
 async fn cloud() -> Result<Rig> {
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb"))?);
-    let hub = Hub::new(Duration::from_secs(30));
-    let gate = AgentGate::new(
-        hub.clone(),
-        vec![CloudSecret::new(TOKEN)],
-        store,
-        Arc::new(SystemClock),
-        Duration::from_secs(60),
-    );
+    let settings = AgentSettings {
+        tokens: vec![CloudSecret::new(TOKEN)],
+        heartbeat: Duration::from_secs(30),
+        cache_ttl: Duration::from_secs(60),
+    };
+    let (hub, agents) = agent_endpoint(&settings, store, Arc::new(SystemClock));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("ws://{}/agent", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, websocket::routes(gate)).await });
+    tokio::spawn(edge::serve(listener, agents, edge::Limits::default(), std::future::pending()));
     Ok(Rig { hub, url, _dir: dir })
 }
 

@@ -73,9 +73,9 @@ pub struct JobRecord {
     pub lease_until: i64,
     /// The run that holds (or last held) the lease.
     pub owner: String,
-    /// Context mode of the answer (`full`, `cached`, `template`, `none`).
+    /// Which rung of the context ladder the answer's context came from.
     #[serde(default)]
-    pub mode: Option<String>,
+    pub mode: Option<crate::context::ContextMode>,
     /// Why the last attempt failed.
     #[serde(default)]
     pub error: Option<String>,

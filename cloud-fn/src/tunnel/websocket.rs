@@ -79,6 +79,36 @@ pub fn routes(gate: Arc<AgentGate>) -> Router {
     Router::new().route("/agent", get(upgrade)).with_state(gate)
 }
 
+/// Who may connect to `/agent`, and how connected agents are kept.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Tokens agents may present (`AGENT_TOKEN`); none admits nobody.
+    pub tokens: Vec<Secret>,
+    /// How often agents send a heartbeat (`AGENT_HEARTBEAT`).
+    pub heartbeat: Duration,
+    /// How long context an agent pushes stays usable (`CONTEXT_CACHE_TTL`).
+    pub cache_ttl: Duration,
+}
+
+impl AgentSettings {
+    /// The settings of `config`.
+    pub fn from_config(config: &crate::config::CloudConfig) -> Self {
+        Self {
+            tokens: config.agent_tokens.clone(),
+            heartbeat: config.agent_heartbeat,
+            cache_ttl: config.ladder.cache_ttl,
+        }
+    }
+}
+
+/// The agents' side of a self-hosted cloud: a hub, and the `/agent` route that admits agents
+/// into it (their pushed context goes to `store`).
+pub fn agent_endpoint(settings: &AgentSettings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> (Arc<Hub>, Router) {
+    let hub = Hub::new(settings.heartbeat);
+    let gate = AgentGate::new(hub.clone(), settings.tokens.clone(), store, clock, settings.cache_ttl);
+    (hub, routes(gate))
+}
+
 fn refuse(message: &str) -> Response {
     let body = protocol::ErrorResponse::new(ErrorCode::Unauthorized, message);
     (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response()

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloud_fn::agent::AgentLink;
+use cloud_fn::app::SelfHosted;
 use cloud_fn::clock::{Clock, SystemClock};
 use cloud_fn::config::Secret;
 use cloud_fn::config::Source;
@@ -22,12 +23,11 @@ use cloud_fn::context::{ContextBuilder, LadderSettings};
 use cloud_fn::lambda::LambdaFront;
 use cloud_fn::llm::{Llm, OpenRouter, OpenRouterOptions};
 use cloud_fn::pipeline::{Pipeline, PipelineSettings};
-use cloud_fn::server::{self, ApiAccess, ServerSettings, ServerState};
+use cloud_fn::server::{ApiAccess, ServerSettings};
 use cloud_fn::store::Store;
 use cloud_fn::store::embedded::EmbeddedStore;
 use cloud_fn::tunnel::api_gateway::Tunnel;
-use cloud_fn::tunnel::hub::Hub;
-use cloud_fn::tunnel::websocket::{self, AgentGate};
+use cloud_fn::tunnel::websocket::{AgentSettings, agent_endpoint};
 use lambda_runtime::{Context, LambdaEvent};
 use notion::page::write;
 use notion::{ClientOptions, NotionClient};
@@ -98,8 +98,13 @@ impl Chain {
         dir: &tempfile::TempDir,
     ) -> (Arc<dyn AgentLink>, String, tokio::sync::oneshot::Sender<()>) {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let hub = Hub::new(Duration::from_secs(1));
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("cloud.redb")).unwrap());
+        let agent_settings = AgentSettings {
+            tokens: vec![Secret::new(TOKEN)],
+            heartbeat: Duration::from_secs(1),
+            cache_ttl: Duration::from_secs(3600),
+        };
+        let (hub, agents) = agent_endpoint(&agent_settings, store.clone(), clock.clone());
         let ladder = LadderSettings { agent_timeout: FALLBACK_TIMEOUT, ..LadderSettings::default() };
         let context = ContextBuilder::new(hub.clone(), store.clone(), clock.clone(), ladder);
         let notion = NotionClient::new(
@@ -122,14 +127,12 @@ impl Chain {
             clock.clone(),
             PipelineSettings::default(),
         ));
-        let gate = AgentGate::new(hub.clone(), vec![Secret::new(TOKEN)], store, clock, Duration::from_secs(3600));
         let settings = ServerSettings { access: ApiAccess::Key(Secret::new("cloud-key")), ..ServerSettings::default() };
-        let state = ServerState::new(pipeline, settings);
-        let app = server::router(state.clone()).merge(websocket::routes(gate));
+        let service = SelfHosted::around(hub.clone(), agents, pipeline, settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let agent_url = format!("ws://{}/agent", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server::serve(listener, app, state, Duration::from_millis(200), async {
+        tokio::spawn(service.serve(listener, Duration::from_millis(200), async {
             let _ = stopped.await;
         }));
         (hub, agent_url, stop)

@@ -14,7 +14,7 @@ use cloud_fn::store::dynamo::DynamoStore;
 use cloud_fn::store::embedded::EmbeddedStore;
 use cloud_fn::tunnel::api_gateway::Tunnel;
 use cloud_fn::tunnel::hub::Hub;
-use cloud_fn::tunnel::websocket::{self, AgentGate};
+use cloud_fn::tunnel::websocket::{self, AgentGate, AgentSettings, agent_endpoint};
 use local_agent::config::Secret;
 use local_agent::tunnel::backoff::BackoffSettings;
 use local_agent::tunnel::{self, Responder, SupervisorSettings, TunnelConfig};
@@ -46,21 +46,19 @@ impl Cloud {
     pub async fn start_on(address: SocketAddr, heartbeat: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
-        let hub = Hub::new(heartbeat);
-        let gate = AgentGate::new(
-            hub.clone(),
-            vec![CloudSecret::new("another-token"), CloudSecret::new(TOKEN)],
-            store.clone(),
-            Arc::new(SystemClock),
-            Duration::from_secs(3600),
-        );
+        let settings = AgentSettings {
+            tokens: vec![CloudSecret::new("another-token"), CloudSecret::new(TOKEN)],
+            heartbeat,
+            cache_ttl: Duration::from_secs(3600),
+        };
+        let (hub, agents) = agent_endpoint(&settings, store.clone(), Arc::new(SystemClock));
         let listener = std::net::TcpListener::bind(address).unwrap();
         listener.set_nonblocking(true).unwrap();
         let address = listener.local_addr().unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let _ = axum::serve(listener, websocket::routes(gate)).await;
+            let _ = edge::serve(listener, agents, edge::Limits::default(), std::future::pending()).await;
         });
         Self { hub, store, address, runtime: Some(runtime), _dir: dir }
     }
