@@ -21,7 +21,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use crate::clock::Clock;
 use crate::context::{BuiltContext, ContextBuilder, ContextError, ContextMode};
 use crate::llm::{Llm, LlmError};
-use crate::store::{JobRecord, JobStatus, Store, StoreError, Usage};
+use crate::store::{JobRecord, JobStatus, JobWrite, Store, StoreError, Usage};
 use crate::templates::{Templates, build_prompt};
 
 /// Names in the questions database (all configurable).
@@ -417,8 +417,8 @@ impl Pipeline {
     /// Answers one page; `Err` only for an injected crash.
     async fn process_page(&self, page: Page, run_id: &str, templates: &Templates) -> Result<Outcome, Step> {
         let now = self.clock.now();
-        let (mut job, expected) = match self.claim(&page, run_id, now).await {
-            Ok(Claim::Work(job, expected)) => (job, expected),
+        let mut job = match self.claim(&page, run_id, now).await {
+            Ok(Claim::Work(job)) => job,
             Ok(Claim::Skip) => {
                 return Ok(Outcome::Skipped { reason: "owned by another run, or no longer pending".into() });
             }
@@ -437,7 +437,6 @@ impl Pipeline {
             }
             Err(error) => return Ok(Outcome::WillRetry { error: error.to_string() }),
         };
-        job.version = expected.unwrap_or(0) + 1;
         let crash = self.crashes.pick();
         if crash == Some(Step::Claimed) {
             return Err(Step::Claimed);
@@ -461,11 +460,15 @@ impl Pipeline {
                     let reason = format!("{} attempts did not finish; the last: {reason}", job.attempts);
                     return Ok(self.give_up(&page, job, reason).await);
                 }
-                let expected = job.version;
                 job.error = Some(reason.clone());
                 job.lease_until = self.clock.now() + self.settings.retry_delay_secs;
-                if let Err(error) = self.store.put_job(&job, Some(expected)).await {
-                    tracing::warn!(%error, "could not record the failed attempt");
+                match self.store.put_job(&mut job).await {
+                    Ok(JobWrite::Written) => {}
+                    Ok(JobWrite::Conflict) => {
+                        return Ok(Outcome::Skipped { reason: "another run took the job over".into() });
+                    }
+                    // The lease runs out as it would have; the next run retries sooner.
+                    Err(error) => tracing::warn!(%error, "could not record the failed attempt"),
                 }
                 Ok(Outcome::WillRetry { error: reason })
             }
@@ -476,19 +479,16 @@ impl Pipeline {
     async fn claim(&self, page: &Page, run_id: &str, now: i64) -> Result<Claim, StepError> {
         let lease_until = now + self.settings.lease_secs;
         let existing = self.store.get_job(&page.id).await?;
-        let (job, expected) = match existing {
-            None => (JobRecord::fresh(&page.id, 1, run_id, lease_until), None),
+        let mut job = match existing {
+            None => JobRecord::fresh(&page.id, 1, run_id, lease_until),
             Some(job) if job.status == JobStatus::Working && job.lease_until > now => return Ok(Claim::Skip),
             Some(job) if job.status == JobStatus::Working => {
-                let expected = job.version;
                 // A lease that ran out without a recorded failure: its run stopped midway.
                 let error = job
                     .error
                     .clone()
                     .or_else(|| Some("an attempt stopped midway (interrupted, or out of time)".into()));
-                let taken =
-                    JobRecord { attempts: job.attempts + 1, lease_until, owner: run_id.to_owned(), error, ..job };
-                (taken, Some(expected))
+                JobRecord { attempts: job.attempts + 1, lease_until, owner: run_id.to_owned(), error, ..job }
             }
             Some(job) => {
                 // Finished before, yet found again. A direct read tells why (queries can lag).
@@ -508,22 +508,24 @@ impl Pipeline {
                     return Ok(Claim::Skip);
                 }
                 // Pending again: a person reopened the question.
-                let expected = job.version;
-                let reopened = JobRecord::fresh(&page.id, job.generation + 1, run_id, lease_until);
-                (reopened, Some(expected))
+                JobRecord {
+                    version: job.version,
+                    ..JobRecord::fresh(&page.id, job.generation + 1, run_id, lease_until)
+                }
             }
         };
-        Ok(if self.store.put_job(&job, expected).await? { Claim::Work(job, expected) } else { Claim::Skip })
+        Ok(match self.store.put_job(&mut job).await? {
+            JobWrite::Written => Claim::Work(job),
+            JobWrite::Conflict => Claim::Skip,
+        })
     }
 
-    /// Records `job` (conditionally on its version) and keeps the version in step.
+    /// Records `job` (conditionally on its version): a conflict means the lease was lost.
     async fn save(&self, job: &mut JobRecord) -> Result<(), StepError> {
-        let expected = job.version;
-        if !self.store.put_job(job, Some(expected)).await? {
-            return Err(StepError::LostLease);
+        match self.store.put_job(job).await? {
+            JobWrite::Written => Ok(()),
+            JobWrite::Conflict => Err(StepError::LostLease),
         }
-        job.version = expected + 1;
-        Ok(())
     }
 
     async fn set_status(&self, page: &Page, name: &str) -> Result<(), NotionError> {
@@ -641,10 +643,9 @@ impl Pipeline {
         job.status = JobStatus::Failed;
         job.error = Some(reason.clone());
         job.finished_at = Some(self.clock.now());
-        let expected = job.version;
-        match self.store.put_job(&job, Some(expected)).await {
-            Ok(true) => job.version = expected + 1,
-            Ok(false) => return Outcome::Skipped { reason: "another run took the job over".into() },
+        match self.store.put_job(&mut job).await {
+            Ok(JobWrite::Written) => {}
+            Ok(JobWrite::Conflict) => return Outcome::Skipped { reason: "another run took the job over".into() },
             Err(error) => {
                 // Nothing is shown: the lease runs out and the next run gives up again.
                 tracing::warn!(%error, page = %page.id, "could not record the failure; the next run tries again");
@@ -728,12 +729,10 @@ impl Fence for LeaseFence<'_> {
             }
             state.0.clone()
         };
-        let expected = job.version;
         job.lease_until = now + self.lease_secs;
-        if !self.store.put_job(&job, Some(expected)).await? {
+        if self.store.put_job(&mut job).await? == JobWrite::Conflict {
             return Err(StepError::LostLease);
         }
-        job.version = expected + 1;
         *self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (job, now);
         Ok(())
     }
@@ -760,8 +759,8 @@ impl Crashes {
 
 /// The result of trying to take a page's job.
 enum Claim {
-    /// This run owns the job (written with the expected version).
-    Work(JobRecord, Option<u64>),
+    /// This run owns the job (written; the record carries its version).
+    Work(JobRecord),
     /// The job is finished; only the page's status is missing.
     Finish(JobRecord),
     /// Another run owns it, or it is no longer pending.

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AgentConnection, CachedContext, JobRecord, Store, StoreError, StoreResult, Template, WEBHOOK_TOKEN_KEY,
+    AgentConnection, CachedContext, JobRecord, JobWrite, Store, StoreError, StoreResult, Template, WEBHOOK_TOKEN_KEY,
     connection_key, context_key, event_key, job_key, reply_key, template_key,
 };
 
@@ -179,20 +179,25 @@ impl Store for DynamoStore {
         self.get(&job_key(page_id)).await?.as_ref().map(decode).transpose()
     }
 
-    async fn put_job(&self, job: &JobRecord, expected: Option<u64>) -> StoreResult<bool> {
-        let mut job = job.clone();
-        job.version = expected.unwrap_or(0) + 1;
-        let mut item = item(&job_key(&job.page_id), &job)?;
-        item.insert("version".into(), AttributeValue::N(job.version.to_string()));
-        item.insert("status".into(), AttributeValue::S(job.status.as_str().to_owned()));
+    async fn put_job(&self, job: &mut JobRecord) -> StoreResult<JobWrite> {
+        let expected = job.version;
+        let next = JobRecord { version: expected + 1, ..job.clone() };
+        let mut item = item(&job_key(&next.page_id), &next)?;
+        item.insert("version".into(), AttributeValue::N(next.version.to_string()));
+        item.insert("status".into(), AttributeValue::S(next.status.as_str().to_owned()));
         let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
         let request = match expected {
-            None => request.condition_expression("attribute_not_exists(pk)"),
-            Some(version) => request
+            0 => request.condition_expression("attribute_not_exists(pk)"),
+            version => request
                 .condition_expression("version = :expected")
                 .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
         };
-        written(request.send().await)
+        Ok(if written(request.send().await)? {
+            job.version = next.version;
+            JobWrite::Written
+        } else {
+            JobWrite::Conflict
+        })
     }
 
     async fn job_counts(&self) -> StoreResult<BTreeMap<String, u64>> {

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AgentConnection, CachedContext, JobRecord, Store, StoreError, StoreResult, Template, WEBHOOK_TOKEN_KEY,
+    AgentConnection, CachedContext, JobRecord, JobWrite, Store, StoreError, StoreResult, Template, WEBHOOK_TOKEN_KEY,
     connection_key, context_key, event_key, job_key, reply_key, template_key,
 };
 
@@ -157,15 +157,23 @@ impl Store for EmbeddedStore {
         self.blocking(move |db| Self::read(db, &key)).await
     }
 
-    async fn put_job(&self, job: &JobRecord, expected: Option<u64>) -> StoreResult<bool> {
+    async fn put_job(&self, job: &mut JobRecord) -> StoreResult<JobWrite> {
         let key = job_key(&job.page_id);
-        let job = JobRecord { version: expected.unwrap_or(0) + 1, ..job.clone() };
-        self.blocking(move |db| {
-            Self::modify(db, &key, |current: Option<JobRecord>| {
-                if current.map(|job| job.version) == expected { Change::Put(job) } else { Change::Keep }
+        let expected = job.version;
+        let next = JobRecord { version: expected + 1, ..job.clone() };
+        let written = self
+            .blocking(move |db| {
+                Self::modify(db, &key, |current: Option<JobRecord>| {
+                    if current.map_or(0, |job| job.version) == expected { Change::Put(next) } else { Change::Keep }
+                })
             })
+            .await?;
+        Ok(if written {
+            job.version = expected + 1;
+            JobWrite::Written
+        } else {
+            JobWrite::Conflict
         })
-        .await
     }
 
     async fn job_counts(&self) -> StoreResult<BTreeMap<String, u64>> {

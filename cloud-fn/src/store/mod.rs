@@ -85,7 +85,8 @@ pub struct JobRecord {
     /// LLM usage of the answer.
     #[serde(default)]
     pub usage: Option<Usage>,
-    /// Optimistic-concurrency version: every write is conditional on the version read.
+    /// Optimistic-concurrency version: every write is conditional on it, and the store moves
+    /// it on (0 until the job is first written).
     #[serde(default)]
     pub version: u64,
 }
@@ -108,6 +109,16 @@ impl JobRecord {
             version: 0,
         }
     }
+}
+
+/// The outcome of a conditional job write.
+#[must_use = "a conflict means another run owns the job: stop working on it"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobWrite {
+    /// Written; the record carries its new version.
+    Written,
+    /// Another writer changed the job since it was read; nothing was written.
+    Conflict,
 }
 
 /// Cached context for one tag (`ctx#<tag>`), written whenever the agent answers.
@@ -178,9 +189,10 @@ pub trait Store: Send + Sync {
     /// The job of a page, if any.
     async fn get_job(&self, page_id: &str) -> StoreResult<Option<JobRecord>>;
 
-    /// Writes `job` if the stored version is still `expected` (`None`: no job exists yet), and
-    /// stores it with version `expected + 1`. Returns false when another writer got there first.
-    async fn put_job(&self, job: &JobRecord, expected: Option<u64>) -> StoreResult<bool>;
+    /// Writes `job` if the stored version is still `job.version` (0: no job exists yet), as
+    /// version `job.version + 1`, which `job` then carries. [`JobWrite::Conflict`] means another
+    /// writer got there first: the caller no longer owns the job, and nothing was written.
+    async fn put_job(&self, job: &mut JobRecord) -> StoreResult<JobWrite>;
 
     /// Number of jobs by status name.
     async fn job_counts(&self) -> StoreResult<BTreeMap<String, u64>>;
@@ -293,26 +305,30 @@ pub(crate) mod contract {
 
     pub async fn jobs_are_written_once_and_then_only_by_version(store: &dyn Store) {
         assert_eq!(store.get_job("p1").await.unwrap(), None);
-        assert!(store.put_job(&job("p1"), None).await.unwrap(), "first claim wins");
-        assert!(!store.put_job(&job("p1"), None).await.unwrap(), "a second first claim loses");
+        let mut first = job("p1");
+        assert_eq!(store.put_job(&mut first).await.unwrap(), JobWrite::Written, "first claim wins");
+        assert_eq!(first.version, 1, "the record carries its new version");
+        assert_eq!(store.put_job(&mut job("p1")).await.unwrap(), JobWrite::Conflict, "a second first claim loses");
         let stored = store.get_job("p1").await.unwrap().unwrap();
         assert_eq!(stored.version, 1);
         assert_eq!(stored.owner, "run-a");
 
         let mut next = stored.clone();
         next.owner = "run-b".into();
-        assert!(store.put_job(&next, Some(1)).await.unwrap());
-        assert!(!store.put_job(&next, Some(1)).await.unwrap(), "a stale version loses");
+        assert_eq!(store.put_job(&mut next).await.unwrap(), JobWrite::Written);
+        let mut stale = stored.clone();
+        assert_eq!(store.put_job(&mut stale).await.unwrap(), JobWrite::Conflict, "a stale version loses");
+        assert_eq!(stale.version, 1, "a lost write leaves the version alone");
         let mut done = store.get_job("p1").await.unwrap().unwrap();
         assert_eq!((done.version, done.owner.as_str()), (2, "run-b"));
         done.status = JobStatus::Answered;
         done.usage = Some(Usage { model: "m".into(), prompt_tokens: 3, completion_tokens: 4, cost: Some(0.5) });
-        assert!(store.put_job(&done, Some(2)).await.unwrap());
+        assert_eq!(store.put_job(&mut done).await.unwrap(), JobWrite::Written);
         let read = store.get_job("p1").await.unwrap().unwrap();
-        assert_eq!(read.usage, done.usage);
+        assert_eq!(read, done);
         assert_eq!(read.status, JobStatus::Answered);
 
-        store.put_job(&job("p2"), None).await.unwrap();
+        assert_eq!(store.put_job(&mut job("p2")).await.unwrap(), JobWrite::Written);
         let counts = store.job_counts().await.unwrap();
         assert_eq!(counts.get("answered"), Some(&1));
         assert_eq!(counts.get("working"), Some(&1));
@@ -324,12 +340,12 @@ pub(crate) mod contract {
                 let store = store.clone();
                 let mut claim = job("race");
                 claim.owner = format!("run-{i}");
-                tokio::spawn(async move { store.put_job(&claim, None).await.unwrap() })
+                tokio::spawn(async move { store.put_job(&mut claim).await.unwrap() })
             })
             .collect();
         let mut winners = 0;
         for task in tasks {
-            winners += usize::from(task.await.unwrap());
+            winners += usize::from(task.await.unwrap() == JobWrite::Written);
         }
         assert_eq!(winners, 1);
     }
@@ -415,7 +431,7 @@ pub(crate) mod contract {
         store.put_reply("r-kept", "{}", 5000).await.unwrap();
         assert!(store.remember_event("e-gone", 1500, 1000).await.unwrap());
         assert!(store.remember_event("e-kept", 5000, 1000).await.unwrap());
-        store.put_job(&job("sweep"), None).await.unwrap();
+        assert_eq!(store.put_job(&mut job("sweep")).await.unwrap(), JobWrite::Written);
         let removed = store.sweep_expired(2000).await.unwrap();
         if !deletes_itself {
             assert_eq!(removed, 3, "one expired context, reply and event record");

@@ -199,11 +199,10 @@ impl Store for CountingStore {
     }
     async fn put_job(
         &self,
-        job: &cloud_fn::store::JobRecord,
-        expected: Option<u64>,
-    ) -> cloud_fn::store::StoreResult<bool> {
+        job: &mut cloud_fn::store::JobRecord,
+    ) -> cloud_fn::store::StoreResult<cloud_fn::store::JobWrite> {
         self.write();
-        self.inner.put_job(job, expected).await
+        self.inner.put_job(job).await
     }
     async fn job_counts(&self) -> cloud_fn::store::StoreResult<std::collections::BTreeMap<String, u64>> {
         self.read();
