@@ -8,184 +8,35 @@
 //! neither loses the question nor answers it twice — an interrupted append is removed and
 //! written again. A person reopens a question by setting it back to Pending: the next run starts
 //! a new generation (confirmed with a direct read, because query results can lag behind writes).
+//!
+//! The rooms: [`settings`] (the database's names, scheduling), [`report`] (steps, outcomes, the
+//! run's totals), `page` (the answer's blocks and markers on the page, the failure callout) and
+//! `lease` (the fence every page write passes).
+
+mod lease;
+mod page;
+pub mod report;
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use notion::page::write;
-use notion::{Block, Fence, NotionClient, NotionError, Page};
-use serde::Serialize;
-use serde_json::{Value, json};
+use notion::{Block, NotionClient, NotionError, Page};
+use serde_json::json;
 use tokio::sync::{OnceCell, Semaphore};
 
+use self::lease::LeaseFence;
+use self::page::{
+    AnswerOnPage, answer_blocks, extractive_answer, failure_callout, find_answer, has_link, is_answer_block,
+};
+pub use self::report::{Outcome, PipelineError, RunReport, Step};
+pub use self::settings::{PipelineSettings, Vocabulary};
 use crate::clock::Clock;
-use crate::context::{BuiltContext, ContextBuilder, ContextError, ContextMode};
+use crate::context::{ContextBuilder, ContextError, ContextMode};
 use crate::llm::{Llm, LlmError};
-use crate::store::{JobRecord, JobStatus, JobWrite, Store, StoreError, Usage};
+use crate::store::{JobRecord, JobStatus, JobWrite, Store, StoreError};
 use crate::templates::{Templates, build_prompt};
-
-/// Names in the questions database (all configurable).
-#[derive(Debug, Clone)]
-pub struct Vocabulary {
-    /// The status property (a `status` or `select`).
-    pub status_property: String,
-    /// The tags property (multi-select).
-    pub tags_property: String,
-    /// Status of a new question.
-    pub pending: String,
-    /// Status while answering.
-    pub processing: String,
-    /// Status after an answer with the agent's context.
-    pub answered: String,
-    /// Status after an answer without it.
-    pub answered_offline: String,
-    /// Status after the last failed attempt.
-    pub failed: String,
-}
-
-impl Default for Vocabulary {
-    fn default() -> Self {
-        Self {
-            status_property: "Status".into(),
-            tags_property: "Tags".into(),
-            pending: "Pending".into(),
-            processing: "Processing".into(),
-            answered: "Answered".into(),
-            answered_offline: "Answered (offline)".into(),
-            failed: "Failed".into(),
-        }
-    }
-}
-
-/// Pipeline settings.
-#[derive(Debug, Clone)]
-pub struct PipelineSettings {
-    /// Names in the questions database.
-    pub vocabulary: Vocabulary,
-    /// How long a run owns a job before another may take it over (seconds).
-    pub lease_secs: i64,
-    /// Attempts per question generation before it is marked failed.
-    pub max_attempts: u32,
-    /// How long to wait before retrying a failed attempt (seconds).
-    pub retry_delay_secs: i64,
-    /// Questions answered at the same time (Notion's rate limit is shared by all of them).
-    pub concurrency: usize,
-    /// Most pages one run claims, oldest first; the rest wait for the next run. Bounds what
-    /// one run (one Lambda invocation) can spend.
-    pub max_pages_per_run: usize,
-}
-
-impl Default for PipelineSettings {
-    fn default() -> Self {
-        Self {
-            vocabulary: Vocabulary::default(),
-            lease_secs: 300,
-            max_attempts: 3,
-            retry_delay_secs: 60,
-            concurrency: 4,
-            max_pages_per_run: 50,
-        }
-    }
-}
-
-/// Steps of answering one question, named for crash tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    /// The job record was claimed.
-    Claimed,
-    /// The page shows Processing.
-    MarkedProcessing,
-    /// The question was read.
-    ReadQuestion,
-    /// Context was built.
-    BuiltContext,
-    /// The model answered and the answer's mode and usage were recorded.
-    Answered,
-    /// The answer is on the page.
-    Appended,
-    /// The job is recorded as finished.
-    Recorded,
-    /// The page shows the final status.
-    StatusSet,
-}
-
-impl Step {
-    /// Every step, in order.
-    pub const ALL: [Step; 8] = [
-        Step::Claimed,
-        Step::MarkedProcessing,
-        Step::ReadQuestion,
-        Step::BuiltContext,
-        Step::Answered,
-        Step::Appended,
-        Step::Recorded,
-        Step::StatusSet,
-    ];
-}
-
-/// What happened to one page in a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Answered.
-    Answered {
-        /// Which rung of the context ladder the answer's context came from.
-        mode: ContextMode,
-    },
-    /// Given up; the reason is on the page.
-    Failed {
-        /// Why.
-        reason: String,
-    },
-    /// Not this run's to answer (owned by another run, or no longer pending).
-    Skipped {
-        /// Why.
-        reason: String,
-    },
-    /// This attempt failed; a later run retries.
-    WillRetry {
-        /// Why.
-        error: String,
-    },
-}
-
-/// What one `process_once` did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RunReport {
-    /// Pending pages found.
-    pub found: usize,
-    /// Answered with the agent's context.
-    pub answered: usize,
-    /// Answered without it.
-    pub answered_offline: usize,
-    /// Marked failed.
-    pub failed: usize,
-    /// Left to another run or no longer pending.
-    pub skipped: usize,
-    /// To be retried.
-    pub retrying: usize,
-    /// Found but left for the next run (over `max_pages_per_run`).
-    pub deferred: usize,
-    /// Per page.
-    pub pages: Vec<(String, Outcome)>,
-    /// Wall time in seconds.
-    pub seconds: f64,
-}
-
-/// Why a run as a whole failed (single pages fail into their [`Outcome`] instead).
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// Notion failed before any page could be processed.
-    #[error("Notion: {0}")]
-    Notion(#[from] NotionError),
-    /// The store failed before any page could be processed.
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// A crash injected by a test (the run stops where it is, as a killed process would).
-    #[error("crash injected after step {0:?}")]
-    Crashed(Step),
-}
 
 /// Failure of one attempt at one page.
 #[derive(Debug, thiserror::Error)]
@@ -227,9 +78,6 @@ pub struct Pipeline {
     crashes: Crashes,
     run_counter: std::sync::atomic::AtomicU64,
 }
-
-/// Base of the marker links on answers.
-const MARKER_BASE: &str = "https://github.com/notion-llm/notion-llm#answer-";
 
 impl Pipeline {
     /// A pipeline for the questions database `database_id`. Without `llm`, answers are
@@ -662,79 +510,12 @@ impl Pipeline {
     /// The failure callout (once per generation, found by its marker) and the Failed status.
     async fn show_failure(&self, page: &Page, job: &JobRecord) -> Result<(), NotionError> {
         let reason = job.error.clone().unwrap_or_else(|| "the last attempt failed".into());
-        let marker = format!("{MARKER_BASE}{}-g{}-failed", compact(&page.id), job.generation);
-        let note = json!({
-            "type": "callout",
-            "callout": {
-                "rich_text": [
-                    notion::rich_text::text_item("notion-llm could not answer this question: ", &notion::rich_text::Style {
-                        bold: true, link: Some(marker.clone()), ..Default::default()
-                    }),
-                    notion::rich_text::text_item(
-                        &format!("{}. Set Status back to {} to try again.", truncate(&reason, 1500), self.settings.vocabulary.pending),
-                        &Default::default(),
-                    ),
-                ],
-                "icon": { "type": "emoji", "emoji": "⚠️" },
-            },
-        });
+        let (marker, note) = failure_callout(&page.id, job.generation, &reason, &self.settings.vocabulary.pending);
         let already = self.notion.children(&page.id).await?.iter().any(|block| has_link(block, &marker));
         if !already {
             self.notion.append_children(&page.id, vec![note]).await?;
         }
         self.set_status(page, &self.settings.vocabulary.failed).await
-    }
-}
-
-/// Renews a job's lease, conditionally on its version, before every write to the page: a
-/// delete or append (with Notion's retries, up to minutes of `Retry-After`) can outlast the
-/// lease, and a run that lost the job to a takeover must stop instead of interleaving its
-/// blocks with the new owner's. A renewal is skipped when the last one is under a tenth of the
-/// lease old: no other run can have taken the job within its lease.
-struct LeaseFence<'a> {
-    store: &'a dyn Store,
-    clock: &'a dyn Clock,
-    lease_secs: i64,
-    /// The job as last written, and when its lease was last renewed.
-    state: std::sync::Mutex<(JobRecord, i64)>,
-}
-
-impl<'a> LeaseFence<'a> {
-    /// A fence for `job`, whose lease was just renewed.
-    fn new(pipeline: &'a Pipeline, job: JobRecord) -> Self {
-        let renewed = pipeline.clock.now();
-        Self {
-            store: pipeline.store.as_ref(),
-            clock: pipeline.clock.as_ref(),
-            lease_secs: pipeline.settings.lease_secs,
-            state: std::sync::Mutex::new((job, renewed)),
-        }
-    }
-
-    /// The job with the version of its last renewal.
-    fn into_job(self) -> JobRecord {
-        self.state.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()).0
-    }
-}
-
-impl Fence for LeaseFence<'_> {
-    type Error = StepError;
-
-    async fn check(&self) -> Result<(), StepError> {
-        let now = self.clock.now();
-        let mut job = {
-            let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if now - state.1 < self.lease_secs / 10 {
-                return Ok(());
-            }
-            state.0.clone()
-        };
-        job.lease_until = now + self.lease_secs;
-        if self.store.put_job(&mut job).await? == JobWrite::Conflict {
-            return Err(StepError::LostLease);
-        }
-        *self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (job, now);
-        Ok(())
     }
 }
 
@@ -765,157 +546,4 @@ enum Claim {
     Finish(JobRecord),
     /// Another run owns it, or it is no longer pending.
     Skip,
-}
-
-/// What of this generation's answer is on the page already.
-#[derive(Debug, PartialEq, Eq)]
-enum AnswerOnPage {
-    Absent,
-    /// The heading (and maybe some blocks) but no footer: an interrupted append. The ids are
-    /// those of the answer's blocks, to be removed before writing it again.
-    Partial(Vec<String>),
-    Complete,
-}
-
-fn compact(page_id: &str) -> String {
-    page_id.replace('-', "")
-}
-
-fn marker(page_id: &str, generation: u32, part: &str) -> String {
-    format!("{MARKER_BASE}{}-g{generation}-{part}", compact(page_id))
-}
-
-fn has_link(block: &Block, url: &str) -> bool {
-    block.payload()["rich_text"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|item| item["href"] == url || item["text"]["link"]["url"] == url)
-}
-
-fn is_answer_block(block: &Block, page_id: &str) -> bool {
-    let prefix = format!("{MARKER_BASE}{}-g", compact(page_id));
-    block.payload()["rich_text"].as_array().into_iter().flatten().any(|item| {
-        item["href"]
-            .as_str()
-            .or_else(|| item["text"]["link"]["url"].as_str())
-            .is_some_and(|url| url.starts_with(&prefix))
-    })
-}
-
-fn find_answer(blocks: &[Block], page_id: &str, generation: u32) -> AnswerOnPage {
-    let start = marker(page_id, generation, "start");
-    let end = marker(page_id, generation, "end");
-    let Some(first) = blocks.iter().position(|block| has_link(block, &start)) else { return AnswerOnPage::Absent };
-    if blocks[first..].iter().any(|block| has_link(block, &end)) {
-        AnswerOnPage::Complete
-    } else {
-        AnswerOnPage::Partial(blocks[first..].iter().map(|block| block.id.clone()).collect())
-    }
-}
-
-/// The answer as blocks: a heading carrying the start marker, the answer, a footer carrying the
-/// end marker (mode, model, sources, seconds).
-fn answer_blocks(
-    page_id: &str,
-    generation: u32,
-    markdown: &str,
-    context: &BuiltContext,
-    usage: Option<&Usage>,
-    seconds: f64,
-) -> Vec<Value> {
-    use notion::rich_text::{Style, text_item};
-    let title = match context.mode {
-        ContextMode::Full => "Answer",
-        _ => "Answer (offline)",
-    };
-    let heading_style = Style { link: Some(marker(page_id, generation, "start")), ..Style::default() };
-    let mut blocks =
-        vec![json!({ "type": "heading_2", "heading_2": { "rich_text": [text_item(title, &heading_style)] } })];
-    blocks.extend(notion::markdown::to_blocks(markdown));
-    let mut footer = format!(" · mode: {}", context.mode.as_str());
-    if let Some(usage) = usage {
-        footer.push_str(&format!(" · model: {}", usage.model));
-    }
-    if !context.sources.is_empty() {
-        footer.push_str(&format!(" · sources: {}", context.sources.join(", ")));
-    }
-    footer.push_str(&format!(" · {seconds:.1} s"));
-    let muted = Style { italic: true, ..Style::default() };
-    let signature = Style { italic: true, link: Some(marker(page_id, generation, "end")), ..Style::default() };
-    blocks.push(json!({
-        "type": "paragraph",
-        "paragraph": { "rich_text": [text_item("notion-llm", &signature), text_item(&truncate(&footer, 1900), &muted)], "color": "gray" },
-    }));
-    blocks
-}
-
-/// Without a model, the answer is the context itself, introduced as such.
-fn extractive_answer(context: &BuiltContext) -> String {
-    let intro = "*No language model is configured (OPENROUTER_API_KEY is not set), so this answer quotes the \
-        passages of your notes that best match the question.*";
-    if context.text.trim().is_empty() {
-        format!("{intro}\n\nNo passages matched, and no notes were reachable.")
-    } else {
-        let quoted: Vec<String> = context
-            .text
-            .lines()
-            .map(|line| if line.is_empty() { ">".to_owned() } else { format!("> {line}") })
-            .collect();
-        format!("{intro}\n\n{}", quoted.join("\n"))
-    }
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        None => text.to_owned(),
-        Some((end, _)) => format!("{}…", &text[..end]),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn block(id: &str, url: Option<&str>) -> Block {
-        let rich = match url {
-            Some(url) => json!([{ "plain_text": "x", "href": url }]),
-            None => json!([{ "plain_text": "x", "href": null }]),
-        };
-        serde_json::from_value(json!({ "id": id, "type": "paragraph", "paragraph": { "rich_text": rich } })).unwrap()
-    }
-
-    #[test]
-    fn answers_are_found_by_their_markers() {
-        let page = "1111-2222";
-        let start = marker(page, 2, "start");
-        let end = marker(page, 2, "end");
-        let old = marker(page, 1, "start");
-        let complete = [block("a", None), block("b", Some(&start)), block("c", None), block("d", Some(&end))];
-        assert_eq!(find_answer(&complete, page, 2), AnswerOnPage::Complete);
-        let partial = [block("a", Some(&old)), block("b", Some(&start)), block("c", None)];
-        assert_eq!(find_answer(&partial, page, 2), AnswerOnPage::Partial(vec!["b".into(), "c".into()]));
-        assert_eq!(find_answer(&partial, page, 3), AnswerOnPage::Absent);
-        assert!(is_answer_block(&partial[0], page) && !is_answer_block(&complete[0], page));
-    }
-
-    #[test]
-    fn the_answer_carries_heading_footer_and_markers() {
-        let context = BuiltContext { mode: ContextMode::Cached, text: String::new(), sources: vec!["a.md".into()] };
-        let usage = Usage { model: "m".into(), ..Usage::default() };
-        let blocks = answer_blocks("p-1", 1, "Hello **world**", &context, Some(&usage), 1.26);
-        assert_eq!(blocks[0]["heading_2"]["rich_text"][0]["text"]["content"], "Answer (offline)");
-        assert_eq!(blocks[0]["heading_2"]["rich_text"][0]["text"]["link"]["url"], marker("p-1", 1, "start"));
-        let footer = &blocks.last().unwrap()["paragraph"]["rich_text"];
-        assert_eq!(footer[1]["text"]["content"], " · mode: cached · model: m · sources: a.md · 1.3 s");
-        assert_eq!(footer[0]["text"]["link"]["url"], marker("p-1", 1, "end"));
-    }
-
-    #[test]
-    fn extractive_answers_say_why_they_are_extractive() {
-        let context = BuiltContext { mode: ContextMode::Full, text: "[1] T (a.md)\nline".into(), sources: vec![] };
-        let answer = extractive_answer(&context);
-        assert!(answer.contains("OPENROUTER_API_KEY is not set"));
-        assert!(answer.ends_with("> [1] T (a.md)\n> line"));
-    }
 }
