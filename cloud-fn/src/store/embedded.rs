@@ -1,7 +1,7 @@
 //! The self-hosted store: one redb file, one table of JSON items under the design's keys.
 //! redb transactions are serialisable, so every conditional write (a job's version, a webhook
 //! token stored once, a connection touched only if it exists) is a read and a write in one
-//! write transaction ([`EmbeddedStore::modify`]).
+//! write transaction (`EmbeddedStore::modify`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
