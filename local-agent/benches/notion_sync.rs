@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use local_agent::config::{AgentConfig, Overrides, Secret};
 use local_agent::embed::Embedder;
-use local_agent::notion_sync::{NotionSettings, NotionSync};
+use local_agent::sources::notion_sync::{NotionSettings, NotionSync};
 use notion::page::write;
 use serde_json::json;
 use testkit::{NotionSandbox, PropertyKind, PropertySchema};

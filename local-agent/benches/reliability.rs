@@ -36,10 +36,10 @@ use cloud_fn::store::embedded::EmbeddedStore;
 use cloud_fn::tunnel::hub::Hub;
 use cloud_fn::tunnel::websocket::{AgentSettings, agent_endpoint};
 use futures_util::{SinkExt, StreamExt};
+use local_agent::api::{self, ApiSettings, ApiState};
 use local_agent::config::{AgentConfig, Overrides, Secret};
 use local_agent::embed::Embedder;
-use local_agent::http::{self, ApiSettings, ApiState};
-use local_agent::indexer::{self, Silent};
+use local_agent::index::{self, Silent};
 use local_agent::search::Engine;
 use local_agent::tunnel::{self, Responder, TunnelConfig};
 use notion::page::write;
@@ -543,7 +543,7 @@ async fn flood(options: &Options) -> Result<FloodReport> {
     let embedder = Arc::new(Embedder::load(&config.embedder).context("the model is installed by scripts/setup.sh")?);
     let notes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/notes");
     tokio::task::block_in_place(|| {
-        indexer::index_folders(&config.data_dir, &[notes], &embedder, &config.index, &Silent)
+        index::index_folders(&config.data_dir, &[notes], &embedder, &config.index, &Silent)
     })?;
     let engine = Arc::new(Engine::open(&config.data_dir, embedder, config.search.clone())?);
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb"))?);
@@ -563,7 +563,7 @@ async fn flood(options: &Options) -> Result<FloodReport> {
         let settings = ApiSettings { max_concurrent_requests: cap, ..ApiSettings::default() };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server =
-            tokio::spawn(http::serve(listener, ApiState::new(engine.clone(), None).with_settings(settings), async {
+            tokio::spawn(api::serve(listener, ApiState::new(engine.clone(), None).with_settings(settings), async {
                 let _ = stopped.await;
             }));
         let (answered, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));

@@ -20,13 +20,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use local_agent::chunk::chunk_document;
 use local_agent::config::{AgentConfig, Overrides};
 use local_agent::embed::Embedder;
-use local_agent::embed_cache::EmbeddingCache;
-use local_agent::indexer::{self, Silent};
-use local_agent::ingest::{Document, FileKind};
+use local_agent::embed::cache::EmbeddingCache;
+use local_agent::index::chunk::chunk_document;
+use local_agent::index::{self, Silent};
 use local_agent::search::Engine;
+use local_agent::sources::folder::{Document, FileKind};
 use serde_json::{Value, json};
 
 struct Args {
@@ -297,7 +297,7 @@ async fn main() -> Result<()> {
     eprintln!("measuring raw model throughput…");
     let (raw_chunks, raw_rate) = raw_throughput(&embedder, &config, &eval)?;
     eprintln!("indexing…");
-    let report = indexer::index_folders(&data_dir, std::slice::from_ref(&notes), &embedder, &config.index, &Silent)?;
+    let report = index::index_folders(&data_dir, std::slice::from_ref(&notes), &embedder, &config.index, &Silent)?;
     let index_rate = report.chunks_written as f64 / report.elapsed.as_secs_f64();
     drop(embedder);
 

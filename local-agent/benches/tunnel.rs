@@ -23,7 +23,7 @@ use cloud_fn::tunnel::hub::Hub;
 use cloud_fn::tunnel::websocket::{AgentSettings, agent_endpoint};
 use local_agent::config::{AgentConfig, Overrides, Secret};
 use local_agent::embed::Embedder;
-use local_agent::indexer::{self, Silent};
+use local_agent::index::{self, Silent};
 use local_agent::search::Engine;
 use local_agent::tunnel::{self, Responder, TunnelConfig};
 use protocol::tunnel::{IndexSummary, ReplyBody, RequestBody};
@@ -150,7 +150,7 @@ fn sample_engine() -> Result<(Arc<Engine>, tempfile::TempDir)> {
     let config = AgentConfig::load(&Overrides { data_dir: Some(dir.path().to_owned()), config: None })?;
     let embedder = Arc::new(Embedder::load(&config.embedder).context("the model is installed by scripts/setup.sh")?);
     let notes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/notes");
-    indexer::index_folders(&config.data_dir, &[notes], &embedder, &config.index, &Silent)?;
+    index::index_folders(&config.data_dir, &[notes], &embedder, &config.index, &Silent)?;
     let engine = Engine::open(&config.data_dir, embedder, config.search.clone())?;
     Ok((Arc::new(engine), dir))
 }

@@ -36,14 +36,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::chunk::ChunkSettings;
+use crate::api::ApiSettings;
 use crate::embed::EmbedderOptions;
 use crate::error::{Error, Result};
-use crate::http::ApiSettings;
-use crate::indexer::IndexSettings;
-use crate::notion_sync::NotionSettings;
+use crate::index::IndexSettings;
+use crate::index::chunk::ChunkSettings;
+use crate::index::vectors::VectorSettings;
 use crate::search::SearchSettings;
-use crate::vector_index::VectorSettings;
+use crate::sources::notion_sync::NotionSettings;
 
 pub use protocol::Secret;
 use protocol::cleartext::{Transport, check_url};

@@ -9,18 +9,19 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use local_agent::api::{self, client};
 use local_agent::config::{AgentConfig, Overrides};
-use local_agent::doctor::NotionTarget;
 use local_agent::embed::Embedder;
-use local_agent::generations::IndexDir;
-use local_agent::indexer::{self, IndexReport, IndexSettings, Phase, Progress};
-use local_agent::notion_sync::NotionSync;
+use local_agent::index::generations::IndexDir;
+use local_agent::index::snapshot::Snapshot;
+use local_agent::index::{self, IndexReport, IndexSettings, Phase, Progress};
+use local_agent::ops::doctor::NotionTarget;
+use local_agent::ops::service::unit::{self, ServiceSpec};
+use local_agent::ops::service::{RunState, Service};
 use local_agent::search::{Engine, SearchSettings};
-use local_agent::service::unit::{self, ServiceSpec};
-use local_agent::service::{RunState, Service};
+use local_agent::sources::notion_sync::NotionSync;
+use local_agent::sources::watch::{FolderWatcher, reindex_on_change};
 use local_agent::tunnel::{self, Responder, TunnelConfig};
-use local_agent::watch::{FolderWatcher, reindex_on_change};
-use local_agent::{http, local_api, snapshot::Snapshot};
 use protocol::{SearchMode, SearchRequest, SearchResponse};
 use tracing_appender::rolling::Rotation;
 use tracing_subscriber::EnvFilter;
@@ -227,7 +228,7 @@ fn index(config: &AgentConfig, folders: Vec<PathBuf>, rebuild: bool) -> Result<(
     let embedder = load_embedder(config)?;
     let progress = Bars::new();
     let settings = IndexSettings { rebuild, ..config.index.clone() };
-    let report = indexer::index_folders(&config.data_dir, &folders, &embedder, &settings, &progress)?;
+    let report = index::index_folders(&config.data_dir, &folders, &embedder, &settings, &progress)?;
     print_report(&report);
     Ok(())
 }
@@ -269,7 +270,7 @@ fn open_or_rebuild(config: &AgentConfig, embedder: &Arc<Embedder>) -> Result<Eng
             tracing::warn!(%error, "rebuilding the index from its sources before serving");
             let settings = IndexSettings { rebuild: true, ..config.index.clone() };
             let report = tokio::task::block_in_place(|| {
-                indexer::index_folders(&config.data_dir, &config.folders, embedder, &settings, &indexer::Silent)
+                index::index_folders(&config.data_dir, &config.folders, embedder, &settings, &index::Silent)
             })
             .with_context(|| {
                 format!("the index could not be rebuilt; run `local-agent index <FOLDER> --rebuild` ({error})")
@@ -291,7 +292,8 @@ fn watch_folders(config: &AgentConfig, embedder: &Arc<Embedder>) -> Option<tokio
         .and_then(|generation| index_dir.read_manifest(generation).ok())
         .map(|manifest| manifest.roots)
         .unwrap_or_default();
-    let mut folders: Vec<PathBuf> = indexed.into_iter().filter(|root| indexer::is_folder_root(root)).collect();
+    let mut folders: Vec<PathBuf> =
+        indexed.into_iter().filter(|root| local_agent::sources::is_folder_root(root)).collect();
     folders.extend(config.folders.iter().filter_map(|folder| std::fs::canonicalize(folder).ok()));
     folders.sort();
     folders.dedup();
@@ -401,7 +403,7 @@ fn print_results(response: &SearchResponse) {
 async fn serve(config: &AgentConfig, listen: SocketAddr) -> Result<()> {
     let started = Instant::now();
     // Before anything is loaded: an exposed API without a key is refused, not warned about.
-    http::check_exposure(listen, config.api_key.as_ref())?;
+    api::check_exposure(listen, config.api_key.as_ref())?;
     let embedder = tokio::task::block_in_place(|| load_embedder(config))?;
     let engine = Arc::new(open_or_rebuild(config, &embedder)?);
     let stats = engine.stats();
@@ -455,13 +457,13 @@ async fn serve(config: &AgentConfig, listen: SocketAddr) -> Result<()> {
         None => None,
     };
     let rebuild =
-        http::IndexRebuild::new(config.data_dir.clone(), config.folders.clone(), embedder, config.index.clone());
+        api::IndexRebuild::new(config.data_dir.clone(), config.folders.clone(), embedder, config.index.clone());
     let mut state =
-        http::ApiState::new(engine, config.api_key.clone()).with_settings(config.api.clone()).with_rebuild(rebuild);
+        api::ApiState::new(engine, config.api_key.clone()).with_settings(config.api.clone()).with_rebuild(rebuild);
     if let Some(status) = tunnel_status {
         state = state.with_tunnel(status);
     }
-    http::serve(listener, state, shutdown_signal()).await?;
+    api::serve(listener, state, shutdown_signal()).await?;
     for task in [syncing, watching, tunnel].into_iter().flatten() {
         task.abort();
     }
@@ -532,11 +534,11 @@ fn status(config: &AgentConfig) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(local_api::report(config.listen, config.api_key.as_ref()));
+        .block_on(client::report(config.listen, config.api_key.as_ref()));
     match running {
         Ok(report) => {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |now| now.as_secs());
-            for line in local_api::describe(&report, now) {
+            for line in client::describe(&report, now) {
                 println!("{line}");
             }
         }
@@ -575,7 +577,7 @@ fn status(config: &AgentConfig) -> Result<()> {
 
 /// "3 min ago: 120 pages listed, 2 updated…", or why there is nothing to say.
 fn describe_last_sync(data_dir: &std::path::Path) -> String {
-    match local_agent::notion_sync::last_sync(data_dir) {
+    match local_agent::sources::notion_sync::last_sync(data_dir) {
         None => "never (see `local-agent sync`)".into(),
         Some((at, report)) => {
             let age = chrono::Utc::now().signed_duration_since(at).num_seconds().max(0) as u64;
@@ -668,11 +670,11 @@ async fn service_status(service: &Service, config: &AgentConfig) -> Result<()> {
     };
     println!("service:      {shown} — {}", service.describe_backend());
     println!("logs:         {}", service.spec.log_dir().display());
-    match local_api::report(config.listen, config.api_key.as_ref()).await {
+    match client::report(config.listen, config.api_key.as_ref()).await {
         Ok(report) => {
-            println!("HTTP API:     http://{}", local_api::loopback_address(config.listen));
+            println!("HTTP API:     http://{}", client::loopback_address(config.listen));
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |now| now.as_secs());
-            for line in local_api::describe(&report, now) {
+            for line in client::describe(&report, now) {
                 println!("{line}");
             }
         }
@@ -691,7 +693,7 @@ async fn doctor(overrides: &Overrides, json: bool) -> Result<()> {
     let loaded = AgentConfig::load(overrides);
     let notion =
         loaded.as_ref().ok().and_then(|config| NotionTarget::from_config(config, |name| std::env::var(name).ok()));
-    let report = local_agent::doctor::diagnose(loaded.as_ref(), notion.as_ref()).await;
+    let report = local_agent::ops::doctor::diagnose(loaded.as_ref(), notion.as_ref()).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -30,9 +30,9 @@ use self::context::{Passage, Piece, build_context};
 use self::fusion::{RankedList, reciprocal_rank_fusion};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::generations::IndexDir;
-use crate::snapshot::Snapshot;
-use crate::text_index::{StoredChunk, analyze, analyzer};
+use crate::index::generations::IndexDir;
+use crate::index::snapshot::Snapshot;
+use crate::index::text::{StoredChunk, analyze, analyzer};
 
 /// Retrieval knobs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

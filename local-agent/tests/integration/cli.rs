@@ -107,9 +107,9 @@ fn index_rebuild_builds_a_fresh_generation_from_the_files() {
 fn serve_rebuilds_a_corrupt_index_instead_of_crashing() {
     let workspace = Workspace::with_sample_notes();
     let report = workspace.index();
-    let index = local_agent::generations::IndexDir::new(&workspace.data());
+    let index = local_agent::index::generations::IndexDir::new(&workspace.data());
     let live = index.generation_dir(report.generation);
-    std::fs::write(live.join(local_agent::generations::VECTORS_FILE), b"not a vector index").unwrap();
+    std::fs::write(live.join(local_agent::index::generations::VECTORS_FILE), b"not a vector index").unwrap();
 
     let mut child = agent(&workspace)
         .args(["serve", "--listen", "127.0.0.1:0"])

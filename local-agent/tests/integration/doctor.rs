@@ -10,10 +10,10 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use local_agent::api::{self, ApiState};
 use local_agent::config::Secret;
-use local_agent::doctor::{self, NotionTarget, REBUILD, Status};
-use local_agent::generations::{IndexDir, MANIFEST_FILE};
-use local_agent::http::{self, ApiState};
+use local_agent::index::generations::{IndexDir, MANIFEST_FILE};
+use local_agent::ops::doctor::{self, NotionTarget, REBUILD, Status};
 use serde_json::{Value, json};
 
 use crate::{Workspace, config};
@@ -236,7 +236,7 @@ async fn the_port_is_free_ours_or_taken_by_another_program() {
     let engine = Arc::new(workspace.engine());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ours = listener.local_addr().unwrap();
-    let server = tokio::spawn(http::serve(listener, ApiState::new(engine, None), std::future::pending()));
+    let server = tokio::spawn(api::serve(listener, ApiState::new(engine, None), std::future::pending()));
     let check = doctor::check_port(ours).await;
     assert_eq!(check.status, Status::Ok, "{check:?}");
     assert!(check.detail.contains("served by a running local-agent"), "{check:?}");

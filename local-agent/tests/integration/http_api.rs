@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use local_agent::api::{self, ApiSettings, ApiState};
 use local_agent::config::Secret;
-use local_agent::http::{self, ApiSettings, ApiState};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -34,7 +34,7 @@ impl Server {
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let state = ApiState::new(engine, api_key.map(Secret::new)).with_settings(settings);
-        let task = tokio::spawn(http::serve(listener, state, async {
+        let task = tokio::spawn(api::serve(listener, state, async {
             let _ = stopped.await;
         }));
         Self { address, stop: Some(stop), task, _workspace: workspace }
@@ -221,7 +221,7 @@ async fn stats_report_the_tunnel() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let state = ApiState::new(engine, None).with_tunnel(status.clone());
-    let server = tokio::spawn(http::serve(listener, state, std::future::pending()));
+    let server = tokio::spawn(api::serve(listener, state, std::future::pending()));
     let stats = || async {
         let stats: Value = reqwest::get(format!("http://{address}/stats")).await.unwrap().json().await.unwrap();
         stats["tunnel"].clone()
@@ -244,17 +244,17 @@ async fn index_rebuild_runs_in_the_background_one_at_a_time() {
     let workspace = Workspace::with_sample_notes();
     let first = tokio::task::block_in_place(|| workspace.index());
     let engine = Arc::new(workspace.engine());
-    let rebuild = local_agent::http::IndexRebuild::new(
+    let rebuild = local_agent::api::IndexRebuild::new(
         workspace.data(),
         Vec::new(),
         crate::embedder(),
-        local_agent::indexer::IndexSettings { batch_size: 16, ..Default::default() },
+        local_agent::index::IndexSettings { batch_size: 16, ..Default::default() },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/index/rebuild", listener.local_addr().unwrap());
     let state = ApiState::new(engine, Some(Secret::new("rebuild-key"))).with_rebuild(rebuild);
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(http::serve(listener, state, async {
+    tokio::spawn(api::serve(listener, state, async {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();
@@ -266,7 +266,7 @@ async fn index_rebuild_runs_in_the_background_one_at_a_time() {
     let again = client.post(&url).bearer_auth("rebuild-key").send().await.unwrap();
     assert_eq!(again.status(), StatusCode::CONFLICT, "one rebuild at a time");
 
-    let index = local_agent::generations::IndexDir::new(&workspace.data());
+    let index = local_agent::index::generations::IndexDir::new(&workspace.data());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while index.current().unwrap() == Some(first.generation) {
         assert!(std::time::Instant::now() < deadline, "the rebuild never published");

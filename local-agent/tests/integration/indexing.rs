@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use local_agent::Error;
-use local_agent::generations::IndexDir;
+use local_agent::index::generations::IndexDir;
 use local_agent::search::Engine;
 
 use crate::{Workspace, query, sources};
@@ -67,12 +67,12 @@ fn a_missing_folder_is_an_error_and_the_index_is_kept() {
     let workspace = Workspace::with_sample_notes();
     workspace.index();
     let missing = workspace.dir.path().join("unplugged-drive");
-    let error = local_agent::indexer::index_folders(
+    let error = local_agent::index::index_folders(
         &workspace.data(),
         &[missing],
         &crate::embedder(),
         &Default::default(),
-        &local_agent::indexer::Silent,
+        &local_agent::index::Silent,
     )
     .unwrap_err();
     assert!(matches!(error, Error::Folder { .. }), "{error}");
@@ -90,17 +90,17 @@ fn a_second_writer_is_turned_away() {
 fn changing_how_chunks_are_cut_rebuilds_from_the_cache() {
     let workspace = Workspace::with_sample_notes();
     workspace.index();
-    let settings = local_agent::indexer::IndexSettings {
-        chunking: local_agent::chunk::ChunkSettings { max_tokens: 64, overlap_tokens: 8 },
+    let settings = local_agent::index::IndexSettings {
+        chunking: local_agent::index::chunk::ChunkSettings { max_tokens: 64, overlap_tokens: 8 },
         batch_size: 16,
         ..Default::default()
     };
-    let report = local_agent::indexer::index_folders(
+    let report = local_agent::index::index_folders(
         &workspace.data(),
         &[workspace.notes()],
         &crate::embedder(),
         &settings,
-        &local_agent::indexer::Silent,
+        &local_agent::index::Silent,
     )
     .unwrap();
     assert!(report.published && report.unchanged == 10);
@@ -192,7 +192,7 @@ fn a_damaged_index_is_refused_and_rebuilt_by_the_next_run() {
     let workspace = Workspace::with_sample_notes();
     let first = workspace.index();
     let generation_dir = IndexDir::new(&workspace.data()).generation_dir(first.generation);
-    std::fs::write(generation_dir.join(local_agent::generations::VECTORS_FILE), b"not an index").unwrap();
+    std::fs::write(generation_dir.join(local_agent::index::generations::VECTORS_FILE), b"not an index").unwrap();
     let error = Engine::open(&workspace.data(), crate::embedder(), Default::default()).err().expect("refused");
     assert!(matches!(error, Error::CorruptIndex { .. }), "{error}");
     assert!(error.to_string().contains("run `local-agent index` again"), "{error}");
@@ -207,8 +207,9 @@ fn a_damaged_index_is_refused_and_rebuilt_by_the_next_run() {
 fn an_index_built_with_another_model_is_refused_and_rebuilt() {
     let workspace = Workspace::with_sample_notes();
     let first = workspace.index();
-    let manifest_path =
-        IndexDir::new(&workspace.data()).generation_dir(first.generation).join(local_agent::generations::MANIFEST_FILE);
+    let manifest_path = IndexDir::new(&workspace.data())
+        .generation_dir(first.generation)
+        .join(local_agent::index::generations::MANIFEST_FILE);
     let manifest = std::fs::read_to_string(&manifest_path).unwrap();
     let model_id = crate::embedder().model_id().to_owned();
     std::fs::write(&manifest_path, manifest.replace(&model_id, "some-other-model-768d")).unwrap();
@@ -226,14 +227,14 @@ fn a_remembered_folder_that_went_away_does_not_block_the_others() {
     let extra = workspace.dir.path().join("usb-stick");
     std::fs::create_dir_all(&extra).unwrap();
     std::fs::write(extra.join("plums.md"), "# Plums\n\nPlum jam needs little sugar.\n").unwrap();
-    let settings = local_agent::indexer::IndexSettings { batch_size: 16, ..Default::default() };
+    let settings = local_agent::index::IndexSettings { batch_size: 16, ..Default::default() };
     let run = |folders: &[std::path::PathBuf]| {
-        local_agent::indexer::index_folders(
+        local_agent::index::index_folders(
             &workspace.data(),
             folders,
             &crate::embedder(),
             &settings,
-            &local_agent::indexer::Silent,
+            &local_agent::index::Silent,
         )
     };
     run(&[workspace.notes(), extra.clone()]).unwrap();

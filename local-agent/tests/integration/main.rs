@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 
 use local_agent::config::{AgentConfig, Overrides};
 use local_agent::embed::Embedder;
-use local_agent::indexer::{self, IndexReport, IndexSettings, Silent};
+use local_agent::index::{self, IndexReport, IndexSettings, Silent};
 use local_agent::search::{Engine, SearchSettings};
 use tempfile::TempDir;
 
@@ -66,7 +66,7 @@ impl Workspace {
     }
 
     pub fn try_index(&self) -> local_agent::Result<IndexReport> {
-        indexer::index_folders(
+        index::index_folders(
             &self.data(),
             &[self.notes()],
             &embedder(),

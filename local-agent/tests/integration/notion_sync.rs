@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use local_agent::config::Secret;
-use local_agent::notion_sync::{NotionSettings, NotionSync, SyncReport};
 use local_agent::search::{Engine, SearchSettings};
+use local_agent::sources::notion_sync::{NotionSettings, NotionSync, SyncReport};
 use notion::page::write;
 use notion::{ClientOptions, NotionClient};
 use protocol::SearchRequest;
@@ -240,7 +240,7 @@ async fn a_sync_killed_halfway_resumes_without_reading_the_finished_pages_again(
 }
 
 fn indexed_documents(data_dir: &Path) -> usize {
-    let index = local_agent::generations::IndexDir::new(data_dir);
+    let index = local_agent::index::generations::IndexDir::new(data_dir);
     let current = index.current().unwrap().expect("a generation was published");
     index.read_manifest(current).unwrap().documents.len()
 }

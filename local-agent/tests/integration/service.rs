@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use local_agent::service::background::{self, PidFile, PidState, Stopped};
-use local_agent::service::unit::ServiceSpec;
+use local_agent::ops::service::background::{self, PidFile, PidState, Stopped};
+use local_agent::ops::service::unit::ServiceSpec;
 
 fn spec(data_dir: &Path, listen: SocketAddr) -> ServiceSpec {
     ServiceSpec {

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use local_agent::generations::IndexDir;
-use local_agent::watch::{FolderWatcher, reindex_on_change};
+use local_agent::index::generations::IndexDir;
+use local_agent::sources::watch::{FolderWatcher, reindex_on_change};
 
 use crate::{Workspace, config, embedder};
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use local_agent::config::{CloudSection, Secret};
-use local_agent::doctor::{self, Status};
+use local_agent::ops::doctor::{self, Status};
 use local_agent::tunnel::{TunnelSnapshot, TunnelState};
 
 use crate::support::*;

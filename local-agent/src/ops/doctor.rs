@@ -13,12 +13,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::api::client;
 use crate::config::{AgentConfig, CloudSection, Secret};
 use crate::embed::{Embedder, EmbedderOptions};
 use crate::error::Error;
-use crate::generations::IndexDir;
-use crate::local_api;
-use crate::snapshot::Snapshot;
+use crate::index::generations::IndexDir;
+use crate::index::snapshot::Snapshot;
 use crate::tunnel::{TunnelConfig, TunnelError, connection};
 
 /// How long one network check may take.
@@ -445,7 +445,7 @@ pub async fn check_clock(sources: &[String]) -> Option<Check> {
         let response = match client.head(source).send().await {
             Ok(response) => response,
             Err(error) => {
-                problems.push(format!("{source}: {}", local_api::error_chain(&error)));
+                problems.push(format!("{source}: {}", client::error_chain(&error)));
                 continue;
             }
         };
@@ -488,7 +488,7 @@ pub async fn check_port(listen: SocketAddr) -> Check {
     );
     match std::net::TcpListener::bind(listen) {
         Ok(_) => Check::ok(NAME, format!("{listen} is free")),
-        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => match local_api::health(listen).await {
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => match client::health(listen).await {
             Ok(health) => Check::ok(
                 NAME,
                 format!(

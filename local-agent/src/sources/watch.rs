@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::indexer::{self, IndexReport, IndexSettings, Silent};
+use crate::index::{self, IndexReport, IndexSettings, Silent};
 
 /// How long to wait before trying again when another run holds the index.
 const BUSY_RETRY: Duration = Duration::from_secs(2);
@@ -106,7 +106,7 @@ pub async fn reindex_on_change(
         loop {
             let (data_dir, embedder, settings) = (data_dir.clone(), embedder.clone(), settings.clone());
             let run = tokio::task::spawn_blocking(move || {
-                indexer::index_folders(&data_dir, &[], &embedder, &settings, &Silent)
+                index::index_folders(&data_dir, &[], &embedder, &settings, &Silent)
             })
             .await
             .unwrap_or_else(|error| Err(Error::Task(error.to_string())));

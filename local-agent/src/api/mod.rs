@@ -10,6 +10,7 @@
 //! `{success: false, error: {code, message}}` with a 4xx/5xx status — bad JSON, a field out of
 //! range, an oversized body, a wrong key, an unknown path — and never a panic.
 
+pub mod client;
 pub mod guard;
 
 use std::future::Future;
@@ -42,7 +43,7 @@ use self::guard::BrowserGuard;
 use crate::config::Secret;
 use crate::embed::Embedder;
 use crate::error::Error;
-use crate::indexer::{self, IndexSettings, Silent};
+use crate::index::{self, IndexSettings, Silent};
 use crate::search::Engine;
 use crate::search::admission::Lane;
 use crate::tunnel::TunnelStatus;
@@ -133,7 +134,7 @@ impl IndexRebuild {
         }
         let job = self.clone();
         tokio::task::spawn_blocking(move || {
-            match indexer::index_folders(&job.data_dir, &job.folders, &job.embedder, &job.settings, &Silent) {
+            match index::index_folders(&job.data_dir, &job.folders, &job.embedder, &job.settings, &Silent) {
                 Ok(report) => tracing::info!(generation = report.generation, chunks = report.chunks, "index rebuilt"),
                 Err(error) => tracing::warn!(%error, "rebuilding the index failed"),
             }

@@ -8,7 +8,7 @@
 //! section share up to `overlap_tokens` of whole sentences, so a fact cut at a boundary is
 //! still found in one piece.
 
-use crate::ingest::{Document, FileKind, atx_heading, fence_marker};
+use crate::sources::folder::{Document, FileKind, atx_heading, fence_marker};
 
 /// How chunks are sized. Both numbers are in model tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

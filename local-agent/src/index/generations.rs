@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::chunk::ChunkSettings;
 use crate::error::{Error, Result};
-use crate::vector_index::VectorSettings;
+use crate::index::chunk::ChunkSettings;
+use crate::index::vectors::VectorSettings;
 
 /// Version of the on-disk layout; a different version is rebuilt, never misread.
 pub const FORMAT_VERSION: u32 = 1;
@@ -43,7 +43,7 @@ pub struct Manifest {
     pub dimensions: usize,
     /// How documents were chunked.
     pub chunking: ChunkSettings,
-    /// [`crate::indexer::RECIPE_VERSION`] of the writer.
+    /// [`crate::index::RECIPE_VERSION`] of the writer.
     #[serde(default)]
     pub recipe: u32,
     /// How the vector index was built.

@@ -6,22 +6,29 @@
 //! then a content hash — and classifies documents as added, changed, removed or unchanged.
 //! Only added and changed documents are read, chunked and embedded (embeddings of text seen
 //! before come from the cache); the next generation is built from the live one and published
-//! atomically (see [`crate::generations`]). A run in which nothing changed writes nothing.
+//! atomically (see [`crate::index::generations`]). A run in which nothing changed writes nothing.
+
+pub mod chunk;
+pub mod generations;
+pub mod snapshot;
+pub mod text;
+pub mod vectors;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::chunk::{ChunkSettings, chunk_document};
+use self::chunk::{ChunkSettings, chunk_document};
+use self::generations::{ChunkEntry, DocumentEntry, FORMAT_VERSION, IndexDir, Manifest, TEXT_DIR, VECTORS_FILE};
+use self::snapshot::Snapshot;
+use self::text::{NewChunk, StoredChunk, TextIndex};
+use self::vectors::{VectorIndex, VectorSettings};
 use crate::embed::Embedder;
-use crate::embed_cache::{ChunkHash, EmbeddingCache, chunk_hash};
+use crate::embed::cache::{ChunkHash, EmbeddingCache, chunk_hash};
 use crate::error::{Error, Result};
-use crate::generations::{ChunkEntry, DocumentEntry, FORMAT_VERSION, IndexDir, Manifest, TEXT_DIR, VECTORS_FILE};
-use crate::ingest::{Document, FileKind, SourceFile, read_text, scan_folder};
-use crate::snapshot::Snapshot;
-use crate::text_index::{NewChunk, StoredChunk, TextIndex};
-use crate::vector_index::{VectorIndex, VectorSettings};
+use crate::sources::folder::{Document, SourceFile};
+use crate::sources::{FolderSource, ReadDocument, Source, is_folder_root};
 
 /// How the index is built.
 #[derive(Debug, Clone, Default)]
@@ -100,80 +107,6 @@ pub const RECIPE_VERSION: u32 = 3;
 
 /// Deleted vectors stay in the HNSW graph as tombstones; past this share the graph is rebuilt.
 const MAX_TOMBSTONE_SHARE: f64 = 0.3;
-
-/// Where documents come from.
-pub trait Source: Sync {
-    /// The source's key in the manifest (a folder's absolute path, `notion://<database id>`).
-    fn root(&self) -> &Path;
-
-    /// The documents there now, with the stamps (size, modification time) that tell whether
-    /// one changed since it was indexed.
-    fn scan(&self) -> Result<Listing>;
-
-    /// Reads one listed document.
-    fn read(&self, file: &SourceFile) -> Result<ReadDocument>;
-}
-
-/// What a source lists.
-#[derive(Debug, Clone, Default)]
-pub struct Listing {
-    /// The documents, by id.
-    pub files: Vec<SourceFile>,
-    /// Whether these are all of the source's documents; a partial listing (an incremental
-    /// query) removes nothing it does not mention.
-    pub complete: bool,
-}
-
-/// A document as read from its source.
-#[derive(Debug, Clone)]
-pub struct ReadDocument {
-    /// The exact text whose hash says whether the content changed.
-    pub raw: String,
-    /// The parsed document.
-    pub document: Document,
-    /// Where a reader opens it (a Notion page's URL); results name the id otherwise.
-    pub url: Option<String>,
-}
-
-/// A folder of Markdown and text notes.
-pub struct FolderSource {
-    root: PathBuf,
-}
-
-impl FolderSource {
-    /// The folder at `path` (made absolute, as the manifest keeps it).
-    pub fn new(path: &Path) -> Result<Self> {
-        let root = std::fs::canonicalize(path).map_err(|source| Error::Folder { path: path.to_owned(), source })?;
-        Ok(Self { root })
-    }
-
-    /// A folder the manifest already knows by its absolute path (it may not be mounted now).
-    fn known(root: PathBuf) -> Self {
-        Self { root }
-    }
-}
-
-impl Source for FolderSource {
-    fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn scan(&self) -> Result<Listing> {
-        Ok(Listing { files: scan_folder(&self.root)?, complete: true })
-    }
-
-    fn read(&self, file: &SourceFile) -> Result<ReadDocument> {
-        let raw = read_text(&file.path)?;
-        let kind = FileKind::of(&file.path).unwrap_or(FileKind::Text);
-        let document = Document::parse(&file.id, kind, &raw);
-        Ok(ReadDocument { raw, document, url: None })
-    }
-}
-
-/// Whether a manifest root is a folder (and not another kind of source).
-pub fn is_folder_root(root: &Path) -> bool {
-    !root.to_string_lossy().contains("://")
-}
 
 /// Brings the index in `data_dir` up to date with `folders` (all previously indexed folders
 /// when empty). Folders indexed before and not named, and other sources, are left as they are.

@@ -6,6 +6,8 @@
 //! batch and truncated at the model's limit; batches are formed from texts of similar length
 //! so little time is spent on padding. Vectors are L2-normalised, so a dot product is a cosine.
 
+pub mod cache;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 

@@ -288,6 +288,46 @@ pub fn read_text(path: &Path) -> Result<String> {
     })
 }
 
+/// A folder of Markdown and text notes.
+pub struct FolderSource {
+    root: PathBuf,
+}
+
+impl FolderSource {
+    /// The folder at `path` (made absolute, as the manifest keeps it).
+    pub fn new(path: &Path) -> Result<Self> {
+        let root = std::fs::canonicalize(path).map_err(|source| Error::Folder { path: path.to_owned(), source })?;
+        Ok(Self { root })
+    }
+
+    /// A folder the manifest already knows by its absolute path (it may not be mounted now).
+    pub(crate) fn known(root: PathBuf) -> Self {
+        Self { root }
+    }
+}
+
+impl super::Source for FolderSource {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn scan(&self) -> Result<super::Listing> {
+        Ok(super::Listing { files: scan_folder(&self.root)?, complete: true })
+    }
+
+    fn read(&self, file: &SourceFile) -> Result<super::ReadDocument> {
+        let raw = read_text(&file.path)?;
+        let kind = FileKind::of(&file.path).unwrap_or(FileKind::Text);
+        let document = Document::parse(&file.id, kind, &raw);
+        Ok(super::ReadDocument { raw, document, url: None })
+    }
+}
+
+/// Whether a manifest root is a folder (and not another kind of source).
+pub fn is_folder_root(root: &Path) -> bool {
+    !root.to_string_lossy().contains("://")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

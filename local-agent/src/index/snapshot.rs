@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::generations::{IndexDir, MANIFEST_FILE, Manifest, TEXT_DIR, VECTORS_FILE};
-use crate::text_index::TextIndex;
-use crate::vector_index::VectorIndex;
+use crate::index::generations::{IndexDir, MANIFEST_FILE, Manifest, TEXT_DIR, VECTORS_FILE};
+use crate::index::text::TextIndex;
+use crate::index::vectors::VectorIndex;
 
 /// Where a chunk sits: its document (position in the manifest) and its position in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

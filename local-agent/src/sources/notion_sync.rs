@@ -32,12 +32,13 @@ use notion::{ClientOptions, NotionClient};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::{Listing, ReadDocument, Source};
 use crate::config::Secret;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::generations::IndexDir;
-use crate::indexer::{self, IndexReport, IndexSettings, Listing, ReadDocument, Silent, Source};
-use crate::ingest::{Document, FileKind, SourceFile};
+use crate::index::generations::IndexDir;
+use crate::index::{self, IndexReport, IndexSettings, Silent};
+use crate::sources::folder::{Document, FileKind, SourceFile};
 
 /// Pages per published generation: what an interruption can cost at most.
 const BATCH_PAGES: usize = 50;
@@ -268,7 +269,7 @@ impl NotionSync {
         let index = index.clone();
         tokio::task::spawn_blocking(move || {
             let source: &dyn Source = source.as_ref();
-            indexer::index_sources(&data_dir, &[source], &embedder, &index, &Silent)
+            index::index_sources(&data_dir, &[source], &embedder, &index, &Silent)
         })
         .await
         .map_err(|error| Error::Task(error.to_string()))?
