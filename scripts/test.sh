@@ -12,7 +12,7 @@ export PATH="$runtime/venv/bin:$runtime/cargo/bin:$PATH"
 
 # Formatting and lints first: they fail in seconds, the tests take minutes.
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features local-agent/crash-points -- -D warnings
 
 # Supply chain (deny.toml): licences, banned crates and sources always; advisories need the
 # RustSec database, which cannot be fetched here. A snapshot of it (../shared/advisory-db, or
@@ -51,7 +51,8 @@ fi
 )
 
 # Integration tests load the real model and build real indexes on temporary folders.
-cargo test --workspace --all-targets --locked
+# crash-points: the index tests abort runs at each step (never in a release build).
+cargo test --workspace --all-targets --locked --features local-agent/crash-points
 # Benches are compiled by the line above; running them needs the evaluation data:
 #   cargo bench -p local-agent --bench scifact -- ../shared/eval/scifact
 

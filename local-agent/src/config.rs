@@ -183,6 +183,24 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
 }
 
+impl Overrides {
+    /// The config file in use: `--config`, else `<data dir>/config.toml` if it exists. The
+    /// service definitions pass it on, so the service reads the same file from wherever it
+    /// starts.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| {
+            let data_dir = self.data_dir.clone().or_else(|| env("DATA_DIR").map(PathBuf::from));
+            let candidate = data_dir.unwrap_or_else(default_data_dir).join("config.toml");
+            candidate.is_file().then_some(candidate)
+        })
+    }
+}
+
+/// Where the data lives when no one says: the OS data directory's `notion-llm`.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("notion-llm")
+}
+
 /// Reads an environment variable; empty counts as unset.
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.trim().is_empty())
@@ -191,12 +209,8 @@ fn env(name: &str) -> Option<String> {
 impl AgentConfig {
     /// Resolves the configuration: flags > environment > config file > defaults.
     pub fn load(overrides: &Overrides) -> Result<Self> {
-        let default_data_dir = || dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("notion-llm");
         let early_data_dir = overrides.data_dir.clone().or_else(|| env("DATA_DIR").map(PathBuf::from));
-        let config_path = overrides.config.clone().or_else(|| {
-            let candidate = early_data_dir.clone().unwrap_or_else(default_data_dir).join("config.toml");
-            candidate.is_file().then_some(candidate)
-        });
+        let config_path = overrides.config_file();
         let file = match &config_path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|error| Error::Config {
@@ -392,7 +406,7 @@ pub fn default_runtime_dir() -> PathBuf {
             }
         }
     }
-    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("notion-llm").join("runtime")
+    default_data_dir().join("runtime")
 }
 
 fn parse_flag(text: &str) -> Option<bool> {

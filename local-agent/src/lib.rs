@@ -13,11 +13,15 @@
 //!   that lets the cloud's searches go first;
 //! - [`api`]: the loopback HTTP API (and its guard against browser pages), and a client for a
 //!   running agent's API; [`tunnel`]: the outbound connection to the cloud;
+//! - [`agent`]: `serve` as a library — [`agent::Agent`] owns the tasks (the API, the one
+//!   [`agent::indexer`] every index run goes through, the watcher, the tunnel) and drains them
+//!   on shutdown;
 //! - [`ops`]: keeping `serve` running (systemd, launchd, or a pid file) and `doctor`;
 //! - [`config`]: settings from file, environment and flags; [`error`]: what can go wrong.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod api;
 pub mod config;
 pub mod embed;

@@ -15,9 +15,8 @@ pub mod guard;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -40,10 +39,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use self::guard::BrowserGuard;
+use crate::agent::indexer::Indexer;
 use crate::config::Secret;
-use crate::embed::Embedder;
 use crate::error::Error;
-use crate::index::{self, IndexSettings, Silent};
 use crate::search::Engine;
 use crate::search::admission::Lane;
 use crate::tunnel::TunnelStatus;
@@ -101,47 +99,12 @@ pub struct ApiState {
     started: Instant,
     metrics: Metrics,
     tunnel: Option<Arc<TunnelStatus>>,
-    rebuild: Option<Arc<IndexRebuild>>,
+    indexer: Option<Indexer>,
     settings: ApiSettings,
     /// Set by [`serve`] from the address it listens on.
     guard: BrowserGuard,
     /// Retrieval requests in progress.
     busy: Arc<Semaphore>,
-}
-
-/// What `POST /index/rebuild` starts: the index rebuilt from its folders in the background
-/// (embeddings come from the cache; the engine switches to the new generation when it is
-/// published). One at a time.
-pub struct IndexRebuild {
-    data_dir: PathBuf,
-    folders: Vec<PathBuf>,
-    embedder: Arc<Embedder>,
-    settings: IndexSettings,
-    running: AtomicBool,
-}
-
-impl IndexRebuild {
-    /// A rebuild of the index in `data_dir` from its folders (and `folders`).
-    pub fn new(data_dir: PathBuf, folders: Vec<PathBuf>, embedder: Arc<Embedder>, settings: IndexSettings) -> Self {
-        let settings = IndexSettings { rebuild: true, ..settings };
-        Self { data_dir, folders, embedder, settings, running: AtomicBool::new(false) }
-    }
-
-    /// Starts a rebuild unless one is running; returns whether it started.
-    fn start(self: &Arc<Self>) -> bool {
-        if self.running.swap(true, Ordering::SeqCst) {
-            return false;
-        }
-        let job = self.clone();
-        tokio::task::spawn_blocking(move || {
-            match index::index_folders(&job.data_dir, &job.folders, &job.embedder, &job.settings, &Silent) {
-                Ok(report) => tracing::info!(generation = report.generation, chunks = report.chunks, "index rebuilt"),
-                Err(error) => tracing::warn!(%error, "rebuilding the index failed"),
-            }
-            job.running.store(false, Ordering::SeqCst);
-        });
-        true
-    }
 }
 
 impl ApiState {
@@ -154,7 +117,7 @@ impl ApiState {
             started: Instant::now(),
             metrics: Metrics::new(),
             tunnel: None,
-            rebuild: None,
+            indexer: None,
             guard: BrowserGuard::new(&settings.allowed_hosts, None, None),
             busy: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
             settings,
@@ -169,9 +132,9 @@ impl ApiState {
         self
     }
 
-    /// Serves `POST /index/rebuild` with `rebuild` (503 without one).
-    pub fn with_rebuild(mut self, rebuild: IndexRebuild) -> Self {
-        self.rebuild = Some(Arc::new(rebuild));
+    /// Serves `POST /index/rebuild` by asking `indexer` for a rebuild (503 without one).
+    pub fn with_indexer(mut self, indexer: Indexer) -> Self {
+        self.indexer = Some(indexer);
         self
     }
 
@@ -555,11 +518,11 @@ impl Metrics {
 }
 
 async fn rebuild_index(State(state): State<Arc<ApiState>>) -> Response {
-    let Some(rebuild) = &state.rebuild else {
+    let Some(indexer) = &state.indexer else {
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::IndexUnavailable, "rebuilding is not set up")
             .into_response();
     };
-    if rebuild.start() {
+    if indexer.request_rebuild() {
         (StatusCode::ACCEPTED, Json(json!({ "success": true, "started": true }))).into_response()
     } else {
         ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidRequest, "a rebuild is already running").into_response()

@@ -16,7 +16,6 @@ pub mod vectors;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use self::chunk::{ChunkSettings, chunk_document};
@@ -497,14 +496,19 @@ fn parse_hex(text: &str) -> Option<ChunkHash> {
 }
 
 /// Test hook: `LOCAL_AGENT_CRASH_AT=<point>` aborts the process at that point of a run, as a
-/// power cut would, so tests can prove the last good index survives every step.
+/// power cut would, so tests can prove the last good index survives every step. Only in
+/// builds with the `crash-points` feature (the test script's); shipped binaries have none.
+#[cfg(feature = "crash-points")]
 fn crash_point(point: &str) {
-    static TARGET: OnceLock<Option<String>> = OnceLock::new();
+    static TARGET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     if TARGET.get_or_init(|| std::env::var("LOCAL_AGENT_CRASH_AT").ok()).as_deref() == Some(point) {
         eprintln!("crash point {point} reached; aborting");
         std::process::abort();
     }
 }
+
+#[cfg(not(feature = "crash-points"))]
+fn crash_point(_point: &str) {}
 
 #[cfg(test)]
 mod tests {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use protocol::{ContextRequest, ContextResponse, SearchHit, SearchMode, SearchRequest, SearchResponse, SourceType};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use self::admission::Admission;
 use self::cache::QueryCache;
@@ -118,13 +119,14 @@ pub struct Engine {
     index_dir: IndexDir,
     settings: SearchSettings,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
-    last_check: Mutex<Instant>,
+    /// The generation being served (0 before the first), for whoever caches what it serves.
+    loaded: watch::Sender<u64>,
     cache: Mutex<QueryCache<Answer>>,
     admission: Admission,
 }
 
-/// How often the engine looks for a newer generation published by an indexing run.
-const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+/// How soon a generation that could not be opened is tried again.
+const REFRESH_RETRY: Duration = Duration::from_secs(1);
 
 impl Engine {
     /// Opens the live index of `data_dir`, if there is one (searches fail with
@@ -135,12 +137,13 @@ impl Engine {
         // jieba loads its dictionary on first use (~0.1 s): pay that now, not in the first query.
         analyze(&mut analyzer(), "预热");
         let cache = QueryCache::new(settings.cache_capacity, Duration::from_secs(settings.cache_ttl_secs));
+        let (loaded, _) = watch::channel(snapshot.as_ref().map_or(0, |snapshot| snapshot.generation()));
         Ok(Self {
             embedder,
             index_dir,
             settings,
             snapshot: RwLock::new(snapshot),
-            last_check: Mutex::new(Instant::now()),
+            loaded,
             cache: Mutex::new(cache),
             admission: Admission::per_core(),
         })
@@ -164,25 +167,45 @@ impl Engine {
             return Ok(false);
         }
         let fresh = Snapshot::open_current(&self.index_dir, self.embedder.model_id())?.map(Arc::new);
+        let generation = fresh.as_ref().map_or(0, |snapshot| snapshot.generation());
         *self.snapshot.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
         self.lock_cache().clear();
-        tracing::info!(generation = ?current, "switched to the new index generation");
+        self.loaded.send_replace(generation);
+        tracing::info!(generation, "switched to the new index generation");
         Ok(true)
     }
 
-    fn current_snapshot(&self) -> Result<Arc<Snapshot>> {
-        let due = {
-            let mut last = self.last_check.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let due = last.elapsed() >= REFRESH_INTERVAL;
-            if due {
-                *last = Instant::now();
+    /// Serves each generation `published` announces, until its sender is gone. One that
+    /// cannot be opened is tried again shortly; meanwhile the one loaded keeps serving.
+    pub async fn follow(self: Arc<Self>, mut published: watch::Receiver<u64>) {
+        loop {
+            let wanted = *published.borrow_and_update();
+            if wanted != *self.loaded.borrow() {
+                let engine = self.clone();
+                let refreshed = tokio::task::spawn_blocking(move || engine.refresh())
+                    .await
+                    .unwrap_or_else(|error| Err(Error::Task(error.to_string())));
+                if let Err(error) = refreshed {
+                    tracing::warn!(%error, "could not open the new index generation; trying again");
+                    tokio::select! {
+                        () = tokio::time::sleep(REFRESH_RETRY) => continue,
+                        changed = published.changed() => if changed.is_err() { return },
+                    }
+                    continue;
+                }
             }
-            due
-        };
-        if due && let Err(error) = self.refresh() {
-            // Keep serving the generation we have; the next check tries again.
-            tracing::warn!(%error, "could not open the new index generation");
+            if published.changed().await.is_err() {
+                return;
+            }
         }
+    }
+
+    /// The generation being served, as it changes (0 while nothing is indexed).
+    pub fn loaded_generations(&self) -> watch::Receiver<u64> {
+        self.loaded.subscribe()
+    }
+
+    fn current_snapshot(&self) -> Result<Arc<Snapshot>> {
         self.read_snapshot().clone().ok_or_else(|| Error::NoIndex { dir: self.index_dir.path().to_owned() })
     }
 

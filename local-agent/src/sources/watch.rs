@@ -5,24 +5,18 @@
 //! changes — an indexing run opens the folders it walks, and counting that would re-index in a
 //! loop — and neither is anything inside hidden folders (`.git`, `.obsidian`). A change only
 //! marks the index dirty: after the folders have been quiet for the debounce time, one indexing
-//! run brings every folder up to date (it compares sizes and times, so unchanged files cost a
+//! run (asked of the agent's indexer) brings every folder up to date (it compares sizes and times, so unchanged files cost a
 //! `stat`). Changes during a run coalesce into a single next run, so a burst — a `git checkout`
 //! of hundreds of files — costs one or two runs, not hundreds.
 
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::index::{self, IndexReport, IndexSettings, Silent};
-
-/// How long to wait before trying again when another run holds the index.
-const BUSY_RETRY: Duration = Duration::from_secs(2);
 
 /// Debounced change notifications for a set of folders.
 pub struct FolderWatcher {
@@ -91,35 +85,6 @@ fn is_note_change(root: &Path, path: &Path) -> bool {
         Component::Normal(name) => name.to_str().is_some_and(|name| name.starts_with('.')),
         _ => false,
     })
-}
-
-/// Re-indexes every previously indexed folder after each change `watcher` reports, until it
-/// stops; `on_run` sees each run's result.
-pub async fn reindex_on_change(
-    mut watcher: FolderWatcher,
-    data_dir: PathBuf,
-    embedder: Arc<Embedder>,
-    settings: IndexSettings,
-    on_run: impl Fn(Result<IndexReport>) + Send + 'static,
-) {
-    while watcher.changed().await {
-        loop {
-            let (data_dir, embedder, settings) = (data_dir.clone(), embedder.clone(), settings.clone());
-            let run = tokio::task::spawn_blocking(move || {
-                index::index_folders(&data_dir, &[], &embedder, &settings, &Silent)
-            })
-            .await
-            .unwrap_or_else(|error| Err(Error::Task(error.to_string())));
-            // Another run (a Notion sync, `local-agent index`) is writing: this change still
-            // needs a run of its own once that one is done.
-            if matches!(run, Err(Error::IndexBusy { .. })) {
-                tokio::time::sleep(BUSY_RETRY).await;
-                continue;
-            }
-            on_run(run);
-            break;
-        }
-    }
 }
 
 #[cfg(test)]

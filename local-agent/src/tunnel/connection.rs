@@ -12,7 +12,7 @@ use protocol::tunnel::{
 };
 use protocol::{ErrorCode, limits};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -35,8 +35,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a draining connection waits for the cloud to acknowledge its close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the session checks whether the index changed (to push fresh context).
-const INDEX_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -228,8 +226,13 @@ impl Session {
         }
         let mut heartbeat = tokio::time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut index_check = tokio::time::interval(INDEX_CHECK_INTERVAL);
-        let mut pushed_generation = None;
+        // Fresh context per tag for the cloud's offline fallback: once now, then whenever the
+        // responder serves a new index generation.
+        let mut generations = self.responder.generations();
+        if let Some(generations) = generations.as_mut() {
+            generations.mark_unchanged();
+        }
+        tokio::spawn(push_contexts(self.responder.clone(), outbox.clone()));
         let mut seq = 0;
         // Once the cloud has answered a ping, silence for two heartbeats means the link is dead
         // even if TCP has not noticed (a sleeping laptop, a dropped NAT mapping). A cloud that
@@ -251,13 +254,13 @@ impl Session {
                     }
                     self.status.heartbeat_sent();
                 }
-                _ = index_check.tick(), if !draining => {
-                    let responder = self.responder.clone();
-                    let generation = tokio::task::spawn_blocking(move || responder.generation()).await.ok();
-                    if generation.is_some() && generation != pushed_generation {
-                        pushed_generation = generation;
+                changed = next_generation(&mut generations), if !draining && generations.is_some() => {
+                    if changed {
                         // Building one context per tag takes a while: not on the read loop.
                         tokio::spawn(push_contexts(self.responder.clone(), outbox.clone()));
+                    } else {
+                        // The responder stopped publishing (it is shutting down).
+                        generations = None;
                     }
                 }
                 signal = &mut drain, if !draining => {
@@ -334,6 +337,14 @@ impl Session {
 }
 
 /// Sends the cloud fresh context for each tag, for its offline fallback.
+/// Waits for the next index generation; `false` when no more will come.
+async fn next_generation(generations: &mut Option<watch::Receiver<u64>>) -> bool {
+    match generations {
+        Some(generations) => generations.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
 async fn push_contexts(responder: Arc<dyn Responder>, outbox: mpsc::Sender<Outgoing>) {
     let Ok(pushes) = tokio::task::spawn_blocking(move || responder.tag_contexts()).await else { return };
     let count = pushes.len();

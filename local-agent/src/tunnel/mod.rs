@@ -29,7 +29,7 @@ use rustls::pki_types::pem::PemObject;
 use crate::config::Secret;
 pub use responder::Responder;
 pub use status::{TunnelSnapshot, TunnelState, TunnelStatus};
-pub use supervisor::{SupervisorSettings, supervise};
+pub use supervisor::{SupervisorSettings, supervise, supervise_until};
 
 /// Why the tunnel is down.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,6 +141,19 @@ fn client_tls(ca_file: Option<&Path>) -> Result<ClientConfig, TunnelError> {
 /// Connects to the cloud and stays connected until a fatal error, which it returns (and
 /// records in the status).
 pub async fn run(config: TunnelConfig, responder: Arc<dyn Responder>) -> TunnelError {
+    match run_until(config, responder, std::future::pending()).await {
+        Err(error) => error,
+        Ok(()) => unreachable!("a pending shutdown never fires"),
+    }
+}
+
+/// As [`run`], until `shutdown` fires: the session then finishes the requests in flight and
+/// closes, and this returns `Ok`.
+pub async fn run_until(
+    config: TunnelConfig,
+    responder: Arc<dyn Responder>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), TunnelError> {
     let settings = config.supervisor;
     let config = &config;
     let dial = || {
@@ -155,7 +168,9 @@ pub async fn run(config: TunnelConfig, responder: Arc<dyn Responder>) -> TunnelE
             dialled
         }
     };
-    let error = supervise(dial, settings).await;
-    config.status.stopped(&error.to_string());
-    error
+    let ended = supervise_until(dial, settings, shutdown).await;
+    if let Err(error) = &ended {
+        config.status.stopped(&error.to_string());
+    }
+    ended
 }

@@ -3,6 +3,7 @@
 
 use protocol::tunnel::{CachePush, IndexSummary, ReplyBody, RequestBody};
 use protocol::{ContextRequest, ErrorCode, ErrorDetail};
+use tokio::sync::watch;
 
 use crate::Error;
 use crate::search::Engine;
@@ -17,9 +18,10 @@ pub trait Responder: Send + Sync + 'static {
     /// The size of the index, for `hello` and heartbeats.
     fn summary(&self) -> IndexSummary;
 
-    /// Identifies the index's current version; when it changes the tunnel pushes fresh context.
-    fn generation(&self) -> u64 {
-        0
+    /// The index generations it serves, as they change: the tunnel pushes fresh context for
+    /// each. `None` for a responder whose index never changes (context is pushed once).
+    fn generations(&self) -> Option<watch::Receiver<u64>> {
+        None
     }
 
     /// Context per tag for the cloud's offline fallback.
@@ -59,9 +61,8 @@ impl Responder for Engine {
         IndexSummary { chunks: stats.chunks as u64, docs: stats.documents as u64 }
     }
 
-    fn generation(&self) -> u64 {
-        let _ = self.refresh();
-        self.stats().generation
+    fn generations(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.loaded_generations())
     }
 
     fn tag_contexts(&self) -> Vec<CachePush> {

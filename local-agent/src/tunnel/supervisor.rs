@@ -79,24 +79,51 @@ impl Default for SupervisorSettings {
     }
 }
 
+/// How long a session told to stop may take to finish its in-flight requests.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Runs until a fatal error, which it returns: a connection is always either up or being
 /// retried, never "alive but disconnected".
-pub async fn supervise<D, F>(mut dial: D, settings: SupervisorSettings) -> TunnelError
+pub async fn supervise<D, F>(dial: D, settings: SupervisorSettings) -> TunnelError
 where
     D: FnMut() -> F,
     F: Future<Output = Result<LiveConnection, TunnelError>>,
 {
+    match supervise_until(dial, settings, std::future::pending()).await {
+        Err(error) => error,
+        Ok(()) => unreachable!("a pending shutdown never fires"),
+    }
+}
+
+/// As [`supervise`], until `shutdown` fires: then the live session finishes its in-flight
+/// requests (the cloud is waiting for their replies) and closes, and this returns `Ok`.
+pub async fn supervise_until<D, F>(
+    mut dial: D,
+    settings: SupervisorSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), TunnelError>
+where
+    D: FnMut() -> F,
+    F: Future<Output = Result<LiveConnection, TunnelError>>,
+{
+    let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = Backoff::new(settings.backoff);
     let mut refused = Backoff::new(settings.refused_backoff);
     loop {
-        let mut current = match dial().await {
+        let dialled = tokio::select! {
+            dialled = dial() => dialled,
+            () = &mut shutdown => return Ok(()),
+        };
+        let mut current = match dialled {
             Ok(connection) => connection,
-            Err(error) if error.is_fatal() => return error,
+            Err(error) if error.is_fatal() => return Err(error),
             Err(error) => {
                 let delay = if error.is_refused() { refused.next_delay() } else { backoff.next_delay() };
                 tracing::warn!(%error, retry_in = ?delay, "cannot connect to the cloud");
-                tokio::time::sleep(delay).await;
-                continue;
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => continue,
+                    () = &mut shutdown => return Ok(()),
+                }
             }
         };
         refused.reset();
@@ -107,6 +134,16 @@ where
             tokio::select! {
                 end = &mut current.ended => {
                     break end.unwrap_or_else(|_| SessionEnd::Lost("the session stopped".into()));
+                }
+                () = &mut shutdown => {
+                    let LiveConnection { drain, ended } = current;
+                    if let Some(drain) = drain {
+                        let _ = drain.send(());
+                    }
+                    if tokio::time::timeout(STOP_TIMEOUT, ended).await.is_err() {
+                        tracing::warn!("the cloud connection did not finish its requests in time");
+                    }
+                    return Ok(());
                 }
                 () = tokio::time::sleep_until(rotate_at) => {
                     // Make the new connection first, then let the old one finish and close.
@@ -122,7 +159,7 @@ where
                             rotate_at = connected_at + settings.max_connection_age;
                             tracing::info!("rotated the connection to the cloud");
                         }
-                        Err(error) if error.is_fatal() => return error,
+                        Err(error) if error.is_fatal() => return Err(error),
                         Err(error) => {
                             tracing::warn!(%error, "cannot open the replacement connection; keeping the current one");
                             rotate_at = Instant::now() + settings.rotation_retry;
@@ -136,7 +173,10 @@ where
         }
         let delay = backoff.next_delay();
         tracing::warn!(?end, retry_in = ?delay, "lost the connection to the cloud");
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = &mut shutdown => return Ok(()),
+        }
     }
 }
 

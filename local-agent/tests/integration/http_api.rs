@@ -4,11 +4,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use local_agent::agent::indexer::{Indexer, IndexerSettings};
 use local_agent::api::{self, ApiSettings, ApiState};
 use local_agent::config::Secret;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use crate::Workspace;
 
@@ -244,17 +246,21 @@ async fn index_rebuild_runs_in_the_background_one_at_a_time() {
     let workspace = Workspace::with_sample_notes();
     let first = tokio::task::block_in_place(|| workspace.index());
     let engine = Arc::new(workspace.engine());
-    let rebuild = local_agent::api::IndexRebuild::new(
-        workspace.data(),
-        Vec::new(),
-        crate::embedder(),
-        local_agent::index::IndexSettings { batch_size: 16, ..Default::default() },
-    );
+    let stop = CancellationToken::new();
+    let settings = IndexerSettings {
+        data_dir: workspace.data(),
+        folders: Vec::new(),
+        index: local_agent::index::IndexSettings { batch_size: 16, ..Default::default() },
+    };
+    let (indexer, indexing) = Indexer::spawn(settings, crate::embedder(), None, stop.clone());
+    // The engine serves each generation the indexer announces.
+    let following = tokio::spawn(engine.clone().follow(indexer.published()));
+    let mut served = engine.loaded_generations();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/index/rebuild", listener.local_addr().unwrap());
-    let state = ApiState::new(engine, Some(Secret::new("rebuild-key"))).with_rebuild(rebuild);
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(api::serve(listener, state, async {
+    let state = ApiState::new(engine.clone(), Some(Secret::new("rebuild-key"))).with_indexer(indexer.clone());
+    let (stop_server, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(listener, state, async {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();
@@ -266,15 +272,33 @@ async fn index_rebuild_runs_in_the_background_one_at_a_time() {
     let again = client.post(&url).bearer_auth("rebuild-key").send().await.unwrap();
     assert_eq!(again.status(), StatusCode::CONFLICT, "one rebuild at a time");
 
+    let rebuilt = tokio::time::timeout(std::time::Duration::from_secs(60), served.wait_for(|g| *g > first.generation))
+        .await
+        .expect("the engine never served the rebuilt generation")
+        .map(|generation| *generation)
+        .unwrap();
+    assert_eq!(engine.stats().generation, rebuilt);
+    assert_eq!(engine.stats().documents, first.documents);
     let index = local_agent::index::generations::IndexDir::new(&workspace.data());
+    assert_eq!(index.current().unwrap(), Some(rebuilt));
+    // Once it is done, another may start.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while index.current().unwrap() == Some(first.generation) {
-        assert!(std::time::Instant::now() < deadline, "the rebuild never published");
+    loop {
+        let next = client.post(&url).bearer_auth("rebuild-key").send().await.unwrap();
+        if next.status() == StatusCode::ACCEPTED {
+            break;
+        }
+        assert_eq!(next.status(), StatusCode::CONFLICT);
+        assert!(std::time::Instant::now() < deadline, "the first rebuild never finished");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let rebuilt = index.read_manifest(index.current().unwrap().unwrap()).unwrap();
-    assert_eq!(rebuilt.documents.len(), first.documents);
-    let _ = stop.send(());
+
+    let _ = stop_server.send(());
+    server.await.unwrap().unwrap();
+    stop.cancel();
+    indexing.await.unwrap();
+    drop(indexer);
+    following.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

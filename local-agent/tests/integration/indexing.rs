@@ -125,6 +125,7 @@ fn generation(data: &Path) -> Option<u64> {
 }
 
 #[test]
+#[cfg_attr(not(feature = "crash-points"), ignore = "needs the crash-points feature, which scripts/test.sh turns on")]
 fn a_crash_at_any_step_leaves_the_last_good_index_usable() {
     for point in ["embedded", "indexed", "saved", "manifest"] {
         let workspace = Workspace::with_sample_notes();
@@ -150,6 +151,7 @@ fn a_crash_at_any_step_leaves_the_last_good_index_usable() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "crash-points"), ignore = "needs the crash-points feature, which scripts/test.sh turns on")]
 fn a_crash_right_after_publishing_keeps_the_new_index() {
     let workspace = Workspace::with_sample_notes();
     workspace.index();

@@ -186,6 +186,7 @@ async fn over_a_hundred_pages_through_a_storm_of_429s_and_an_unreadable_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "crash-points"), ignore = "needs the crash-points feature, which scripts/test.sh turns on")]
 async fn a_sync_killed_halfway_resumes_without_reading_the_finished_pages_again() {
     let knowledge = Knowledge::start().await;
     for i in 0..80 {
@@ -243,4 +244,61 @@ fn indexed_documents(data_dir: &Path) -> usize {
     let index = local_agent::index::generations::IndexDir::new(data_dir);
     let current = index.current().unwrap().expect("a generation was published");
     index.read_manifest(current).unwrap().documents.len()
+}
+
+/// The ids in the live index, with the source each came from.
+fn indexed_sources(data_dir: &Path) -> Vec<String> {
+    let index = local_agent::index::generations::IndexDir::new(data_dir);
+    let manifest = index.read_manifest(index.current().unwrap().expect("a generation was published")).unwrap();
+    manifest.documents.iter().map(|document| manifest.roots[document.root as usize].display().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_through_the_indexer_re_reads_notion_as_well_as_the_folders() {
+    use local_agent::agent::indexer::{IndexJob, Indexer, IndexerSettings};
+    use tokio_util::sync::CancellationToken;
+
+    let knowledge = Knowledge::start().await;
+    for i in 0..3 {
+        knowledge.page(&format!("Notion page {i}"), &[], json!([paragraph(&format!("Knowledge base entry {i}."))]));
+    }
+    let notes = knowledge.dir.path().join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(notes.join("note.md"), "A note with no front matter about descaling kettles.\n").unwrap();
+    let settings =
+        IndexerSettings { data_dir: knowledge.data(), folders: vec![notes], index: config(&knowledge.data()).index };
+    let stop = CancellationToken::new();
+    let sync = NotionSync::new(knowledge.settings(), &knowledge.data()).unwrap();
+    let (indexer, indexing) = Indexer::spawn(settings, embedder(), Some(sync), stop.clone());
+    let mut published = indexer.published();
+
+    // The first scheduled sync runs at once; then the folders are indexed.
+    assert!(indexer.request_rebuild());
+    let both = |sources: &[String]| {
+        sources.iter().filter(|source| source.starts_with("notion://")).count() == 3
+            && sources.iter().filter(|source| !source.starts_with("notion://")).count() == 1
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(published.borrow().to_owned() > 0 && both(&indexed_sources(&knowledge.data()))) {
+        assert!(std::time::Instant::now() < deadline, "the notes and the pages never met in the index");
+        let _ = tokio::time::timeout(Duration::from_secs(1), published.changed()).await;
+    }
+
+    // A rebuild reads the folders afresh, which alone would drop the Notion pages: the
+    // indexer follows it with a full Notion sync, so they come straight back.
+    let before = *published.borrow_and_update();
+    assert!(indexer.request_rebuild(), "no rebuild was waiting");
+    let notion_back = async {
+        loop {
+            published.changed().await.unwrap();
+            let generation = *published.borrow_and_update();
+            if generation > before + 1 && both(&indexed_sources(&knowledge.data())) {
+                return generation;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), notion_back).await.expect("the Notion pages did not come back");
+    assert!(indexer.submit(IndexJob::FoldersChanged));
+    stop.cancel();
+    indexing.await.unwrap();
 }

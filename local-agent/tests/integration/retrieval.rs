@@ -147,8 +147,9 @@ fn repeated_queries_are_served_from_the_cache_until_the_index_changes() {
 
     workspace.write("life/rye.md", "# Rye sourdough\n\nRye sourdough needs a wetter dough.\n");
     workspace.index();
-    // The engine picks up the new generation by itself (checked at most once a second).
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // What the agent does when the indexer announces a generation (`Engine::follow`).
+    assert!(engine.refresh().unwrap(), "the new generation is loaded");
+    assert!(!engine.refresh().unwrap(), "and only once");
     let third = engine.search(&request).unwrap();
     assert!(third.results.iter().any(|h| h.source == "life/rye.md"), "{:?}", third.results);
     assert_eq!(engine.clear_cache(), 1);

@@ -4,8 +4,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use local_agent::agent::index_on_change;
+use local_agent::agent::indexer::{Indexer, IndexerSettings};
 use local_agent::index::generations::IndexDir;
-use local_agent::sources::watch::{FolderWatcher, reindex_on_change};
+use local_agent::sources::watch::FolderWatcher;
+use tokio_util::sync::CancellationToken;
 
 use crate::{Workspace, config, embedder};
 
@@ -33,11 +36,10 @@ async fn note_changes_reach_the_index_while_watching() {
     workspace.index();
     let (notes, data) = (workspace.notes(), workspace.data());
     let watcher = FolderWatcher::start(&[std::fs::canonicalize(&notes).unwrap()], Duration::from_millis(200)).unwrap();
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = runs.clone();
-    let task = tokio::spawn(reindex_on_change(watcher, data.clone(), embedder(), config(&data).index, move |_| {
-        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }));
+    let stop = CancellationToken::new();
+    let settings = IndexerSettings { data_dir: data.clone(), folders: Vec::new(), index: config(&data).index };
+    let (indexer, indexing) = Indexer::spawn(settings, embedder(), None, stop.clone());
+    let watching = tokio::spawn(index_on_change(watcher, indexer.clone(), stop.clone()));
 
     std::fs::write(notes.join("new-note.md"), "# Kettles\nDescale the kettle with citric acid monthly.\n").unwrap();
     wait_for(&data, |ids| ids.iter().any(|id| id == "new-note.md")).await;
@@ -77,8 +79,10 @@ async fn note_changes_reach_the_index_while_watching() {
 
     // An indexing run reads the folders; that must not look like a change (no feedback loop).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let settled = runs.load(std::sync::atomic::Ordering::SeqCst);
+    let settled = indexer.runs();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), settled, "runs keep coming with nothing changing");
-    task.abort();
+    assert_eq!(indexer.runs(), settled, "runs keep coming with nothing changing");
+    stop.cancel();
+    watching.await.unwrap();
+    indexing.await.unwrap();
 }

@@ -267,3 +267,23 @@ async fn tls_is_verified_against_the_configured_root() {
     agent.abort();
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_agent_answers_the_requests_in_flight_before_it_leaves() {
+    let cloud = Cloud::start(HEARTBEAT).await;
+    let notes = ScriptedNotes::with("slow", Duration::from_millis(600), 100);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(tunnel::run_until(agent_config(&cloud.url(), TOKEN, "laptop"), notes, async {
+        let _ = stopped.await;
+    }));
+    cloud.until_live(1).await;
+    let hub = cloud.hub.clone();
+    let asked = tokio::spawn(async move { hub.search(&question("in flight"), Duration::from_secs(5)).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop.send(());
+    let reply = asked.await.unwrap().expect("the request in flight was answered");
+    assert!(reply.context.contains("About: in flight"));
+    let ended = tokio::time::timeout(Duration::from_secs(10), agent).await.expect("the agent stopped").unwrap();
+    assert_eq!(ended, Ok(()), "a requested stop is not an error");
+    cloud.until_live(0).await;
+}

@@ -148,10 +148,6 @@ impl Responder for ScriptedNotes {
         IndexSummary { chunks: 10, docs: 2 }
     }
 
-    fn generation(&self) -> u64 {
-        1
-    }
-
     fn tag_contexts(&self) -> Vec<CachePush> {
         self.tags
             .iter()

@@ -1,0 +1,124 @@
+//! The command line: what each command and flag means (`local-agent --help` prints these).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use protocol::SearchMode;
+
+/// Indexes your notes and answers questions about them with hybrid (keyword + semantic) search.
+#[derive(Debug, Parser)]
+#[command(name = "local-agent", version, about)]
+pub struct Cli {
+    /// Where indexes and caches live [default: the OS data directory/notion-llm].
+    #[arg(long, global = true, env = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file [default: <data-dir>/config.toml if it exists].
+    #[arg(long, global = true, env = "LOCAL_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Index folders of Markdown and text notes (only what changed since the last run).
+    Index {
+        /// Folders to index [default: the folders indexed before, or `folders` in the config].
+        folders: Vec<PathBuf>,
+        /// Rebuild the index from the files (embeddings still come from the cache); Notion
+        /// pages come back with the next `local-agent sync`.
+        #[arg(long)]
+        rebuild: bool,
+    },
+    /// Search the index.
+    Search {
+        /// The question or keywords.
+        query: String,
+        /// Only notes with one of these tags (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+        /// Number of results.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// Drop results scoring below this similarity (0..1).
+        #[arg(long, default_value_t = 0.0)]
+        threshold: f32,
+        /// Which retrievers to use.
+        #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
+        mode: Mode,
+        /// Print the HTTP API's JSON response instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the HTTP API (loopback by default).
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8001, or `server.listen` in the config].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Log to files in this folder, rotated daily (a week kept), instead of stderr; the
+        /// service definitions pass `<data dir>/logs`.
+        #[arg(long, env = "LOCAL_AGENT_LOG_DIR")]
+        log_dir: Option<PathBuf>,
+    },
+    /// Show where things are and what is indexed.
+    Status,
+    /// Keep `serve` running: a systemd user unit, a launchd agent, or else a background
+    /// process with a pid file.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+        /// Use a background process and a pid file even where systemd or launchd is available.
+        #[arg(long, global = true)]
+        no_service_manager: bool,
+    },
+    /// Check the runtime, model, data, index, config, Notion, cloud, clock and port, and say
+    /// how to fix what is wrong; exits 1 if a check failed.
+    Doctor {
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sync the Notion knowledge databases into the index once, and print what changed.
+    Sync {
+        /// List every page (notices deleted pages), whatever the schedule says.
+        #[arg(long)]
+        full: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum ServiceAction {
+    /// Install the service, enable it at login (or boot, with lingering) and start it.
+    Install,
+    /// Stop and remove the service.
+    Uninstall,
+    /// Start the agent (in the background if no service is installed).
+    Start,
+    /// Stop the agent.
+    Stop,
+    /// Restart the agent.
+    Restart,
+    /// Whether it runs, and what it says about the cloud and the index (exits 3 if stopped).
+    Status,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Mode {
+    Hybrid,
+    Keyword,
+    Semantic,
+}
+
+impl From<Mode> for SearchMode {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Hybrid => SearchMode::Hybrid,
+            Mode::Keyword => SearchMode::Keyword,
+            Mode::Semantic => SearchMode::Semantic,
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! `local-agent`: index notes, search them, serve the loopback HTTP API. The commands parse
+//! their flags here and print; the work is the library's.
+
+mod args;
+mod output;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use local_agent::agent::Agent;
+use local_agent::api::client;
+use local_agent::config::{AgentConfig, Overrides};
+use local_agent::embed::Embedder;
+use local_agent::index::{self, IndexSettings};
+use local_agent::ops::doctor::NotionTarget;
+use local_agent::ops::service::unit::{self, ServiceSpec};
+use local_agent::ops::service::{RunState, Service};
+use local_agent::ops::status;
+use local_agent::search::{Engine, SearchSettings};
+use local_agent::sources::notion_sync::NotionSync;
+use protocol::SearchRequest;
+use tracing_subscriber::EnvFilter;
+
+use self::args::{Cli, Command, ServiceAction};
+use self::output::Bars;
+
+fn main() {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let log_dir = match &cli.command {
+        Command::Serve { log_dir, .. } => log_dir.clone(),
+        _ => None,
+    };
+    output::init_logging(filter, log_dir.as_deref());
+    if let Err(error) = run(cli) {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let overrides = Overrides { data_dir: cli.data_dir, config: cli.config };
+    // The doctor reports a broken configuration as one of its checks.
+    if let Command::Doctor { json } = cli.command {
+        return doctor(&overrides, json);
+    }
+    let config = AgentConfig::load(&overrides)?;
+    if matches!(cli.command, Command::Index { .. } | Command::Serve { .. } | Command::Sync { .. }) {
+        // It will hold an index of private notes: only its owner may enter.
+        protocol::private_fs::create_private_dir(&config.data_dir)
+            .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    }
+    match cli.command {
+        Command::Index { folders, rebuild } => {
+            let folders = if folders.is_empty() { config.folders.clone() } else { folders };
+            let settings = IndexSettings { rebuild, ..config.index.clone() };
+            let embedder = Embedder::load(&config.embedder)?;
+            output::print_report(&index::index_folders(
+                &config.data_dir,
+                &folders,
+                &embedder,
+                &settings,
+                &Bars::new(),
+            )?);
+            Ok(())
+        }
+        Command::Search { query, tags, top_k, threshold, mode, json } => {
+            let request =
+                SearchRequest { query, tags, max_results: top_k, similarity_threshold: threshold, mode: mode.into() };
+            search(&config, &request, json)
+        }
+        Command::Serve { listen, .. } => serve(config.clone(), listen.unwrap_or(config.listen)),
+        Command::Status => status(&config),
+        Command::Service { action, no_service_manager } => service(&config, &overrides, action, no_service_manager),
+        Command::Doctor { json } => doctor(&overrides, json),
+        Command::Sync { full, json } => sync(&config, full, json),
+    }
+}
+
+#[tokio::main]
+async fn sync(config: &AgentConfig, full: bool, json: bool) -> Result<()> {
+    let settings = config.notion.clone().context(
+        "no Notion knowledge database is configured: set NOTION_API_KEY and NOTION_KNOWLEDGE_DATABASE_ID, \
+         or [notion] token and databases in config.toml",
+    )?;
+    let embedder = Arc::new(tokio::task::block_in_place(|| Embedder::load(&config.embedder))?);
+    let report = NotionSync::new(settings, &config.data_dir)?.run(embedder, &config.index, full).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        output::print_sync_report(&report);
+    }
+    Ok(())
+}
+
+fn search(config: &AgentConfig, request: &SearchRequest, json: bool) -> Result<()> {
+    let embedder = Arc::new(Embedder::load(&config.embedder)?);
+    let engine =
+        Engine::open(&config.data_dir, embedder, SearchSettings { cache_capacity: 0, ..config.search.clone() })?;
+    let response = engine.search(request)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        output::print_results(&response);
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn serve(config: AgentConfig, listen: SocketAddr) -> Result<()> {
+    let started = Instant::now();
+    // Before anything is loaded: an exposed API without a key is refused, not warned about.
+    local_agent::api::check_exposure(listen, config.api_key.as_ref())?;
+    let data_dir = config.data_dir.clone();
+    let agent = tokio::task::block_in_place(|| Agent::load(config))?;
+    let stats = agent.engine().stats();
+    if stats.generation == 0 {
+        tracing::warn!("nothing indexed yet in {}; run `local-agent index <FOLDER>`", data_dir.display());
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    tracing::info!(
+        %address,
+        documents = stats.documents,
+        chunks = stats.chunks,
+        ready_ms = started.elapsed().as_millis() as u64,
+        "serving the HTTP API"
+    );
+    // Scripts and tests read the bound address (port 0 picks a free one) from this line.
+    println!("listening on http://{address}");
+    agent.run(listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; stop with Ctrl-C");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down");
+}
+
+fn status(config: &AgentConfig) -> Result<()> {
+    let present = |path: &Path| if path.exists() { "ok" } else { "MISSING (run scripts/setup.sh)" };
+    let runtime = &config.embedder.runtime_library;
+    let model = config.embedder.model_dir.join("model.onnx");
+    println!("data dir:      {}", config.data_dir.display());
+    println!("ONNX Runtime:  {} [{}]", runtime.display(), present(runtime));
+    println!("model:         {} [{}]", config.embedder.model_dir.display(), present(&model));
+    println!("HTTP API:      {}{}", config.listen, if config.api_key.is_some() { " (API key required)" } else { "" });
+    // The running agent, if there is one: its health and its link to the cloud (connected,
+    // refused, …), as `/stats` reports them.
+    let running = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(client::report(config.listen, config.api_key.as_ref()));
+    match running {
+        Ok(report) => client::describe(&report, now()).iter().for_each(|line| println!("{line}")),
+        Err(error) => println!("agent:         not running ({error})"),
+    }
+    status::describe_index(&config.data_dir).iter().for_each(|line| println!("{line}"));
+    Ok(())
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |now| now.as_secs())
+}
+
+fn service(config: &AgentConfig, overrides: &Overrides, action: ServiceAction, no_manager: bool) -> Result<()> {
+    let absolute =
+        |path: &Path| std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()));
+    let spec = ServiceSpec {
+        exe: std::env::current_exe().context("cannot find the path of this program")?,
+        data_dir: absolute(&config.data_dir)?,
+        config: overrides.config_file().map(|path| absolute(&path)).transpose()?,
+        listen: None,
+        env: unit::service_environment(|name| std::env::var(name).ok()),
+    };
+    let service = Service::detect(spec, no_manager)?;
+    let notes = match action {
+        ServiceAction::Install => service.install()?,
+        ServiceAction::Uninstall => service.uninstall()?,
+        ServiceAction::Start => service.start()?,
+        ServiceAction::Stop => service.stop()?,
+        ServiceAction::Restart => service.restart()?,
+        ServiceAction::Status => return service_status(&service, config),
+    };
+    notes.iter().for_each(|note| println!("{note}"));
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn service_status(service: &Service, config: &AgentConfig) -> Result<()> {
+    let (state, note) = service.state()?;
+    if let Some(note) = note {
+        println!("{note}");
+    }
+    let running = matches!(state, RunState::Running(_));
+    let shown = match state {
+        RunState::Running(Some(pid)) => format!("running (pid {pid})"),
+        RunState::Running(None) => "running".into(),
+        RunState::Stopped(detail) => format!("not running: {detail}"),
+    };
+    println!("service:      {shown} — {}", service.describe_backend());
+    println!("logs:         {}", service.spec.log_dir().display());
+    match client::report(config.listen, config.api_key.as_ref()).await {
+        Ok(report) => {
+            println!("HTTP API:     http://{}", client::loopback_address(config.listen));
+            client::describe(&report, now()).iter().for_each(|line| println!("{line}"));
+        }
+        Err(error) => println!("HTTP API:     {error}"),
+    }
+    println!("Notion sync:  {}", status::describe_last_sync(&config.data_dir));
+    if !running {
+        // As `systemctl status` does, so scripts can tell.
+        std::process::exit(3);
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn doctor(overrides: &Overrides, json: bool) -> Result<()> {
+    let loaded = AgentConfig::load(overrides);
+    let notion =
+        loaded.as_ref().ok().and_then(|config| NotionTarget::from_config(config, |name| std::env::var(name).ok()));
+    let report = local_agent::ops::doctor::diagnose(loaded.as_ref(), notion.as_ref()).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    if !report.ok {
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! What the commands print: progress bars, reports, results, and where logs go.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use local_agent::index::{IndexReport, Phase, Progress};
+use local_agent::sources::notion_sync::SyncReport;
+use protocol::SearchResponse;
+use tracing_appender::rolling::Rotation;
+use tracing_subscriber::EnvFilter;
+
+/// Logs kept by `serve --log-dir`: one file a day.
+const LOG_FILES_KEPT: usize = 7;
+
+/// Logs to stderr, or with `--log-dir` to daily-rotated files there: a service has no
+/// terminal, and not every system has a journal.
+pub fn init_logging(filter: EnvFilter, log_dir: Option<&std::path::Path>) {
+    let appender = log_dir.map(|dir| {
+        std::fs::create_dir_all(dir).map_err(|error| error.to_string()).and_then(|()| {
+            tracing_appender::rolling::Builder::new()
+                .rotation(Rotation::DAILY)
+                .filename_prefix("local-agent")
+                .filename_suffix("log")
+                .max_log_files(LOG_FILES_KEPT)
+                .build(dir)
+                .map_err(|error| error.to_string())
+        })
+    });
+    match appender {
+        Some(Ok(appender)) => {
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(appender).with_ansi(false).init();
+        }
+        unusable => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .init();
+            if let Some(Err(error)) = unusable {
+                tracing::warn!(%error, "cannot write logs to the log folder; logging to stderr");
+            }
+        }
+    }
+}
+
+pub fn print_report(report: &IndexReport) {
+    println!(
+        "{} added, {} changed, {} removed, {} unchanged — {} documents, {} chunks in the index",
+        report.added, report.changed, report.removed, report.unchanged, report.documents, report.chunks
+    );
+    if report.published {
+        println!(
+            "wrote {} chunks ({} embedded, {} from cache) as generation {} in {:.1} s",
+            report.chunks_written,
+            report.embedded,
+            report.from_cache,
+            report.generation,
+            report.elapsed.as_secs_f64()
+        );
+    } else {
+        println!("nothing changed; the index is up to date (generation {})", report.generation);
+    }
+}
+
+/// One line: what a Notion sync listed and did.
+pub fn print_sync_report(report: &SyncReport) {
+    println!(
+        "{} pages listed{}: {} added, {} updated, {} removed, {} unchanged, {} unreadable; \
+         {} blocks skipped; {} Notion requests in {:.1} s",
+        report.listed,
+        if report.full { " (full)" } else { "" },
+        report.added,
+        report.updated,
+        report.removed,
+        report.unchanged,
+        report.unreadable,
+        report.skipped_blocks,
+        report.requests,
+        report.elapsed_ms as f64 / 1000.0
+    );
+}
+
+pub fn print_results(response: &SearchResponse) {
+    if response.results.is_empty() {
+        println!("No results.");
+        return;
+    }
+    for (rank, hit) in response.results.iter().enumerate() {
+        let kind =
+            serde_json::to_value(hit.source_type).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        println!("{}. {} ({})  score {:.3}, {kind}", rank + 1, hit.title, hit.source, hit.similarity_score);
+        let snippet: String = hit.content_snippet.split_whitespace().collect::<Vec<_>>().join(" ");
+        println!("   {snippet}\n");
+    }
+    println!("--- context ---\n{}", response.context);
+    println!("--- {:.1} ms ---", response.processing_time * 1e3);
+}
+
+/// Progress bars on stderr (hidden when stderr is not a terminal).
+pub struct Bars {
+    bar: std::sync::Mutex<Option<ProgressBar>>,
+}
+
+impl Bars {
+    pub fn new() -> Self {
+        Self { bar: std::sync::Mutex::new(None) }
+    }
+}
+
+impl Progress for Bars {
+    fn start(&self, phase: Phase, total: u64) {
+        let label = match phase {
+            Phase::Reading => "reading ",
+            Phase::Embedding => "embedding",
+            Phase::Writing => "writing ",
+        };
+        let bar =
+            if std::io::stderr().is_terminal() && total > 0 { ProgressBar::new(total) } else { ProgressBar::hidden() };
+        let style = ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
+            .map(|style| style.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_prefix(label);
+        if let Ok(mut slot) = self.bar.lock() {
+            *slot = Some(bar);
+        }
+    }
+
+    fn advance(&self, steps: u64) {
+        if let Ok(slot) = self.bar.lock()
+            && let Some(bar) = slot.as_ref()
+        {
+            bar.inc(steps);
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(mut slot) = self.bar.lock()
+            && let Some(bar) = slot.take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+}
