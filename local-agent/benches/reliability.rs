@@ -131,10 +131,8 @@ struct QuickNotes;
 
 impl Responder for QuickNotes {
     fn respond(&self, request: &RequestBody) -> Result<ReplyBody, ErrorDetail> {
-        let query = match request {
-            RequestBody::Search(search) => search.query.clone(),
-            RequestBody::BuildContext(context) => context.query.clone(),
-        };
+        let RequestBody::Search(search) = request;
+        let query = search.query.clone();
         let hit = SearchHit {
             knowledge_id: "notes/chaos.md#0".into(),
             title: "Chaos notes".into(),

@@ -22,9 +22,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    ContextRequest, ContextResponse, ErrorCode, ErrorDetail, PROTOCOL_VERSION, SearchRequest, SearchResponse, limits,
-};
+use crate::{ErrorCode, ErrorDetail, PROTOCOL_VERSION, SearchRequest, SearchResponse, limits};
 
 /// What the agent sends to the cloud.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,9 +146,6 @@ impl Reply {
                 Some(ReplyBody::Search(response)) => {
                     trim_context(&mut response.context, excess) || response.results.pop().is_some()
                 }
-                Some(ReplyBody::BuildContext(response)) => {
-                    trim_context(&mut response.context, excess) || response.sources.pop().is_some()
-                }
                 None => self.err.as_mut().is_some_and(|error| trim_context(&mut error.message, excess)),
             };
             if !trimmed {
@@ -185,8 +180,6 @@ fn trim_context(text: &mut String, excess: usize) -> bool {
 pub enum ReplyBody {
     /// Answer to [`RequestBody::Search`].
     Search(SearchResponse),
-    /// Answer to [`RequestBody::BuildContext`].
-    BuildContext(ContextResponse),
 }
 
 /// `cache_push`: context for one tag, kept by the cloud for when the agent is offline.
@@ -222,14 +215,14 @@ pub struct Request {
     pub body: RequestBody,
 }
 
-/// What a request asks for, named by its kind (`"search":{…}` or `"build_context":{…}`).
+/// What a request asks for, named by its kind (`"search":{…}`). A search answers with ranked
+/// passages *and* the cited context block, which is all the cloud needs; the loopback API's
+/// `/context/build` has no tunnel twin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestBody {
     /// Ranked passages plus a context block.
     Search(SearchRequest),
-    /// Only a context block.
-    BuildContext(ContextRequest),
 }
 
 /// `error`: the cloud could not use a message.
@@ -419,12 +412,17 @@ mod tests {
     fn replies_carry_exactly_one_outcome() {
         let reply = Reply::err("r1", ErrorCode::Timeout, "slow");
         assert_eq!(reply.clone().into_result().unwrap_err().code, ErrorCode::Timeout);
-        let both = Reply { ok: Some(ReplyBody::BuildContext(context_response(""))), ..reply };
+        let both = Reply { ok: Some(ReplyBody::Search(search_response("", 0))), ..reply };
         assert_eq!(both.into_result().unwrap_err().code, ErrorCode::InvalidRequest);
     }
 
-    fn context_response(context: &str) -> ContextResponse {
-        ContextResponse { context: context.into(), sources: vec!["a.md".into()], processing_time: 0.0 }
+    fn search_response(context: &str, hits: usize) -> SearchResponse {
+        SearchResponse {
+            success: true,
+            results: (0..hits).map(hit).collect(),
+            context: context.into(),
+            processing_time: 0.0,
+        }
     }
 
     #[test]
@@ -443,7 +441,7 @@ mod tests {
         assert!(trimmed.context.ends_with(TRIMMED_MARKER));
         assert!(trimmed.results.len() < 400);
 
-        let mut small = Reply::ok("r2", ReplyBody::BuildContext(context_response("short")));
+        let mut small = Reply::ok("r2", ReplyBody::Search(search_response("short", 1)));
         let before = small.clone();
         small.fit(limits::MAX_MESSAGE_BYTES);
         assert_eq!(small, before, "a reply that fits is left alone");

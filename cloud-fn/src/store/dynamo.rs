@@ -208,9 +208,18 @@ impl Store for DynamoStore {
         Ok(counts)
     }
 
-    async fn put_context(&self, tag: &str, context: &CachedContext) -> StoreResult<()> {
-        let ttl = HashMap::from([("expires_at".to_owned(), AttributeValue::N(context.expires_at.to_string()))]);
-        self.put(&context_key(tag), context, ttl).await
+    async fn put_context(&self, tag: &str, context: &CachedContext) -> StoreResult<bool> {
+        let mut item = item(&context_key(tag), context)?;
+        item.insert("expires_at".into(), AttributeValue::N(context.expires_at.to_string()));
+        item.insert("updated_at".into(), AttributeValue::N(context.updated_at.to_string()));
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(updated_at) OR updated_at <= :updated")
+            .expression_attribute_values(":updated", AttributeValue::N(context.updated_at.to_string()));
+        written(request.send().await)
     }
 
     async fn get_context(&self, tag: &str, now: i64) -> StoreResult<Option<CachedContext>> {
@@ -419,6 +428,7 @@ mod tests {
         let (_dynalite, store) = dynalite_store().await;
         contract::jobs_are_written_once_and_then_only_by_version(&store).await;
         contract::expired_context_is_ignored(&store).await;
+        contract::an_older_context_never_replaces_a_newer_one(&store).await;
         contract::templates_round_trip(&store).await;
         contract::connections_are_tracked_by_last_seen(&store).await;
         contract::replies_wait_for_their_reader_until_they_expire(&store).await;

@@ -187,9 +187,15 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn put_context(&self, tag: &str, context: &CachedContext) -> StoreResult<()> {
+    async fn put_context(&self, tag: &str, context: &CachedContext) -> StoreResult<bool> {
         let (key, context) = (context_key(tag), context.clone());
-        self.blocking(move |db| Self::write(db, &key, &context)).await
+        self.blocking(move |db| {
+            Self::modify(db, &key, |stored: Option<CachedContext>| match stored {
+                Some(stored) if stored.updated_at > context.updated_at => Change::Keep,
+                _ => Change::Put(context),
+            })
+        })
+        .await
     }
 
     async fn get_context(&self, tag: &str, now: i64) -> StoreResult<Option<CachedContext>> {
@@ -346,6 +352,7 @@ mod tests {
         let (_dir, store) = store();
         contract::jobs_are_written_once_and_then_only_by_version(&store).await;
         contract::expired_context_is_ignored(&store).await;
+        contract::an_older_context_never_replaces_a_newer_one(&store).await;
         contract::templates_round_trip(&store).await;
         contract::connections_are_tracked_by_last_seen(&store).await;
         contract::replies_wait_for_their_reader_until_they_expire(&store).await;

@@ -197,8 +197,10 @@ pub trait Store: Send + Sync {
     /// Number of jobs by status name.
     async fn job_counts(&self) -> StoreResult<BTreeMap<String, u64>>;
 
-    /// Stores the context for a tag.
-    async fn put_context(&self, tag: &str, context: &CachedContext) -> StoreResult<()>;
+    /// Stores the context for a tag unless the one stored is newer (a later `updated_at`):
+    /// the agent's answers and its pushes arrive in any order, and the newest must win.
+    /// Returns whether it wrote.
+    async fn put_context(&self, tag: &str, context: &CachedContext) -> StoreResult<bool>;
 
     /// The context for a tag, unless it expired before `now`: expired items are ignored even if
     /// the backend has not deleted them yet (DynamoDB's TTL deletes up to days late).
@@ -357,6 +359,21 @@ pub(crate) mod contract {
         assert_eq!(store.get_context("ai效率", 50).await.unwrap(), Some(context.clone()), "tags ignore case");
         assert_eq!(store.get_context("AI效率", 100).await.unwrap(), None, "expired at its expiry time");
         assert_eq!(store.get_context("other", 50).await.unwrap(), None);
+    }
+
+    pub async fn an_older_context_never_replaces_a_newer_one(store: &dyn Store) {
+        let context = |text: &str, updated_at| CachedContext {
+            context: text.into(),
+            sources: vec![],
+            updated_at,
+            expires_at: updated_at + 1000,
+        };
+        assert!(store.put_context("order", &context("first", 20)).await.unwrap());
+        assert!(!store.put_context("order", &context("late push", 10)).await.unwrap(), "older: refused");
+        assert_eq!(store.get_context("order", 30).await.unwrap(), Some(context("first", 20)));
+        assert!(store.put_context("ORDER", &context("same second", 20)).await.unwrap(), "as new: written");
+        assert!(store.put_context("order", &context("newer", 21)).await.unwrap());
+        assert_eq!(store.get_context("order", 30).await.unwrap(), Some(context("newer", 21)));
     }
 
     pub async fn connections_are_tracked_by_last_seen(store: &dyn Store) {

@@ -7,6 +7,7 @@
 //! a `reply` route event whose handler writes it to the store as `reply#<id>`, where the
 //! waiting run polls for it until the deadline.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,10 +23,12 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use protocol::tunnel::{AgentMessage, CloudMessage, ErrorMessage, ReplyBody, Request, RequestBody, Welcome};
 use protocol::{SearchRequest, SearchResponse};
 
+use super::failover::{self, Attempt, Turns};
 use crate::agent::{AgentLink, LinkError, LinkStatus};
 use crate::clock::Clock;
 use crate::config::Secret;
-use crate::store::{AgentConnection, CachedContext, Store};
+use crate::context::cache::ContextCache;
+use crate::store::{AgentConnection, Store};
 
 /// How long a reply stays in the store (the waiting run reads it within its deadline).
 const REPLY_TTL_SECS: i64 = 300;
@@ -41,7 +44,7 @@ pub struct Tunnel {
     management: ManagementClient,
     tokens: Vec<Secret>,
     heartbeat: Duration,
-    cache_ttl: Duration,
+    cache: ContextCache,
 }
 
 impl Tunnel {
@@ -56,7 +59,8 @@ impl Tunnel {
         heartbeat: Duration,
         cache_ttl: Duration,
     ) -> Arc<Self> {
-        Arc::new(Self { store, clock, management, tokens, heartbeat, cache_ttl })
+        let cache = ContextCache::new(store.clone(), clock.clone(), cache_ttl);
+        Arc::new(Self { store, clock, management, tokens, heartbeat, cache })
     }
 
     /// The REQUEST authorizer of `$connect`: allows the upgrade only with a valid
@@ -161,13 +165,7 @@ impl Tunnel {
                 store.put_reply(&id, &text, now + REPLY_TTL_SECS).await.map_err(|error| error.to_string())
             }
             AgentMessage::CachePush(push) => {
-                let context = CachedContext {
-                    context: push.context,
-                    sources: push.sources,
-                    updated_at: push.updated_at.min(now),
-                    expires_at: now + self.cache_ttl.as_secs() as i64,
-                };
-                store.put_context(&push.tag, &context).await.map_err(|error| error.to_string())
+                self.cache.remember_push(&push).await.map(|_kept| ()).map_err(|error| error.to_string())
             }
         }
     }
@@ -222,69 +220,8 @@ impl Tunnel {
 
     /// Sends `body` to live agents in turn until one answers, within `deadline` overall.
     pub async fn request(&self, body: RequestBody, deadline: Duration) -> Result<ReplyBody, LinkError> {
-        let started = tokio::time::Instant::now();
-        let mut candidates = self.live_connections().await;
-        // Spread load; any live agent can answer.
-        fastrand::shuffle(&mut candidates);
-        let mut last_error = LinkError::Offline;
-        let mut tried = std::collections::HashSet::new();
-        loop {
-            let connection = match candidates.pop() {
-                Some(connection) => connection,
-                None => {
-                    // Out of candidates with time left: an agent may have connected (or
-                    // replaced its connection) meanwhile.
-                    let mut fresh = self.live_connections().await;
-                    fresh.retain(|connection| !tried.contains(&connection.connection_id));
-                    if fresh.is_empty() {
-                        break;
-                    }
-                    candidates = fresh;
-                    continue;
-                }
-            };
-            tried.insert(connection.connection_id.clone());
-            let remaining = deadline.saturating_sub(started.elapsed());
-            if remaining.is_zero() {
-                return Err(LinkError::Timeout(deadline));
-            }
-            let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-            let request = CloudMessage::Request(Request {
-                id: id.clone(),
-                deadline_ms: remaining.as_millis() as u64,
-                body: body.clone(),
-            });
-            let connection_id = connection.connection_id.as_str();
-            match self.post(connection_id, &request).await {
-                Ok(()) => {}
-                Err(PostError::Gone) => {
-                    tracing::info!(connection_id, "the agent's connection is gone; trying another");
-                    let _ = self.store.remove_connection(connection_id).await;
-                    continue;
-                }
-                Err(PostError::Busy) => {
-                    tracing::warn!(connection_id, "the agent's connection is saturated; trying another");
-                    last_error = LinkError::Agent("the agent is saturated (429)".into());
-                    continue;
-                }
-                Err(PostError::TooLarge) => return Err(LinkError::Agent("the request is over 128 KB".into())),
-                Err(PostError::Other(error)) => {
-                    tracing::warn!(connection_id, %error, "PostToConnection failed");
-                    last_error = LinkError::Agent(error);
-                    continue;
-                }
-            }
-            // When another agent could still be asked, give this one half the time left.
-            let patience = if candidates.is_empty() { remaining } else { remaining / 2 };
-            match self.await_reply(&id, patience).await {
-                Some(reply) => match reply.into_result() {
-                    Ok(body) => return Ok(body),
-                    Err(error) => last_error = LinkError::from_reply(error, deadline),
-                },
-                None => last_error = LinkError::Timeout(deadline),
-            }
-        }
-        Err(last_error)
+        let mut turns = GatewayTurns { tunnel: self, body, deadline, candidates: None, tried: HashSet::new() };
+        failover::ask_in_turn(&mut turns, deadline).await
     }
 
     /// Polls the store for the reply to `id`, more slowly as time passes, for at most `patience`.
@@ -309,6 +246,70 @@ impl Tunnel {
             }
             tokio::time::sleep(pause.min(until - now)).await;
             pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+}
+
+/// One search's turns over the live connections, in random order (any live agent can answer,
+/// and load spreads); connections made meanwhile are asked when the first ones are used up.
+struct GatewayTurns<'a> {
+    tunnel: &'a Tunnel,
+    body: RequestBody,
+    deadline: Duration,
+    candidates: Option<Vec<AgentConnection>>,
+    tried: HashSet<String>,
+}
+
+impl GatewayTurns<'_> {
+    /// The next connection not yet tried, reading the live ones again when the list runs out.
+    async fn next_connection(&mut self) -> Option<AgentConnection> {
+        if let Some(connection) = self.candidates.as_mut().and_then(Vec::pop) {
+            return Some(connection);
+        }
+        let mut fresh = self.tunnel.live_connections().await;
+        fresh.retain(|connection| !self.tried.contains(&connection.connection_id));
+        fastrand::shuffle(&mut fresh);
+        let next = fresh.pop();
+        self.candidates = Some(fresh);
+        next
+    }
+}
+
+impl Turns for GatewayTurns<'_> {
+    async fn ask_next(&mut self, remaining: Duration) -> Attempt {
+        let Some(connection) = self.next_connection().await else { return Attempt::NoneLeft };
+        self.tried.insert(connection.connection_id.clone());
+        let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let request = CloudMessage::Request(Request {
+            id: id.clone(),
+            deadline_ms: remaining.as_millis() as u64,
+            body: self.body.clone(),
+        });
+        let connection_id = connection.connection_id.as_str();
+        match self.tunnel.post(connection_id, &request).await {
+            Ok(()) => {}
+            Err(PostError::Gone) => {
+                tracing::info!(connection_id, "the agent's connection is gone; trying another");
+                let _ = self.tunnel.store.remove_connection(connection_id).await;
+                return Attempt::Skipped;
+            }
+            Err(PostError::Busy) => {
+                tracing::warn!(connection_id, "the agent's connection is saturated; trying another");
+                return Attempt::Failed(LinkError::Agent("the agent is saturated (429)".into()));
+            }
+            Err(PostError::TooLarge) => return Attempt::GiveUp(LinkError::Agent("the request is over 128 KB".into())),
+            Err(PostError::Other(error)) => {
+                tracing::warn!(connection_id, %error, "PostToConnection failed");
+                return Attempt::Failed(LinkError::Agent(error));
+            }
+        }
+        let others_left = self.candidates.as_ref().is_some_and(|candidates| !candidates.is_empty());
+        match self.tunnel.await_reply(&id, failover::patience(remaining, others_left)).await {
+            Some(reply) => match reply.into_result() {
+                Ok(body) => Attempt::Answered(body),
+                Err(error) => Attempt::Failed(LinkError::from_reply(error, self.deadline)),
+            },
+            None => Attempt::Failed(LinkError::Timeout(self.deadline)),
         }
     }
 }
@@ -352,10 +353,8 @@ impl AgentLink for Tunnel {
     }
 
     async fn search(&self, request: &SearchRequest, deadline: Duration) -> Result<SearchResponse, LinkError> {
-        match self.request(RequestBody::Search(request.clone()), deadline).await? {
-            ReplyBody::Search(response) => Ok(response),
-            ReplyBody::BuildContext(_) => Err(LinkError::Agent("the agent answered a search with a context".into())),
-        }
+        let ReplyBody::Search(response) = self.request(RequestBody::Search(request.clone()), deadline).await?;
+        Ok(response)
     }
 
     async fn status(&self) -> LinkStatus {

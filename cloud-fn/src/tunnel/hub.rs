@@ -17,6 +17,7 @@ use protocol::{ErrorDetail, SearchRequest, SearchResponse};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::failover::{self, Attempt, Turns};
 use crate::agent::{AgentLink, LinkError, LinkStatus};
 
 /// Identifies one connection (an agent that reconnects gets a new one).
@@ -245,34 +246,40 @@ impl Hub {
 
     /// Sends `body` to live agents in turn until one answers, within `deadline` overall.
     pub async fn request(&self, body: RequestBody, deadline: Duration) -> Result<ReplyBody, LinkError> {
-        let started = Instant::now();
-        let mut tried = HashSet::new();
-        let mut last_error = LinkError::Offline;
-        loop {
-            let remaining = deadline.saturating_sub(started.elapsed());
-            if remaining.is_zero() {
-                return Err(LinkError::Timeout(deadline));
+        let mut turns = HubTurns { hub: self, body, deadline, tried: HashSet::new() };
+        failover::ask_in_turn(&mut turns, deadline).await
+    }
+}
+
+/// One search's turns over the hub's agents: the least busy untried agent next.
+struct HubTurns<'a> {
+    hub: &'a Hub,
+    body: RequestBody,
+    deadline: Duration,
+    tried: HashSet<ConnectionId>,
+}
+
+impl Turns for HubTurns<'_> {
+    async fn ask_next(&mut self, remaining: Duration) -> Attempt {
+        let Some((connection, id, untried, receiver)) = self.hub.dispatch(&self.tried, &self.body, remaining) else {
+            return Attempt::NoneLeft;
+        };
+        let patience = failover::patience(remaining, untried > 1);
+        self.tried.insert(connection);
+        match tokio::time::timeout(patience, receiver).await {
+            Ok(Ok(Ok(reply))) => Attempt::Answered(reply),
+            Ok(Ok(Err(error))) => {
+                tracing::warn!(connection, code = ?error.code, "the agent could not answer: {}", error.message);
+                Attempt::Failed(LinkError::from_reply(error, self.deadline))
             }
-            // When another agent could still be asked, give this one half the time left.
-            let Some((connection, id, untried, receiver)) = self.dispatch(&tried, &body, remaining) else {
-                return Err(last_error);
-            };
-            let patience = if untried > 1 { remaining / 2 } else { remaining };
-            tried.insert(connection);
-            match tokio::time::timeout(patience, receiver).await {
-                Ok(Ok(Ok(reply))) => return Ok(reply),
-                Ok(Ok(Err(error))) => {
-                    tracing::warn!(connection, code = ?error.code, "the agent could not answer: {}", error.message);
-                    last_error = LinkError::from_reply(error, deadline);
-                }
-                Ok(Err(_gone)) => {
-                    tracing::info!(connection, "the agent's connection closed during a request; trying another");
-                }
-                Err(_elapsed) => {
-                    self.abandon(connection, &id);
-                    tracing::warn!(connection, ?patience, "the agent did not answer in time");
-                    last_error = LinkError::Timeout(deadline);
-                }
+            Ok(Err(_gone)) => {
+                tracing::info!(connection, "the agent's connection closed during a request; trying another");
+                Attempt::Skipped
+            }
+            Err(_elapsed) => {
+                self.hub.abandon(connection, &id);
+                tracing::warn!(connection, ?patience, "the agent did not answer in time");
+                Attempt::Failed(LinkError::Timeout(self.deadline))
             }
         }
     }
@@ -286,10 +293,8 @@ impl AgentLink for Hub {
     }
 
     async fn search(&self, request: &SearchRequest, deadline: Duration) -> Result<SearchResponse, LinkError> {
-        match self.request(RequestBody::Search(request.clone()), deadline).await? {
-            ReplyBody::Search(response) => Ok(response),
-            ReplyBody::BuildContext(_) => Err(LinkError::Agent("the agent answered a search with a context".into())),
-        }
+        let ReplyBody::Search(response) = self.request(RequestBody::Search(request.clone()), deadline).await?;
+        Ok(response)
     }
 
     async fn status(&self) -> LinkStatus {

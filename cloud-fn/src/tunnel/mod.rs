@@ -3,7 +3,7 @@
 //! Agents dial out to the cloud, so the user's PC needs no public address. Self-hosted, they
 //! connect to `GET /agent` on `cloud-fn serve` ([`websocket`]) and the in-process [`hub::Hub`]
 //! is the [`crate::agent::AgentLink`]: it tracks live agents by heartbeat, correlates requests
-//! with replies, and fails over between agents. [`tls`] serves the same routes over rustls when
+//! with replies, and fails over between agents ([`failover`] is the rule both links follow). [`tls`] serves the same routes over rustls when
 //! the server is not behind a TLS-terminating proxy.
 //!
 //! On AWS, agents connect to an API Gateway WebSocket API instead; [`api_gateway::Tunnel`]
@@ -11,6 +11,7 @@
 //! in the store because every event is a separate Lambda invocation.
 
 pub mod api_gateway;
+pub mod failover;
 pub mod hub;
 pub mod tls;
 pub mod websocket;

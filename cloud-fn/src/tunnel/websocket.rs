@@ -23,7 +23,8 @@ use tokio::time::Instant;
 use super::hub::{ConnectionId, Hub};
 use crate::clock::Clock;
 use crate::config::Secret;
-use crate::store::{CachedContext, Store};
+use crate::context::cache::ContextCache;
+use crate::store::Store;
 
 /// Read and write buffer of an agent's connection (frames are at most 32 KB; most messages are
 /// heartbeats of a hundred bytes).
@@ -36,9 +37,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AgentGate {
     hub: Arc<Hub>,
     tokens: Vec<Secret>,
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    cache_ttl: Duration,
+    cache: ContextCache,
 }
 
 impl AgentGate {
@@ -51,7 +50,7 @@ impl AgentGate {
         clock: Arc<dyn Clock>,
         cache_ttl: Duration,
     ) -> Arc<Self> {
-        Arc::new(Self { hub, tokens, store, clock, cache_ttl })
+        Arc::new(Self { hub, tokens, cache: ContextCache::new(store, clock, cache_ttl) })
     }
 
     /// Whether `candidate` is one of the tokens (see [`Secret::matches_any`]).
@@ -61,14 +60,7 @@ impl AgentGate {
 
     /// Stores pushed context for the offline fallback.
     async fn cache(&self, push: CachePush) {
-        let now = self.clock.now();
-        let context = CachedContext {
-            context: push.context,
-            sources: push.sources,
-            updated_at: push.updated_at.min(now),
-            expires_at: now + self.cache_ttl.as_secs() as i64,
-        };
-        if let Err(error) = self.store.put_context(&push.tag, &context).await {
+        if let Err(error) = self.cache.remember_push(&push).await {
             tracing::warn!(tag = push.tag, %error, "could not cache the context an agent pushed");
         }
     }

@@ -212,7 +212,7 @@ impl Store for CountingStore {
         &self,
         tag: &str,
         context: &cloud_fn::store::CachedContext,
-    ) -> cloud_fn::store::StoreResult<()> {
+    ) -> cloud_fn::store::StoreResult<bool> {
         self.write();
         self.inner.put_context(tag, context).await
     }

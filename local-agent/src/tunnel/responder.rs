@@ -50,9 +50,6 @@ impl Responder for Engine {
         // The cloud waits on a deadline: its searches go before local ones.
         self.admission().run(Lane::Cloud, || match request {
             RequestBody::Search(search) => self.search(search).map(ReplyBody::Search).map_err(detail),
-            RequestBody::BuildContext(context) => {
-                self.build_context(context).map(ReplyBody::BuildContext).map_err(detail)
-            }
         })
     }
 

@@ -122,9 +122,7 @@ impl Responder for ScriptedNotes {
     fn respond(&self, request: &RequestBody) -> Result<ReplyBody, ErrorDetail> {
         std::thread::sleep(self.delay);
         self.served.fetch_add(1, Ordering::SeqCst);
-        let RequestBody::Search(search) = request else {
-            return Err(ErrorDetail { code: protocol::ErrorCode::InvalidRequest, message: "search only".into() });
-        };
+        let RequestBody::Search(search) = request;
         let mut context = format!("[1] {} notes (notes/{}.md)\nAbout: {} ", self.name, self.name, search.query);
         while context.len() < self.context_chars {
             context.push_str("上下文 context ");

@@ -1,8 +1,10 @@
 //! The context ladder: the live agent, else the context cached per tag, else the template's.
 //!
-//! Every answer from the agent is written through to the cache under each of the question's
+//! Every answer from the agent is written through to the [`cache`] under each of the question's
 //! tags (`_all` for untagged questions), so when the user's PC sleeps the next question on the
 //! same topic still gets context from their notes — marked as cached.
+
+pub mod cache;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +12,10 @@ use std::time::Duration;
 use protocol::SearchRequest;
 use serde::{Deserialize, Serialize};
 
+use self::cache::ContextCache;
 use crate::agent::{AgentLink, LinkError};
 use crate::clock::Clock;
-use crate::store::{CachedContext, Store, StoreError, Template};
+use crate::store::{Store, StoreError, Template};
 
 /// Which rung of the ladder produced the context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,13 +89,9 @@ pub enum ContextError {
 /// Builds context by the ladder.
 pub struct ContextBuilder {
     link: Arc<dyn AgentLink>,
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
+    cache: ContextCache,
     settings: LadderSettings,
 }
-
-/// Cache key of untagged questions.
-const UNTAGGED: &str = "_all";
 
 impl ContextBuilder {
     /// A ladder over `link`, caching in `store`.
@@ -102,7 +101,7 @@ impl ContextBuilder {
         clock: Arc<dyn Clock>,
         settings: LadderSettings,
     ) -> Self {
-        Self { link, store, clock, settings }
+        Self { link, cache: ContextCache::new(store, clock, settings.cache_ttl), settings }
     }
 
     /// The agent link (for status endpoints).
@@ -117,7 +116,6 @@ impl ContextBuilder {
         tags: &[String],
         template: &Template,
     ) -> Result<BuiltContext, ContextError> {
-        let keys: Vec<String> = if tags.is_empty() { vec![UNTAGGED.to_owned()] } else { tags.to_vec() };
         let request = SearchRequest {
             tags: tags.to_vec(),
             max_results: self.settings.max_results,
@@ -133,18 +131,7 @@ impl ContextBuilder {
                         sources.push(hit.source.clone());
                     }
                 }
-                let now = self.clock.now();
-                let cached = CachedContext {
-                    context: response.context.clone(),
-                    sources: sources.clone(),
-                    updated_at: now,
-                    expires_at: now + self.settings.cache_ttl.as_secs() as i64,
-                };
-                for key in &keys {
-                    if let Err(error) = self.store.put_context(key, &cached).await {
-                        tracing::warn!(%error, tag = key, "could not cache the agent's context");
-                    }
-                }
+                self.cache.remember_answer(tags, &response.context, &sources).await;
                 return Ok(BuiltContext { mode: ContextMode::Full, text: response.context, sources });
             }
             Err(LinkError::Offline) => LinkError::Offline,
@@ -156,11 +143,8 @@ impl ContextBuilder {
         if !self.settings.enable_fallback {
             return Err(ContextError::AgentUnavailable(offline));
         }
-        let now = self.clock.now();
-        for key in &keys {
-            if let Some(cached) = self.store.get_context(key, now).await? {
-                return Ok(BuiltContext { mode: ContextMode::Cached, text: cached.context, sources: cached.sources });
-            }
+        if let Some(cached) = self.cache.recall(tags).await? {
+            return Ok(BuiltContext { mode: ContextMode::Cached, text: cached.context, sources: cached.sources });
         }
         Ok(BuiltContext { mode: ContextMode::Template, text: template.fallback_context.clone(), sources: Vec::new() })
     }
