@@ -10,7 +10,7 @@
 //!                {"action":"reply","v":1,"id":"<request id>","err":{"code":"…","message":"…"}}
 //!                {"action":"cache_push","v":1,"tag":"AI效率","context":"…","sources":[…],"updated_at":…}
 //! cloud → agent  {"type":"welcome","v":1,"heartbeat_secs":30}
-//!                {"type":"request","v":1,"id":"…","deadline_ms":5000,"search":{…}}   (or "build_context")
+//!                {"type":"request","v":1,"id":"…","deadline_ms":5000,"search":{…}}
 //!                {"type":"error","v":1,"code":"…","message":"…"}
 //! ```
 //!

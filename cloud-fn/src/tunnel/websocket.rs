@@ -121,7 +121,7 @@ async fn upgrade(State(gate): State<Arc<AgentGate>>, headers: HeaderMap, upgrade
         Some(_) => {}
     }
     // Buffers sized for heartbeats and 32 KB frames, not axum's 128 KiB each way: a hub holds
-    // a connection per agent (`cargo bench -p local-agent --bench reliability` measures it).
+    // a connection per agent (`cargo bench -p system-tests --bench reliability` measures it).
     upgrade
         .max_message_size(limits::MAX_MESSAGE_BYTES)
         .max_frame_size(limits::MAX_FRAME_BYTES)

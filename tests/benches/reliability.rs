@@ -1,7 +1,7 @@
 //! The worst day, on loopback and bounded in time: does the system lose or double work, what does
 //! an agent connection cost the cloud, and does a local flood delay the cloud's requests?
 //!
-//! cargo bench -p local-agent --bench reliability [-- --questions 1000 --agents 1000 --seed 7]
+//! cargo bench -p system-tests --bench reliability [-- --questions 1000 --agents 1000 --seed 7]
 //!
 //! 1. **Exactly once under chaos.** Questions in the Notion sandbox, answered by runs of the real
 //!    pipeline (embedded store, the self-hosted hub with real agents behind the tunnel, the LLM

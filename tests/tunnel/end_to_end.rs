@@ -210,7 +210,7 @@ impl Chain {
     }
 
     fn agent_command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_local-agent"));
+        let mut command = Command::new(system_tests::local_agent_bin());
         command.arg("--data-dir").arg(self.dir.path().join("agent")).env_remove("RUST_LOG");
         command
     }
@@ -329,7 +329,7 @@ async fn a_refused_token_keeps_the_agent_serving_locally_and_says_why() {
     use std::io::BufRead;
     let cloud = crate::support::Cloud::start(Duration::from_secs(1)).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_local-agent"))
+    let mut agent = Command::new(system_tests::local_agent_bin())
         .arg("--data-dir")
         .arg(dir.path())
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -364,7 +364,7 @@ async fn a_refused_token_keeps_the_agent_serving_locally_and_says_why() {
     assert!(tunnel["last_error"].as_str().unwrap().contains("AGENT_TOKEN"), "says what to fix: {tunnel}");
     let health = client.get(format!("http://{address}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200, "the local API keeps serving");
-    let status = Command::new(env!("CARGO_BIN_EXE_local-agent"))
+    let status = Command::new(system_tests::local_agent_bin())
         .arg("--data-dir")
         .arg(dir.path())
         .arg("status")

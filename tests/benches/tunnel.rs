@@ -1,7 +1,7 @@
 //! What the tunnel costs: request round trips through the cloud hub and the agent's client on
 //! loopback, and how many real searches one agent sustains.
 //!
-//! cargo bench -p local-agent --bench tunnel
+//! cargo bench -p system-tests --bench tunnel
 //!
 //! 1. Overhead: the agent answers instantly with a typical reply (5 hits, 2 KB of context), so
 //!    the round trip is all tunnel: JSON both ways, WebSocket frames, the hub's correlation.
