@@ -26,9 +26,10 @@ use protocol::SearchRequest;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::config::{CloudConfig, Secret};
 use crate::pipeline::{Pipeline, RunReport};
+use crate::store::Store;
 use crate::templates;
 use crate::webhook::{self, Delivery, WebhookError};
 
@@ -100,6 +101,10 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 /// Shared state of the server.
 pub struct ServerState {
     pipeline: Arc<Pipeline>,
+    /// The pipeline's store and clock, held directly: handlers read the store and the time
+    /// through the same injected handles the pipeline uses (tests move the clock).
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     settings: ServerSettings,
     started: Instant,
     /// Held while a run is in progress, so runs never overlap; keeps the last report.
@@ -111,6 +116,8 @@ impl ServerState {
     /// State around `pipeline`.
     pub fn new(pipeline: Arc<Pipeline>, settings: ServerSettings) -> Arc<Self> {
         Arc::new(Self {
+            store: pipeline.store().clone(),
+            clock: pipeline.clock().clone(),
             pipeline,
             settings,
             started: Instant::now(),
@@ -143,7 +150,7 @@ impl ServerState {
     ) -> Result<RunReport, String> {
         let result = self.pipeline.process_once().await.map_err(|error| error.to_string());
         match &result {
-            Ok(report) => *last = Some((SystemClock.now(), report.clone())),
+            Ok(report) => *last = Some((self.clock.now(), report.clone())),
             Err(error) => {
                 tracing::error!(%error, "run failed");
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
@@ -155,7 +162,7 @@ impl ServerState {
     /// Deletes expired store items (replies, webhook event records, cached context); DynamoDB
     /// does this by itself with its TTL.
     async fn sweep(&self) {
-        match self.pipeline.store().sweep_expired(SystemClock.now()).await {
+        match self.store.sweep_expired(self.clock.now()).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "deleted expired items from the store"),
             Err(error) => tracing::warn!(%error, "could not sweep expired items from the store"),
@@ -267,12 +274,12 @@ async fn health(State(state): State<Arc<ServerState>>) -> Json<Value> {
         "status": "healthy",
         "version": env!("CARGO_PKG_VERSION"),
         "uptime": state.started.elapsed().as_secs_f64(),
-        "store": state.pipeline.store().kind(),
+        "store": state.store.kind(),
     }))
 }
 
 async fn status(State(state): State<Arc<ServerState>>) -> Response {
-    let jobs = match state.pipeline.store().job_counts().await {
+    let jobs = match state.store.job_counts().await {
         Ok(counts) => json!(counts),
         Err(error) => json!({ "error": error.to_string() }),
     };
@@ -286,7 +293,7 @@ async fn status(State(state): State<Arc<ServerState>>) -> Response {
         "last_error": last_error,
         "jobs": jobs,
         "agent": state.pipeline.context().link().status().await,
-        "store": state.pipeline.store().kind(),
+        "store": state.store.kind(),
         "notion_requests": state.pipeline.notion().requests_sent(),
     }))
     .into_response()
@@ -329,7 +336,7 @@ async fn sync(state: &ServerState, from_notion: bool) -> Response {
     let notion = state.pipeline.notion();
     let result = async {
         let source = notion.data_source_id(database).await?;
-        let store = state.pipeline.store().as_ref();
+        let store = state.store.as_ref();
         if from_notion {
             templates::sync_from_notion(notion, &source, store).await
         } else {
@@ -347,7 +354,7 @@ async fn webhook_verification(State(state): State<Arc<ServerState>>) -> Response
     if let Some(pinned) = &state.settings.webhook_token {
         return Json(json!({ "verification_token": pinned.expose(), "pinned": true })).into_response();
     }
-    match state.pipeline.store().webhook_token().await {
+    match state.store.webhook_token().await {
         Ok(token) => Json(json!({ "verification_token": token, "pinned": false })).into_response(),
         Err(store_error) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", store_error.to_string()),
     }
@@ -363,7 +370,7 @@ async fn forget_webhook_verification(State(state): State<Arc<ServerState>>) -> R
             "NOTION_WEBHOOK_TOKEN pins the token; change that setting to replace it",
         );
     }
-    match state.pipeline.store().delete_webhook_token().await {
+    match state.store.delete_webhook_token().await {
         Ok(()) => {
             tracing::info!("forgot the stored Notion verification token; the next handshake stores a new one");
             Json(json!({ "success": true, "forgotten": true })).into_response()
@@ -374,7 +381,7 @@ async fn forget_webhook_verification(State(state): State<Arc<ServerState>>) -> R
 
 /// `POST /webhooks/notion`: the handshake, then signed events (see [`webhook`]).
 async fn notion_webhook(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let store = state.pipeline.store();
+    let store = &state.store;
     let event = match Delivery::parse(&body) {
         Ok(Delivery::Verification { token }) => return handshake(&state, &token).await,
         Ok(Delivery::Event(event)) => event,
@@ -398,7 +405,7 @@ async fn notion_webhook(State(state): State<Arc<ServerState>>, headers: HeaderMa
     let Some(page) = event.question_page() else {
         return Json(json!({ "success": true, "ignored": event.kind })).into_response();
     };
-    let now = SystemClock.now();
+    let now = state.clock.now();
     match store.remember_event(&event.id, now + webhook::DEDUPE_SECS, now).await {
         Ok(true) => {}
         Ok(false) => return Json(json!({ "success": true, "duplicate": event.id })).into_response(),
@@ -426,7 +433,7 @@ async fn handshake(state: &ServerState, token: &str) -> Response {
         tracing::info!("Notion sent a verification token; NOTION_WEBHOOK_TOKEN is pinned, so it was not stored");
         return Json(json!({ "success": true, "verification": "received" })).into_response();
     }
-    match state.pipeline.store().put_webhook_token(token).await {
+    match state.store.put_webhook_token(token).await {
         Ok(true) => {
             tracing::info!("stored Notion's verification token; read it from GET /webhooks/notion/verification");
             Json(json!({ "success": true, "verification": "received" })).into_response()

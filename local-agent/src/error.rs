@@ -4,6 +4,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use protocol::ErrorCode;
+
 /// Result with the agent's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -111,10 +113,18 @@ pub enum Error {
     },
     /// The Notion API failed (after its retries) or refused.
     #[error("Notion: {0}")]
-    Notion(String),
+    Notion(#[from] notion::NotionError),
+    /// A page of a Notion database could not be read.
+    #[error("Notion page {page}: {source}")]
+    NotionPage {
+        /// The page's id.
+        page: String,
+        /// Why.
+        source: notion::NotionError,
+    },
     /// A background task died (a panic in indexing).
     #[error("background task failed: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
     /// A request broke a limit; the message names the field.
     #[error("{0}")]
     InvalidRequest(String),
@@ -135,9 +145,36 @@ pub enum Error {
 }
 
 impl Error {
+    /// The code this error is reported with, the same over HTTP and over the tunnel.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Error::NoIndex { .. } | Error::ModelChanged { .. } | Error::CorruptIndex { .. } => {
+                ErrorCode::IndexUnavailable
+            }
+            _ => ErrorCode::Internal,
+        }
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { path, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unusable_index_is_one_code_wherever_it_is_reported() {
+        let corrupt = Error::CorruptIndex { dir: "gen-3".into(), message: "bad".into() };
+        assert_eq!(corrupt.code(), ErrorCode::IndexUnavailable);
+        assert_eq!(corrupt.code().http_status(), 503);
+        assert_eq!(Error::InvalidRequest("max_results".into()).code().http_status(), 400);
+        let io = Error::Io { path: "x".into(), source: io::Error::other("disk") };
+        assert_eq!(io.code(), ErrorCode::Internal);
+        assert!(std::error::Error::source(&io).is_some(), "the cause is kept");
     }
 }

@@ -129,6 +129,11 @@ impl Pipeline {
         &self.store
     }
 
+    /// The clock its leases and records are timed by.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// The context ladder.
     pub fn context(&self) -> &ContextBuilder {
         &self.context

@@ -277,8 +277,7 @@ impl Worker {
         let settings = IndexSettings { rebuild, ..self.settings.index.clone() };
         let embedder = self.embedder.clone();
         tokio::task::spawn_blocking(move || index::index_folders(&data_dir, &folders, &embedder, &settings, &Silent))
-            .await
-            .map_err(|error| Error::Task(error.to_string()))?
+            .await?
     }
 
     /// Announces the live generation if it changed (a run here or in another process).

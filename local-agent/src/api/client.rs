@@ -5,9 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::Value;
 
+use super::stats::{IndexStats, Stats};
 use crate::config::Secret;
 use crate::tunnel::{TunnelSnapshot, TunnelState};
 
@@ -48,25 +48,11 @@ pub struct AgentReport {
     /// Seconds since it started.
     pub uptime_secs: f64,
     /// The live index, when `/stats` could be read.
-    pub index: Option<IndexView>,
+    pub index: Option<IndexStats>,
     /// The tunnel.
     pub tunnel: TunnelView,
     /// Why `/stats` could not be read, if it could not.
     pub stats_error: Option<String>,
-}
-
-/// The live index, from `/stats`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub struct IndexView {
-    /// Live generation (0: nothing indexed).
-    pub generation: u64,
-    /// Documents.
-    pub documents: u64,
-    /// Chunks.
-    pub chunks: u64,
-    /// When the generation was written (seconds since the epoch).
-    #[serde(default)]
-    pub indexed_at: u64,
 }
 
 /// The tunnel, from `/stats`.
@@ -74,7 +60,7 @@ pub struct IndexView {
 pub enum TunnelView {
     /// No cloud is configured.
     NotConfigured,
-    /// `/stats` could not be read, or predates tunnel reporting.
+    /// `/stats` could not be read.
     Unknown,
     /// What the tunnel reported.
     State(TunnelSnapshot),
@@ -124,7 +110,7 @@ pub async fn report(address: SocketAddr, api_key: Option<&Secret>) -> Result<Age
     let stats = match request.send().await {
         Ok(response) if response.status() == reqwest::StatusCode::UNAUTHORIZED => Err(ProbeError::Unauthorized),
         Ok(response) => response
-            .json::<Value>()
+            .json::<Stats>()
             .await
             .map_err(|error| ProbeError::NotAnAgent { address, message: format!("/stats: {error}") }),
         Err(error) => Err(ProbeError::Unreachable { address, message: error_chain(&error) }),
@@ -132,16 +118,11 @@ pub async fn report(address: SocketAddr, api_key: Option<&Secret>) -> Result<Age
     Ok(assemble(&health, stats))
 }
 
-fn assemble(health: &Value, stats: Result<Value, ProbeError>) -> AgentReport {
+fn assemble(health: &Value, stats: Result<Stats, ProbeError>) -> AgentReport {
     let (index, tunnel, stats_error) = match stats {
         Ok(stats) => {
-            let index = serde_json::from_value(stats["index"].clone()).ok();
-            let tunnel = match stats.get("tunnel") {
-                None => TunnelView::Unknown,
-                Some(Value::Null) => TunnelView::NotConfigured,
-                Some(value) => serde_json::from_value(value.clone()).map_or(TunnelView::Unknown, TunnelView::State),
-            };
-            (index, tunnel, None)
+            let tunnel = stats.tunnel.map_or(TunnelView::NotConfigured, TunnelView::State);
+            (Some(stats.index), tunnel, None)
         }
         Err(error) => (None, TunnelView::Unknown, Some(error.to_string())),
     };
@@ -255,7 +236,7 @@ mod tests {
             "tunnel": {"connected": true, "connected_since": 1_500, "last_heartbeat": 1_590,
                        "last_error": null, "last_error_at": null, "connections": 1},
         });
-        let lines = describe(&assemble(&health(), Ok(stats)), 1_600);
+        let lines = describe(&assemble(&health(), Ok(serde_json::from_value(stats).unwrap())), 1_600);
         assert_eq!(
             lines,
             [
@@ -273,12 +254,12 @@ mod tests {
             "tunnel": {"connected": false, "connected_since": null, "last_heartbeat": null,
                        "last_error": "cannot reach the cloud: refused", "last_error_at": 95, "connections": 0},
         });
-        let lines = describe(&assemble(&health(), Ok(stats)), 100);
+        let lines = describe(&assemble(&health(), Ok(serde_json::from_value(stats).unwrap())), 100);
         assert_eq!(lines[1], "index:        nothing indexed yet; run `local-agent index <FOLDER>`");
         assert_eq!(lines[2], "cloud:        NOT connected");
         assert_eq!(lines[3], "last error:   cannot reach the cloud: refused (5 s ago)");
 
-        let no_cloud = assemble(&health(), Ok(json!({"tunnel": null})));
+        let no_cloud = assemble(&health(), Ok(serde_json::from_value(json!({"tunnel": null})).unwrap()));
         assert_eq!(no_cloud.tunnel, TunnelView::NotConfigured);
         let refused = assemble(&health(), Err(ProbeError::Unauthorized));
         assert_eq!(refused.tunnel, TunnelView::Unknown);

@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod guard;
+pub mod stats;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use self::guard::BrowserGuard;
+use self::stats::{CacheStats, IndexStats, ModelStats, RequestStats, Stats};
 use crate::agent::indexer::Indexer;
 use crate::config::Secret;
 use crate::error::Error;
@@ -318,40 +320,41 @@ async fn run_blocking<T: Send + 'static>(
     }
 }
 
-async fn stats(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
-    let stats = state.engine.stats();
+async fn stats(State(state): State<Arc<ApiState>>) -> Json<Stats> {
+    let engine = state.engine.stats();
     let performance = &state.metrics.performance;
-    let snapshot = state.engine.snapshot().ok();
-    let folders: Vec<String> = snapshot
-        .as_ref()
-        .map(|s| s.manifest.roots.iter().map(|root| root.display().to_string()).collect())
+    let folders: Vec<String> = state
+        .engine
+        .snapshot()
+        .ok()
+        .map(|snapshot| snapshot.manifest.roots.iter().map(|root| root.display().to_string()).collect())
         .unwrap_or_default();
-    Json(json!({
-        "success": true,
-        "index": {
-            "generation": stats.generation,
-            "documents": stats.documents,
-            "chunks": stats.chunks,
-            "indexed_at": stats.indexed_at,
-            "folders": folders,
-            "vector_memory_bytes": stats.vector_bytes,
+    Json(Stats {
+        success: true,
+        index: IndexStats {
+            generation: engine.generation,
+            documents: engine.documents as u64,
+            chunks: engine.chunks as u64,
+            indexed_at: engine.indexed_at,
+            folders,
+            vector_memory_bytes: engine.vector_bytes as u64,
         },
-        "model": {
-            "id": state.engine.embedder().model_id(),
-            "dimensions": state.engine.embedder().dimensions(),
+        model: ModelStats {
+            id: state.engine.embedder().model_id().to_owned(),
+            dimensions: state.engine.embedder().dimensions() as u64,
         },
-        "cache": {
-            "entries": stats.cache_entries,
-            "hits": stats.cache_hits,
-            "misses": stats.cache_misses,
+        cache: CacheStats {
+            entries: engine.cache_entries as u64,
+            hits: engine.cache_hits,
+            misses: engine.cache_misses,
         },
-        "requests": {
-            "total": performance.requests.load(Ordering::Relaxed),
-            "errors": performance.errors.load(Ordering::Relaxed),
+        requests: RequestStats {
+            total: performance.requests.load(Ordering::Relaxed),
+            errors: performance.errors.load(Ordering::Relaxed),
         },
-        "uptime": state.started.elapsed().as_secs_f64(),
-        "tunnel": state.tunnel.as_ref().map(|status| status.snapshot()),
-    }))
+        uptime: state.started.elapsed().as_secs_f64(),
+        tunnel: state.tunnel.as_ref().map(|status| status.snapshot()),
+    })
 }
 
 async fn clear_cache(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
@@ -403,13 +406,8 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        let (status, code) = match &error {
-            Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
-            Error::NoIndex { .. } | Error::ModelChanged { .. } | Error::CorruptIndex { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::IndexUnavailable)
-            }
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
-        };
+        let code = error.code();
+        let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
             tracing::error!(%error, "request failed");
         }

@@ -184,7 +184,7 @@ impl Engine {
                 let engine = self.clone();
                 let refreshed = tokio::task::spawn_blocking(move || engine.refresh())
                     .await
-                    .unwrap_or_else(|error| Err(Error::Task(error.to_string())));
+                    .unwrap_or_else(|error| Err(Error::Task(error)));
                 if let Err(error) = refreshed {
                     tracing::warn!(%error, "could not open the new index generation; trying again");
                     tokio::select! {

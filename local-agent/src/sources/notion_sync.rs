@@ -199,7 +199,7 @@ impl NotionSync {
         let full = force_full || full_due || state.cursor.is_none() || self.indexed_pages(&root) == 0;
         let source = match &state.data_source {
             Some(source) => source.clone(),
-            None => self.client.data_source_id(database).await.map_err(notion_error)?,
+            None => self.client.data_source_id(database).await?,
         };
         state.data_source = Some(source.clone());
         let filter = (!full).then(|| {
@@ -211,11 +211,11 @@ impl NotionSync {
         let listed = match self.client.query_all(&source, filter.clone(), Some(sorts.clone())).await {
             // The data source moved (or the database was recreated): look it up again.
             Err(error) if error.is_not_found() && states.databases.contains_key(database) => {
-                let source = self.client.data_source_id(database).await.map_err(notion_error)?;
+                let source = self.client.data_source_id(database).await?;
                 state.data_source = Some(source.clone());
-                self.client.query_all(&source, filter, Some(sorts)).await.map_err(notion_error)?
+                self.client.query_all(&source, filter, Some(sorts)).await?
             }
-            listed => listed.map_err(notion_error)?,
+            listed => listed?,
         };
         let pages = dedupe(listed);
         // "Now" for judging how recent an edit is: Notion's clock may run ahead of ours.
@@ -271,8 +271,7 @@ impl NotionSync {
             let source: &dyn Source = source.as_ref();
             index::index_sources(&data_dir, &[source], &embedder, &index, &Silent)
         })
-        .await
-        .map_err(|error| Error::Task(error.to_string()))?
+        .await?
     }
 
     /// How many documents of the source `root` the live generation holds.
@@ -302,15 +301,11 @@ impl NotionSync {
     fn save_state(&self, state: &SyncState) -> Result<()> {
         let path = self.state_path();
         let partial = path.with_extension("json.part");
-        let bytes = serde_json::to_vec_pretty(state).map_err(|error| Error::Task(error.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(state).map_err(|error| Error::io(&path)(std::io::Error::other(error)))?;
         std::fs::create_dir_all(&self.data_dir).map_err(Error::io(&self.data_dir))?;
         std::fs::write(&partial, bytes).map_err(Error::io(&partial))?;
         std::fs::rename(&partial, &path).map_err(Error::io(&path))
     }
-}
-
-fn notion_error(error: notion::NotionError) -> Error {
-    Error::Notion(error.to_string())
 }
 
 fn edited(page: &Page) -> Option<DateTime<Utc>> {
@@ -414,7 +409,10 @@ impl Source for NotionSource {
     }
 
     fn read(&self, file: &SourceFile) -> Result<ReadDocument> {
-        let page = self.pages.get(&file.id).ok_or_else(|| Error::Notion(format!("page {} was not listed", file.id)))?;
+        let page = self.pages.get(&file.id).ok_or_else(|| Error::NotionPage {
+            page: file.id.clone(),
+            source: notion::NotionError::Invalid("the page was not in this batch's listing".into()),
+        })?;
         // The indexer runs on a blocking thread; the client is async.
         let blocks = match self.handle.block_on(self.client.block_tree(&page.id, MAX_BLOCK_DEPTH)) {
             Ok(blocks) => blocks,
@@ -422,7 +420,7 @@ impl Source for NotionSource {
                 if let Ok(mut failed) = self.failed.lock() {
                     failed.insert(page.id.clone(), edited(page).unwrap_or_else(Utc::now));
                 }
-                return Err(Error::Notion(format!("page {}: {error}", page.id)));
+                return Err(Error::NotionPage { page: page.id.clone(), source: error });
             }
         };
         if let Ok(mut read) = self.read.lock() {

@@ -2,7 +2,7 @@
 //! tested (and benchmarked for its own overhead) without a model.
 
 use protocol::tunnel::{CachePush, IndexSummary, ReplyBody, RequestBody};
-use protocol::{ContextRequest, ErrorCode, ErrorDetail};
+use protocol::{ContextRequest, ErrorDetail};
 use tokio::sync::watch;
 
 use crate::Error;
@@ -37,12 +37,7 @@ const PUSHED_CONTEXT_CHARS: usize = 2000;
 const MAX_PUSHED_TAGS: usize = 50;
 
 fn detail(error: Error) -> ErrorDetail {
-    let code = match &error {
-        Error::InvalidRequest(_) => ErrorCode::InvalidRequest,
-        Error::NoIndex { .. } => ErrorCode::IndexUnavailable,
-        _ => ErrorCode::Internal,
-    };
-    ErrorDetail { code, message: error.to_string() }
+    ErrorDetail { code: error.code(), message: error.to_string() }
 }
 
 impl Responder for Engine {
