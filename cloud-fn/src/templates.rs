@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::context::{BuiltContext, ContextMode};
 use crate::llm::Prompt;
-use crate::store::{Store, StoreError, Template};
+use crate::store::{StoreError, Template, TemplateStore};
 
 /// Name of the template used when no tag has one.
 pub const DEFAULT_TEMPLATE: &str = "default";
@@ -58,7 +58,7 @@ impl Templates {
     }
 
     /// Loads the stored templates.
-    pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
+    pub async fn load(store: &dyn TemplateStore) -> Result<Self, StoreError> {
         Ok(Self::new(store.templates().await?))
     }
 
@@ -129,7 +129,11 @@ pub enum SyncError {
 }
 
 /// Copies the templates of the Notion templates database into the store; returns how many.
-pub async fn sync_from_notion(notion: &NotionClient, data_source: &str, store: &dyn Store) -> Result<usize, SyncError> {
+pub async fn sync_from_notion(
+    notion: &NotionClient,
+    data_source: &str,
+    store: &dyn TemplateStore,
+) -> Result<usize, SyncError> {
     let pages = notion.query_all(data_source, None, None).await?;
     let mut count = 0;
     for page in pages.iter().filter(|page| !page.is_trashed()) {
@@ -153,7 +157,11 @@ pub async fn sync_from_notion(notion: &NotionClient, data_source: &str, store: &
 
 /// Writes every active template (built-in or stored) to the Notion templates database:
 /// existing pages (same name) are updated, missing ones created. Returns how many were written.
-pub async fn sync_to_notion(notion: &NotionClient, data_source: &str, store: &dyn Store) -> Result<usize, SyncError> {
+pub async fn sync_to_notion(
+    notion: &NotionClient,
+    data_source: &str,
+    store: &dyn TemplateStore,
+) -> Result<usize, SyncError> {
     let templates = Templates::load(store).await?;
     let existing = notion.query_all(data_source, None, None).await?;
     let mut count = 0;

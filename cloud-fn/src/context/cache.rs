@@ -13,7 +13,7 @@ use std::time::Duration;
 use protocol::tunnel::CachePush;
 
 use crate::clock::Clock;
-use crate::store::{CachedContext, Store, StoreResult};
+use crate::store::{CachedContext, ContextStore, StoreResult};
 
 /// Cache key of untagged questions.
 pub const UNTAGGED: &str = "_all";
@@ -21,14 +21,14 @@ pub const UNTAGGED: &str = "_all";
 /// The per-tag context cache over a store.
 #[derive(Clone)]
 pub struct ContextCache {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ContextStore>,
     clock: Arc<dyn Clock>,
     ttl: Duration,
 }
 
 impl ContextCache {
     /// A cache in `store` whose entries are usable for `ttl`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn ContextStore>, clock: Arc<dyn Clock>, ttl: Duration) -> Self {
         Self { store, clock, ttl }
     }
 
@@ -93,7 +93,7 @@ mod tests {
     #[tokio::test]
     async fn the_newest_context_wins_and_an_empty_one_is_never_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("cloud.redb")).unwrap());
+        let store: Arc<dyn ContextStore> = Arc::new(EmbeddedStore::open(&dir.path().join("cloud.redb")).unwrap());
         let clock = Arc::new(ManualClock::new());
         let start = clock.now();
         let cache = ContextCache::new(store, clock.clone(), Duration::from_secs(3600));

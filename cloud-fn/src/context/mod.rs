@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use self::cache::ContextCache;
 use crate::agent::{AgentLink, LinkError};
 use crate::clock::Clock;
-use crate::store::{Store, StoreError, Template};
+use crate::store::{ContextStore, StoreError, Template};
 
 /// Which rung of the ladder produced the context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +97,7 @@ impl ContextBuilder {
     /// A ladder over `link`, caching in `store`.
     pub fn new(
         link: Arc<dyn AgentLink>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn ContextStore>,
         clock: Arc<dyn Clock>,
         settings: LadderSettings,
     ) -> Self {

@@ -5,7 +5,7 @@ use notion::Fence;
 
 use super::{Pipeline, StepError};
 use crate::clock::Clock;
-use crate::store::{JobRecord, JobWrite, Store};
+use crate::store::{JobLedger, JobRecord, JobWrite};
 
 /// Renews a job's lease, conditionally on its version, before every write to the page: a
 /// delete or append (with Notion's retries, up to minutes of `Retry-After`) can outlast the
@@ -13,7 +13,7 @@ use crate::store::{JobRecord, JobWrite, Store};
 /// blocks with the new owner's. A renewal is skipped when the last one is under a tenth of the
 /// lease old: no other run can have taken the job within its lease.
 pub(super) struct LeaseFence<'a> {
-    store: &'a dyn Store,
+    store: &'a dyn JobLedger,
     clock: &'a dyn Clock,
     lease_secs: i64,
     /// The job as last written, and when its lease was last renewed.

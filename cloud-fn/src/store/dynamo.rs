@@ -21,8 +21,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AgentConnection, CachedContext, JobRecord, JobWrite, Store, StoreError, StoreResult, Template, WEBHOOK_TOKEN_KEY,
-    connection_key, context_key, event_key, job_key, reply_key, template_key,
+    AgentConnection, CachedContext, ConnectionRegistry, ContextStore, JobLedger, JobRecord, JobWrite, Mailbox, Store,
+    StoreError, StoreResult, Template, TemplateStore, WEBHOOK_TOKEN_KEY, WebhookLog, connection_key, context_key,
+    event_key, job_key, reply_key, template_key,
 };
 
 /// Key of the item holding every agent connection.
@@ -174,7 +175,7 @@ fn decode<T: DeserializeOwned>(item: &Item) -> StoreResult<T> {
 }
 
 #[async_trait]
-impl Store for DynamoStore {
+impl JobLedger for DynamoStore {
     async fn get_job(&self, page_id: &str) -> StoreResult<Option<JobRecord>> {
         self.get(&job_key(page_id)).await?.as_ref().map(decode).transpose()
     }
@@ -207,7 +208,10 @@ impl Store for DynamoStore {
         }
         Ok(counts)
     }
+}
 
+#[async_trait]
+impl ContextStore for DynamoStore {
     async fn put_context(&self, tag: &str, context: &CachedContext) -> StoreResult<bool> {
         let mut item = item(&context_key(tag), context)?;
         item.insert("expires_at".into(), AttributeValue::N(context.expires_at.to_string()));
@@ -226,7 +230,10 @@ impl Store for DynamoStore {
         let context: Option<CachedContext> = self.get(&context_key(tag)).await?.as_ref().map(decode).transpose()?;
         Ok(context.filter(|context| context.expires_at > now))
     }
+}
 
+#[async_trait]
+impl TemplateStore for DynamoStore {
     async fn put_template(&self, template: &Template) -> StoreResult<()> {
         self.put(&template_key(&template.name), template, HashMap::new()).await
     }
@@ -234,7 +241,69 @@ impl Store for DynamoStore {
     async fn templates(&self) -> StoreResult<Vec<Template>> {
         self.scan("tpl#").await
     }
+}
 
+#[async_trait]
+impl WebhookLog for DynamoStore {
+    async fn remember_event(&self, event_id: &str, expires_at: i64, now: i64) -> StoreResult<bool> {
+        let item = HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(event_key(event_id))),
+            ("expires_at".to_owned(), AttributeValue::N(expires_at.to_string())),
+        ]);
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // TTL deletes late: an expired record counts as absent.
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await;
+        written(request)
+    }
+
+    async fn forget_event(&self, event_id: &str) -> StoreResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(event_key(event_id)))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn put_webhook_token(&self, token: &str) -> StoreResult<bool> {
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item(WEBHOOK_TOKEN_KEY, &token)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        written(request)
+    }
+
+    async fn webhook_token(&self) -> StoreResult<Option<String>> {
+        self.get(WEBHOOK_TOKEN_KEY).await?.as_ref().map(decode).transpose()
+    }
+
+    async fn delete_webhook_token(&self) -> StoreResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(WEBHOOK_TOKEN_KEY.into()))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConnectionRegistry for DynamoStore {
     async fn put_connection(&self, connection: &AgentConnection) -> StoreResult<()> {
         let record = HashMap::from([
             ("agent_id".to_owned(), AttributeValue::S(connection.agent_id.clone())),
@@ -305,6 +374,24 @@ impl Store for DynamoStore {
             .collect())
     }
 
+    async fn remove_stale_connection(&self, connection_id: &str, seen_before: i64) -> StoreResult<bool> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(AGENTS_KEY.into()))
+            .update_expression("REMOVE #c")
+            .condition_expression("#c.last_seen < :before")
+            .expression_attribute_names("#c", connection_key(connection_id))
+            .expression_attribute_values(":before", AttributeValue::N(seen_before.to_string()))
+            .send()
+            .await;
+        written(request)
+    }
+}
+
+#[async_trait]
+impl Mailbox for DynamoStore {
     async fn put_reply(&self, request_id: &str, reply: &str, expires_at: i64) -> StoreResult<()> {
         let item = HashMap::from([
             ("pk".to_owned(), AttributeValue::S(reply_key(request_id))),
@@ -324,78 +411,10 @@ impl Store for DynamoStore {
         }
         Ok(item.get("body").and_then(|v| v.as_s().ok()).cloned())
     }
+}
 
-    async fn remember_event(&self, event_id: &str, expires_at: i64, now: i64) -> StoreResult<bool> {
-        let item = HashMap::from([
-            ("pk".to_owned(), AttributeValue::S(event_key(event_id))),
-            ("expires_at".to_owned(), AttributeValue::N(expires_at.to_string())),
-        ]);
-        let request = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            // TTL deletes late: an expired record counts as absent.
-            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .send()
-            .await;
-        written(request)
-    }
-
-    async fn forget_event(&self, event_id: &str) -> StoreResult<()> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(event_key(event_id)))
-            .send()
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn put_webhook_token(&self, token: &str) -> StoreResult<bool> {
-        let request = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item(WEBHOOK_TOKEN_KEY, &token)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        written(request)
-    }
-
-    async fn webhook_token(&self) -> StoreResult<Option<String>> {
-        self.get(WEBHOOK_TOKEN_KEY).await?.as_ref().map(decode).transpose()
-    }
-
-    async fn delete_webhook_token(&self) -> StoreResult<()> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(WEBHOOK_TOKEN_KEY.into()))
-            .send()
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn remove_stale_connection(&self, connection_id: &str, seen_before: i64) -> StoreResult<bool> {
-        let request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(AGENTS_KEY.into()))
-            .update_expression("REMOVE #c")
-            .condition_expression("#c.last_seen < :before")
-            .expression_attribute_names("#c", connection_key(connection_id))
-            .expression_attribute_values(":before", AttributeValue::N(seen_before.to_string()))
-            .send()
-            .await;
-        written(request)
-    }
-
+#[async_trait]
+impl Store for DynamoStore {
     /// DynamoDB's TTL on `expires_at` deletes expired items (up to days late; reads check the
     /// expiry themselves), so there is nothing to do and no `Scan` to pay for.
     async fn sweep_expired(&self, _now: i64) -> StoreResult<usize> {

@@ -13,8 +13,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AgentConnection, CachedContext, JobRecord, JobWrite, Store, StoreError, StoreResult, Template, WEBHOOK_TOKEN_KEY,
-    connection_key, context_key, event_key, job_key, reply_key, template_key,
+    AgentConnection, CachedContext, ConnectionRegistry, ContextStore, JobLedger, JobRecord, JobWrite, Mailbox, Store,
+    StoreError, StoreResult, Template, TemplateStore, WEBHOOK_TOKEN_KEY, WebhookLog, connection_key, context_key,
+    event_key, job_key, reply_key, template_key,
 };
 
 /// A reply as the embedded store keeps it.
@@ -151,7 +152,7 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> StoreResult<T> {
 }
 
 #[async_trait]
-impl Store for EmbeddedStore {
+impl JobLedger for EmbeddedStore {
     async fn get_job(&self, page_id: &str) -> StoreResult<Option<JobRecord>> {
         let key = job_key(page_id);
         self.blocking(move |db| Self::read(db, &key)).await
@@ -186,7 +187,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl ContextStore for EmbeddedStore {
     async fn put_context(&self, tag: &str, context: &CachedContext) -> StoreResult<bool> {
         let (key, context) = (context_key(tag), context.clone());
         self.blocking(move |db| {
@@ -203,7 +207,10 @@ impl Store for EmbeddedStore {
         let context: Option<CachedContext> = self.blocking(move |db| Self::read(db, &key)).await?;
         Ok(context.filter(|context| context.expires_at > now))
     }
+}
 
+#[async_trait]
+impl TemplateStore for EmbeddedStore {
     async fn put_template(&self, template: &Template) -> StoreResult<()> {
         let (key, template) = (template_key(&template.name), template.clone());
         self.blocking(move |db| Self::write(db, &key, &template)).await
@@ -212,50 +219,10 @@ impl Store for EmbeddedStore {
     async fn templates(&self) -> StoreResult<Vec<Template>> {
         self.blocking(|db| Self::scan(db, "tpl#")).await
     }
+}
 
-    async fn put_connection(&self, connection: &AgentConnection) -> StoreResult<()> {
-        let (key, connection) = (connection_key(&connection.connection_id), connection.clone());
-        self.blocking(move |db| Self::write(db, &key, &connection)).await
-    }
-
-    async fn touch_connection(&self, connection_id: &str, agent_id: Option<&str>, now: i64) -> StoreResult<bool> {
-        let key = connection_key(connection_id);
-        let agent_id = agent_id.map(str::to_owned);
-        // In one transaction, so a concurrent remove is not undone.
-        self.blocking(move |db| {
-            Self::modify(db, &key, |current: Option<AgentConnection>| {
-                let Some(mut connection) = current else { return Change::Keep };
-                connection.last_seen = connection.last_seen.max(now);
-                if let Some(agent_id) = agent_id {
-                    connection.agent_id = agent_id;
-                }
-                Change::Put(connection)
-            })
-        })
-        .await
-    }
-
-    async fn remove_connection(&self, connection_id: &str) -> StoreResult<()> {
-        let key = connection_key(connection_id);
-        self.blocking(move |db| Self::remove(db, &key)).await
-    }
-
-    async fn connections(&self) -> StoreResult<Vec<AgentConnection>> {
-        self.blocking(|db| Self::scan(db, "conn#")).await
-    }
-
-    async fn put_reply(&self, request_id: &str, reply: &str, expires_at: i64) -> StoreResult<()> {
-        let key = reply_key(request_id);
-        let reply = StoredReply { body: reply.to_owned(), expires_at };
-        self.blocking(move |db| Self::write(db, &key, &reply)).await
-    }
-
-    async fn get_reply(&self, request_id: &str, now: i64) -> StoreResult<Option<String>> {
-        let key = reply_key(request_id);
-        let reply: Option<StoredReply> = self.blocking(move |db| Self::read(db, &key)).await?;
-        Ok(reply.filter(|reply| reply.expires_at > now).map(|reply| reply.body))
-    }
-
+#[async_trait]
+impl WebhookLog for EmbeddedStore {
     async fn remember_event(&self, event_id: &str, expires_at: i64, now: i64) -> StoreResult<bool> {
         let key = event_key(event_id);
         self.blocking(move |db| {
@@ -289,6 +256,40 @@ impl Store for EmbeddedStore {
     async fn delete_webhook_token(&self) -> StoreResult<()> {
         self.blocking(|db| Self::remove(db, WEBHOOK_TOKEN_KEY)).await
     }
+}
+
+#[async_trait]
+impl ConnectionRegistry for EmbeddedStore {
+    async fn put_connection(&self, connection: &AgentConnection) -> StoreResult<()> {
+        let (key, connection) = (connection_key(&connection.connection_id), connection.clone());
+        self.blocking(move |db| Self::write(db, &key, &connection)).await
+    }
+
+    async fn touch_connection(&self, connection_id: &str, agent_id: Option<&str>, now: i64) -> StoreResult<bool> {
+        let key = connection_key(connection_id);
+        let agent_id = agent_id.map(str::to_owned);
+        // In one transaction, so a concurrent remove is not undone.
+        self.blocking(move |db| {
+            Self::modify(db, &key, |current: Option<AgentConnection>| {
+                let Some(mut connection) = current else { return Change::Keep };
+                connection.last_seen = connection.last_seen.max(now);
+                if let Some(agent_id) = agent_id {
+                    connection.agent_id = agent_id;
+                }
+                Change::Put(connection)
+            })
+        })
+        .await
+    }
+
+    async fn remove_connection(&self, connection_id: &str) -> StoreResult<()> {
+        let key = connection_key(connection_id);
+        self.blocking(move |db| Self::remove(db, &key)).await
+    }
+
+    async fn connections(&self) -> StoreResult<Vec<AgentConnection>> {
+        self.blocking(|db| Self::scan(db, "conn#")).await
+    }
 
     async fn remove_stale_connection(&self, connection_id: &str, seen_before: i64) -> StoreResult<bool> {
         let key = connection_key(connection_id);
@@ -300,7 +301,25 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Mailbox for EmbeddedStore {
+    async fn put_reply(&self, request_id: &str, reply: &str, expires_at: i64) -> StoreResult<()> {
+        let key = reply_key(request_id);
+        let reply = StoredReply { body: reply.to_owned(), expires_at };
+        self.blocking(move |db| Self::write(db, &key, &reply)).await
+    }
+
+    async fn get_reply(&self, request_id: &str, now: i64) -> StoreResult<Option<String>> {
+        let key = reply_key(request_id);
+        let reply: Option<StoredReply> = self.blocking(move |db| Self::read(db, &key)).await?;
+        Ok(reply.filter(|reply| reply.expires_at > now).map(|reply| reply.body))
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
     async fn sweep_expired(&self, now: i64) -> StoreResult<usize> {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(backend)?;

@@ -183,9 +183,10 @@ pub enum StoreError {
 /// Result with a [`StoreError`].
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Durable state, shared by every run of the cloud side.
+/// The job ledger: one record per question page, written only conditionally on its version, so a page is
+/// answered by one run at a time (the exactly-once guarantee rests here).
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait JobLedger: Send + Sync {
     /// The job of a page, if any.
     async fn get_job(&self, page_id: &str) -> StoreResult<Option<JobRecord>>;
 
@@ -196,7 +197,11 @@ pub trait Store: Send + Sync {
 
     /// Number of jobs by status name.
     async fn job_counts(&self) -> StoreResult<BTreeMap<String, u64>>;
+}
 
+/// Context per tag for the offline fallback (see `context::cache::ContextCache`, its one user).
+#[async_trait]
+pub trait ContextStore: Send + Sync {
     /// Stores the context for a tag unless the one stored is newer (a later `updated_at`):
     /// the agent's answers and its pushes arrive in any order, and the newest must win.
     /// Returns whether it wrote.
@@ -205,33 +210,21 @@ pub trait Store: Send + Sync {
     /// The context for a tag, unless it expired before `now`: expired items are ignored even if
     /// the backend has not deleted them yet (DynamoDB's TTL deletes up to days late).
     async fn get_context(&self, tag: &str, now: i64) -> StoreResult<Option<CachedContext>>;
+}
 
+/// Prompt templates stored by name (`/templates/sync` writes them, runs read them).
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
     /// Stores a template under its name.
     async fn put_template(&self, template: &Template) -> StoreResult<()>;
 
     /// All stored templates, by name.
     async fn templates(&self) -> StoreResult<Vec<Template>>;
+}
 
-    /// Records a new connection (or replaces the record of one).
-    async fn put_connection(&self, connection: &AgentConnection) -> StoreResult<()>;
-
-    /// Marks a connection as heard from at `now`, and records its agent id if given. Returns
-    /// false if the connection is unknown (its `$connect` was never recorded, or it was removed).
-    async fn touch_connection(&self, connection_id: &str, agent_id: Option<&str>, now: i64) -> StoreResult<bool>;
-
-    /// Forgets a connection (on `$disconnect`, or when API Gateway says it is gone).
-    async fn remove_connection(&self, connection_id: &str) -> StoreResult<()>;
-
-    /// Every recorded connection, live or not; callers judge liveness by `last_seen`.
-    async fn connections(&self) -> StoreResult<Vec<AgentConnection>>;
-
-    /// Stores an agent's reply to request `request_id` for the run waiting on it, until
-    /// `expires_at`.
-    async fn put_reply(&self, request_id: &str, reply: &str, expires_at: i64) -> StoreResult<()>;
-
-    /// The reply to `request_id`, if it has arrived and not expired by `now`.
-    async fn get_reply(&self, request_id: &str, now: i64) -> StoreResult<Option<String>>;
-
+/// What the Notion webhook needs: deliveries already handled, and the signing token.
+#[async_trait]
+pub trait WebhookLog: Send + Sync {
     /// Records that webhook event `event_id` was handled, until `expires_at`. Returns false if
     /// it already was (and that record has not expired by `now`): deliveries repeat.
     async fn remember_event(&self, event_id: &str, expires_at: i64, now: i64) -> StoreResult<bool>;
@@ -249,11 +242,45 @@ pub trait Store: Send + Sync {
 
     /// Forgets the stored verification token (an authenticated reset before a new handshake).
     async fn delete_webhook_token(&self) -> StoreResult<()>;
+}
+
+/// The agents' API Gateway connections (AWS only: self-hosted, the hub holds them in memory).
+#[async_trait]
+pub trait ConnectionRegistry: Send + Sync {
+    /// Records a new connection (or replaces the record of one).
+    async fn put_connection(&self, connection: &AgentConnection) -> StoreResult<()>;
+
+    /// Marks a connection as heard from at `now`, and records its agent id if given. Returns
+    /// false if the connection is unknown (its `$connect` was never recorded, or it was removed).
+    async fn touch_connection(&self, connection_id: &str, agent_id: Option<&str>, now: i64) -> StoreResult<bool>;
+
+    /// Forgets a connection (on `$disconnect`, or when API Gateway says it is gone).
+    async fn remove_connection(&self, connection_id: &str) -> StoreResult<()>;
+
+    /// Every recorded connection, live or not; callers judge liveness by `last_seen`.
+    async fn connections(&self) -> StoreResult<Vec<AgentConnection>>;
 
     /// Forgets a connection not heard from since before `seen_before` (its `$disconnect` never
     /// came); returns whether it did. A connection touched meanwhile is kept.
     async fn remove_stale_connection(&self, connection_id: &str, seen_before: i64) -> StoreResult<bool>;
+}
 
+/// Agents' replies waiting for the run that asked (AWS only: every WebSocket event is its own
+/// invocation, so a reply cannot be handed over in memory).
+#[async_trait]
+pub trait Mailbox: Send + Sync {
+    /// Stores an agent's reply to request `request_id` for the run waiting on it, until
+    /// `expires_at`.
+    async fn put_reply(&self, request_id: &str, reply: &str, expires_at: i64) -> StoreResult<()>;
+
+    /// The reply to `request_id`, if it has arrived and not expired by `now`.
+    async fn get_reply(&self, request_id: &str, now: i64) -> StoreResult<Option<String>>;
+}
+
+/// Durable state, shared by every run of the cloud side: every role, from one backend (redb
+/// self-hosted, DynamoDB on AWS). Callers that need one role take that role.
+#[async_trait]
+pub trait Store: JobLedger + ContextStore + TemplateStore + WebhookLog + ConnectionRegistry + Mailbox {
     /// Deletes items that expired before `now` (replies, webhook event records, cached
     /// context); returns how many. DynamoDB's TTL does this by itself, so there it is a no-op.
     async fn sweep_expired(&self, now: i64) -> StoreResult<usize>;

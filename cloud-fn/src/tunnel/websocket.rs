@@ -24,7 +24,7 @@ use super::hub::{ConnectionId, Hub};
 use crate::clock::Clock;
 use crate::config::Secret;
 use crate::context::cache::ContextCache;
-use crate::store::Store;
+use crate::store::{ContextStore, Store};
 
 /// Read and write buffer of an agent's connection (frames are at most 32 KB; most messages are
 /// heartbeats of a hundred bytes).
@@ -46,7 +46,7 @@ impl AgentGate {
     pub fn new(
         hub: Arc<Hub>,
         tokens: Vec<Secret>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn ContextStore>,
         clock: Arc<dyn Clock>,
         cache_ttl: Duration,
     ) -> Arc<Self> {

@@ -12,8 +12,8 @@ use cloud_fn::clock::{Clock, ManualClock};
 use cloud_fn::context::{ContextBuilder, LadderSettings};
 use cloud_fn::llm::{Llm, OpenRouter, OpenRouterOptions};
 use cloud_fn::pipeline::{Pipeline, PipelineSettings};
-use cloud_fn::store::Store;
 use cloud_fn::store::embedded::EmbeddedStore;
+use cloud_fn::store::{ConnectionRegistry, ContextStore, JobLedger, Mailbox, Store, TemplateStore, WebhookLog};
 use notion::page::write;
 use notion::{ClientOptions, NotionClient, RetryPolicy};
 use protocol::{SearchHit, SearchRequest, SearchResponse, SourceType};
@@ -192,11 +192,12 @@ impl CountingStore {
 }
 
 #[async_trait]
-impl Store for CountingStore {
+impl JobLedger for CountingStore {
     async fn get_job(&self, page_id: &str) -> cloud_fn::store::StoreResult<Option<cloud_fn::store::JobRecord>> {
         self.read();
         self.inner.get_job(page_id).await
     }
+
     async fn put_job(
         &self,
         job: &mut cloud_fn::store::JobRecord,
@@ -204,10 +205,15 @@ impl Store for CountingStore {
         self.write();
         self.inner.put_job(job).await
     }
+
     async fn job_counts(&self) -> cloud_fn::store::StoreResult<std::collections::BTreeMap<String, u64>> {
         self.read();
         self.inner.job_counts().await
     }
+}
+
+#[async_trait]
+impl ContextStore for CountingStore {
     async fn put_context(
         &self,
         tag: &str,
@@ -216,6 +222,7 @@ impl Store for CountingStore {
         self.write();
         self.inner.put_context(tag, context).await
     }
+
     async fn get_context(
         &self,
         tag: &str,
@@ -224,66 +231,97 @@ impl Store for CountingStore {
         self.read();
         self.inner.get_context(tag, now).await
     }
+}
+
+#[async_trait]
+impl TemplateStore for CountingStore {
     async fn put_template(&self, template: &cloud_fn::store::Template) -> cloud_fn::store::StoreResult<()> {
         self.write();
         self.inner.put_template(template).await
     }
+
     async fn templates(&self) -> cloud_fn::store::StoreResult<Vec<cloud_fn::store::Template>> {
         self.read();
         self.inner.templates().await
     }
-    async fn put_connection(&self, connection: &cloud_fn::store::AgentConnection) -> cloud_fn::store::StoreResult<()> {
-        self.write();
-        self.inner.put_connection(connection).await
-    }
-    async fn touch_connection(&self, id: &str, agent: Option<&str>, now: i64) -> cloud_fn::store::StoreResult<bool> {
-        self.write();
-        self.inner.touch_connection(id, agent, now).await
-    }
-    async fn remove_connection(&self, id: &str) -> cloud_fn::store::StoreResult<()> {
-        self.write();
-        self.inner.remove_connection(id).await
-    }
-    async fn connections(&self) -> cloud_fn::store::StoreResult<Vec<cloud_fn::store::AgentConnection>> {
-        self.read();
-        self.inner.connections().await
-    }
-    async fn put_reply(&self, id: &str, reply: &str, expires_at: i64) -> cloud_fn::store::StoreResult<()> {
-        self.write();
-        self.inner.put_reply(id, reply, expires_at).await
-    }
-    async fn get_reply(&self, id: &str, now: i64) -> cloud_fn::store::StoreResult<Option<String>> {
-        self.read();
-        self.inner.get_reply(id, now).await
-    }
+}
+
+#[async_trait]
+impl WebhookLog for CountingStore {
     async fn remember_event(&self, id: &str, expires_at: i64, now: i64) -> cloud_fn::store::StoreResult<bool> {
         self.write();
         self.inner.remember_event(id, expires_at, now).await
     }
+
     async fn forget_event(&self, id: &str) -> cloud_fn::store::StoreResult<()> {
         self.write();
         self.inner.forget_event(id).await
     }
+
     async fn put_webhook_token(&self, token: &str) -> cloud_fn::store::StoreResult<bool> {
         self.write();
         self.inner.put_webhook_token(token).await
     }
+
     async fn webhook_token(&self) -> cloud_fn::store::StoreResult<Option<String>> {
         self.read();
         self.inner.webhook_token().await
     }
+
     async fn delete_webhook_token(&self) -> cloud_fn::store::StoreResult<()> {
         self.write();
         self.inner.delete_webhook_token().await
     }
+}
+
+#[async_trait]
+impl ConnectionRegistry for CountingStore {
+    async fn put_connection(&self, connection: &cloud_fn::store::AgentConnection) -> cloud_fn::store::StoreResult<()> {
+        self.write();
+        self.inner.put_connection(connection).await
+    }
+
+    async fn touch_connection(&self, id: &str, agent: Option<&str>, now: i64) -> cloud_fn::store::StoreResult<bool> {
+        self.write();
+        self.inner.touch_connection(id, agent, now).await
+    }
+
+    async fn remove_connection(&self, id: &str) -> cloud_fn::store::StoreResult<()> {
+        self.write();
+        self.inner.remove_connection(id).await
+    }
+
+    async fn connections(&self) -> cloud_fn::store::StoreResult<Vec<cloud_fn::store::AgentConnection>> {
+        self.read();
+        self.inner.connections().await
+    }
+
     async fn remove_stale_connection(&self, id: &str, seen_before: i64) -> cloud_fn::store::StoreResult<bool> {
         self.write();
         self.inner.remove_stale_connection(id, seen_before).await
     }
+}
+
+#[async_trait]
+impl Mailbox for CountingStore {
+    async fn put_reply(&self, id: &str, reply: &str, expires_at: i64) -> cloud_fn::store::StoreResult<()> {
+        self.write();
+        self.inner.put_reply(id, reply, expires_at).await
+    }
+
+    async fn get_reply(&self, id: &str, now: i64) -> cloud_fn::store::StoreResult<Option<String>> {
+        self.read();
+        self.inner.get_reply(id, now).await
+    }
+}
+
+#[async_trait]
+impl Store for CountingStore {
     async fn sweep_expired(&self, now: i64) -> cloud_fn::store::StoreResult<usize> {
         self.write();
         self.inner.sweep_expired(now).await
     }
+
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
