@@ -54,7 +54,7 @@ fi
 # crash-points: the index tests abort runs at each step (never in a release build).
 cargo test --workspace --all-targets --locked --features local-agent/crash-points
 # Benches are compiled by the line above; running them needs the evaluation data:
-#   cargo bench -p local-agent --bench scifact -- ../shared/eval/scifact
+#   cargo bench -p local-agent --bench scifact -- "$PWD/../shared/eval/scifact"   (benches run in their crate folder)
 
 # The Lambda artifact, built the way `sam build` builds it (cargo-lambda cross-compiles through
 # zig), after the tests so that test failures show first. x86_64 always; arm64 (the template's

@@ -247,6 +247,12 @@ impl Worker {
                         "re-indexed changed notes"
                     );
                 }
+                if !report.unreadable.is_empty() {
+                    tracing::warn!(
+                        unreadable = report.unreadable.len(),
+                        "some notes could not be read; kept as they were"
+                    );
+                }
             }
             IndexJob::Rebuild => {
                 let report = self.index_folders(self.settings.folders.clone(), true).await?;

@@ -97,6 +97,20 @@ pub struct IndexReport {
     pub elapsed: Duration,
     /// Of which spent in the model.
     pub embedding_time: Duration,
+    /// Documents (or whole sources) that could not be read this time; what the index held of
+    /// them is kept as it was.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A document, or a whole source, that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The source's root (a folder, `notion://<database>`).
+    pub source: PathBuf,
+    /// The document's id; empty when the whole source could not be listed.
+    pub id: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// Version of how documents become index entries: the chunking rules and the keyword
@@ -229,6 +243,11 @@ pub fn index_sources(
             // stop the other folders from being indexed, nor wipe its notes from the index.
             Err(error) if !requested.contains(root) => {
                 tracing::warn!(%error, "skipping a previously indexed folder");
+                report.unreadable.push(Unreadable {
+                    source: root.clone(),
+                    id: String::new(),
+                    reason: error.to_string(),
+                });
                 continue;
             }
             Err(error) => return Err(error),
@@ -281,6 +300,11 @@ pub fn index_sources(
             Err(error) => {
                 // The document vanished or became unreadable since the scan: keep what we had.
                 tracing::warn!(%error, id = file.id, "skipping an unreadable document");
+                report.unreadable.push(Unreadable {
+                    source: roots[position as usize].clone(),
+                    id: file.id.clone(),
+                    reason: error.to_string(),
+                });
                 match before {
                     // Its chunks are still in the generation this run builds on.
                     Some(entry) if !rebuild => kept.push(DocumentEntry { root: position, ..entry.clone() }),

@@ -22,8 +22,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -232,7 +232,7 @@ impl NotionSync {
             let source = Arc::new(NotionSource::new(self, &root, batch.to_vec(), false, handle.clone(), now));
             let index_report = self.index(source.clone(), embedder.clone(), index).await?;
             report.absorb(&index_report);
-            source.settle(&mut unreadable, &mut report.skipped_blocks);
+            source.settle(&index_report, &mut unreadable, &mut report.skipped_blocks);
             if let Some(first) = unreadable.values().min() {
                 state.cursor = Some(*first);
             } else {
@@ -249,7 +249,7 @@ impl NotionSync {
             report.added += index_report.added;
             report.updated += index_report.changed;
             report.removed += index_report.removed;
-            source.settle(&mut unreadable, &mut report.skipped_blocks);
+            source.settle(&index_report, &mut unreadable, &mut report.skipped_blocks);
             state.last_full = Some(now);
             state.cursor = unreadable.values().min().copied().or(state.cursor).or(Some(now));
             states.databases.insert(database.to_owned(), state);
@@ -341,10 +341,6 @@ struct NotionSource {
     listing: Listing,
     handle: tokio::runtime::Handle,
     skipped_blocks: AtomicUsize,
-    /// Pages that could not be read, with their edit times.
-    failed: Mutex<HashMap<String, DateTime<Utc>>>,
-    /// Pages read.
-    read: Mutex<Vec<String>>,
 }
 
 impl NotionSource {
@@ -380,21 +376,20 @@ impl NotionSource {
             listing: Listing { files, complete },
             handle,
             skipped_blocks: AtomicUsize::new(0),
-            failed: Mutex::new(HashMap::new()),
-            read: Mutex::new(Vec::new()),
         }
     }
 
-    /// Adds this pass's outcome to the sync's: pages it read are no longer unreadable.
-    fn settle(&self, unreadable: &mut HashMap<String, DateTime<Utc>>, skipped_blocks: &mut usize) {
+    /// Adds this pass's outcome (`index`, the indexer's report of it) to the sync's: the pages
+    /// it lists are readable now, except those the report says could not be read (kept with
+    /// their edit times, where the cursor stops).
+    fn settle(&self, index: &IndexReport, unreadable: &mut HashMap<String, DateTime<Utc>>, skipped_blocks: &mut usize) {
         *skipped_blocks += self.skipped_blocks.load(Ordering::Relaxed);
-        if let Ok(read) = self.read.lock() {
-            for id in read.iter() {
-                unreadable.remove(id);
-            }
+        for page in self.pages.keys() {
+            unreadable.remove(page);
         }
-        if let Ok(failed) = self.failed.lock() {
-            unreadable.extend(failed.iter().map(|(id, time)| (id.clone(), *time)));
+        for failed in index.unreadable.iter().filter(|failed| failed.source == self.root) {
+            let edited = self.pages.get(&failed.id).and_then(edited).unwrap_or_else(Utc::now);
+            unreadable.insert(failed.id.clone(), edited);
         }
     }
 }
@@ -416,16 +411,8 @@ impl Source for NotionSource {
         // The indexer runs on a blocking thread; the client is async.
         let blocks = match self.handle.block_on(self.client.block_tree(&page.id, MAX_BLOCK_DEPTH)) {
             Ok(blocks) => blocks,
-            Err(error) => {
-                if let Ok(mut failed) = self.failed.lock() {
-                    failed.insert(page.id.clone(), edited(page).unwrap_or_else(Utc::now));
-                }
-                return Err(Error::NotionPage { page: page.id.clone(), source: error });
-            }
+            Err(error) => return Err(Error::NotionPage { page: page.id.clone(), source: error }),
         };
-        if let Ok(mut read) = self.read.lock() {
-            read.push(page.id.clone());
-        }
         let rendered = notion::block::render(&blocks);
         self.skipped_blocks.fetch_add(rendered.skipped, Ordering::Relaxed);
         let title = page.title();

@@ -8,7 +8,7 @@ use local_agent::Error;
 use local_agent::index::generations::IndexDir;
 use local_agent::search::Engine;
 
-use crate::{Workspace, query, sources};
+use crate::{Workspace, config, query, sources};
 
 #[test]
 fn a_first_run_indexes_everything_and_a_second_run_touches_nothing() {
@@ -247,4 +247,52 @@ fn a_remembered_folder_that_went_away_does_not_block_the_others() {
     assert_eq!((report.added, report.removed), (1, 0), "{report:?}");
     assert_eq!(sources(&workspace.engine(), &query("plum jam sugar"))[0], "plums.md", "its notes stay searchable");
     assert!(matches!(run(std::slice::from_ref(&extra)), Err(Error::Folder { .. })), "naming it is an error");
+}
+
+/// A folder whose `locked.md` cannot be read, as a file whose permissions changed, or that a
+/// sync client holds, would fail.
+struct FlakyFolder {
+    folder: local_agent::sources::FolderSource,
+}
+
+impl local_agent::sources::Source for FlakyFolder {
+    fn root(&self) -> &Path {
+        self.folder.root()
+    }
+
+    fn scan(&self) -> local_agent::Result<local_agent::sources::Listing> {
+        self.folder.scan()
+    }
+
+    fn read(
+        &self,
+        file: &local_agent::sources::folder::SourceFile,
+    ) -> local_agent::Result<local_agent::sources::ReadDocument> {
+        if file.id == "locked.md" {
+            return Err(local_agent::Error::Io {
+                path: file.path.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            });
+        }
+        self.folder.read(file)
+    }
+}
+
+#[test]
+fn a_note_that_cannot_be_read_is_reported_and_the_rest_is_indexed() {
+    let workspace = Workspace::with_sample_notes();
+    workspace.write("locked.md", "# Locked\nNobody may read this note.\n");
+    let source = FlakyFolder { folder: local_agent::sources::FolderSource::new(&workspace.notes()).unwrap() };
+    let report = local_agent::index::index_sources(
+        &workspace.data(),
+        &[&source],
+        &crate::embedder(),
+        &config(&workspace.data()).index,
+        &local_agent::index::Silent,
+    )
+    .unwrap();
+    assert_eq!(report.unreadable.len(), 1, "{:?}", report.unreadable);
+    assert_eq!(report.unreadable[0].id, "locked.md");
+    assert!(report.unreadable[0].reason.contains("ermission"), "{}", report.unreadable[0].reason);
+    assert_eq!(report.documents, 10, "the readable notes are all indexed");
 }

@@ -60,6 +60,18 @@ pub fn print_report(report: &IndexReport) {
     } else {
         println!("nothing changed; the index is up to date (generation {})", report.generation);
     }
+    /// Unreadable documents listed one by one; more than this are counted.
+    const LISTED: usize = 10;
+    if !report.unreadable.is_empty() {
+        println!("{} could not be read (the index keeps what it had of them):", report.unreadable.len());
+        for failed in report.unreadable.iter().take(LISTED) {
+            let at = if failed.id.is_empty() { failed.source.display().to_string() } else { failed.id.clone() };
+            println!("  {at}: {}", failed.reason);
+        }
+        if report.unreadable.len() > LISTED {
+            println!("  … and {} more (see the log)", report.unreadable.len() - LISTED);
+        }
+    }
 }
 
 /// One line: what a Notion sync listed and did.
