@@ -11,7 +11,7 @@ pub mod identity;
 pub mod indexer;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -200,7 +200,7 @@ fn watched_folders(config: &AgentConfig) -> Vec<PathBuf> {
         .and_then(|generation| index_dir.read_manifest(generation).ok())
         .map(|manifest| manifest.roots)
         .unwrap_or_default();
-    let mut folders: Vec<PathBuf> = indexed.into_iter().filter(|root| crate::sources::is_folder_root(root)).collect();
+    let mut folders: Vec<PathBuf> = indexed.iter().filter_map(|root| root.folder().map(Path::to_owned)).collect();
     folders.extend(config.folders.iter().filter_map(|folder| std::fs::canonicalize(folder).ok()));
     folders.sort();
     folders.dedup();

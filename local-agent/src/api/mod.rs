@@ -327,7 +327,7 @@ async fn stats(State(state): State<Arc<ApiState>>) -> Json<Stats> {
         .engine
         .snapshot()
         .ok()
-        .map(|snapshot| snapshot.manifest.roots.iter().map(|root| root.display().to_string()).collect())
+        .map(|snapshot| snapshot.manifest.roots.iter().map(ToString::to_string).collect())
         .unwrap_or_default();
     Json(Stats {
         success: true,

@@ -17,9 +17,16 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::index::chunk::ChunkSettings;
 use crate::index::vectors::VectorSettings;
+use crate::sources::{SourceId, Stamp};
 
-/// Version of the on-disk layout; a different version is rebuilt, never misread.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk layout written now; an unknown version is rebuilt, never misread.
+/// Format 2 names sources by kind (`{"folder": …}`, `{"notion": …}`) where format 1 wrote a
+/// path or `notion://<id>`.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest layout still read: format-1 manifests are read as they are (their roots are
+/// recognised) and rewritten in the new format by the next index run.
+pub const OLDEST_READABLE_FORMAT: u32 = 1;
 
 /// File names inside a generation.
 pub const TEXT_DIR: &str = "text";
@@ -56,14 +63,15 @@ pub struct Manifest {
     pub deleted_vectors: u64,
     /// When this generation was written (seconds since the epoch).
     pub created_at: u64,
-    /// Indexed folders (absolute); documents refer to them by position.
-    pub roots: Vec<PathBuf>,
+    /// Indexed sources; documents refer to them by position.
+    pub roots: Vec<SourceId>,
     /// Indexed documents.
     pub documents: Vec<DocumentEntry>,
 }
 
 /// One indexed document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "WrittenEntry")]
 pub struct DocumentEntry {
     /// Position of its folder in [`Manifest::roots`].
     pub root: u32,
@@ -73,10 +81,8 @@ pub struct DocumentEntry {
     pub title: String,
     /// Tags as written.
     pub tags: Vec<String>,
-    /// File size when indexed.
-    pub size: u64,
-    /// File modification time when indexed (ns since the epoch).
-    pub modified_ns: u128,
+    /// Its stamp when indexed.
+    pub stamp: Stamp,
     /// BLAKE3 of the file's bytes (hex).
     pub content_hash: String,
     /// Where a reader opens it, when that is not its id (a Notion page's URL).
@@ -84,6 +90,35 @@ pub struct DocumentEntry {
     pub url: Option<String>,
     /// Chunks in document order.
     pub chunks: Vec<ChunkEntry>,
+}
+
+/// A document entry as any readable format wrote it: format 1 had `size` and `modified_ns`
+/// where format 2 has a [`Stamp`].
+#[derive(Deserialize)]
+struct WrittenEntry {
+    root: u32,
+    id: String,
+    title: String,
+    tags: Vec<String>,
+    #[serde(default)]
+    stamp: Option<Stamp>,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    modified_ns: u128,
+    content_hash: String,
+    #[serde(default)]
+    url: Option<String>,
+    chunks: Vec<ChunkEntry>,
+}
+
+impl From<WrittenEntry> for DocumentEntry {
+    fn from(written: WrittenEntry) -> Self {
+        let WrittenEntry { root, id, title, tags, stamp, size, modified_ns, content_hash, url, chunks } = written;
+        // A format-1 stamp is read as a file's; `Manifest::upgrade` turns pages' into theirs.
+        let stamp = stamp.unwrap_or(Stamp::File { size, modified_ns });
+        Self { root, id, title, tags, stamp, content_hash, url, chunks }
+    }
 }
 
 impl DocumentEntry {
@@ -103,6 +138,20 @@ pub struct ChunkEntry {
 }
 
 impl Manifest {
+    /// Reads what an older format wrote as this format means it: format 1 kept a Notion page's
+    /// stamp as `size` 1 while unsettled and its edit time as `modified_ns`.
+    fn upgrade(&mut self) {
+        if self.format >= 2 {
+            return;
+        }
+        for document in &mut self.documents {
+            let notion = matches!(self.roots.get(document.root as usize), Some(SourceId::Notion(_)));
+            if let (true, Stamp::File { size, modified_ns }) = (notion, document.stamp) {
+                document.stamp = Stamp::Edited { at_ns: modified_ns, settled: size == 0 };
+            }
+        }
+    }
+
     /// Number of chunks over all documents.
     pub fn chunk_count(&self) -> usize {
         self.documents.iter().map(|document| document.chunks.len()).sum()
@@ -157,14 +206,15 @@ impl IndexDir {
         let path = dir.join(MANIFEST_FILE);
         let bytes =
             fs::read(&path).map_err(|error| Error::CorruptIndex { dir: dir.clone(), message: error.to_string() })?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
+        let mut manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|error| Error::CorruptIndex { dir: dir.clone(), message: format!("manifest: {error}") })?;
-        if manifest.format != FORMAT_VERSION || manifest.generation != number {
+        if !(OLDEST_READABLE_FORMAT..=FORMAT_VERSION).contains(&manifest.format) || manifest.generation != number {
             return Err(Error::CorruptIndex {
                 dir,
                 message: format!("format {} generation {}", manifest.format, manifest.generation),
             });
         }
+        manifest.upgrade();
         Ok(manifest)
     }
 
@@ -287,6 +337,33 @@ fn sync_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_1_stamps_are_read_as_files_and_pages() {
+        let entry = |root: u32, size: u64| {
+            serde_json::json!({"root": root, "id": "x", "title": "X", "tags": [], "size": size,
+                               "modified_ns": 7, "content_hash": "h", "chunks": []})
+        };
+        let written = serde_json::json!({
+            "format": 1, "generation": 1, "model_id": "m", "dimensions": 2,
+            "chunking": ChunkSettings::default(), "vectors": VectorSettings::default(),
+            "next_chunk_id": 1, "created_at": 0,
+            "roots": ["/notes", "notion://db"],
+            "documents": [entry(0, 40), entry(1, 1), entry(1, 0)],
+        });
+        let mut manifest: Manifest = serde_json::from_value(written).unwrap();
+        manifest.upgrade();
+        assert_eq!(manifest.roots, [SourceId::Folder("/notes".into()), SourceId::Notion("db".into())]);
+        let stamps: Vec<Stamp> = manifest.documents.iter().map(|document| document.stamp).collect();
+        assert_eq!(
+            stamps,
+            [
+                Stamp::File { size: 40, modified_ns: 7 },
+                Stamp::Edited { at_ns: 7, settled: false },
+                Stamp::Edited { at_ns: 7, settled: true },
+            ]
+        );
+    }
 
     #[test]
     fn publishing_switches_current_and_collects_old_generations() {

@@ -26,8 +26,8 @@ use self::vectors::{VectorIndex, VectorSettings};
 use crate::embed::Embedder;
 use crate::embed::cache::{ChunkHash, EmbeddingCache, chunk_hash};
 use crate::error::{Error, Result};
-use crate::sources::folder::{Document, SourceFile};
-use crate::sources::{FolderSource, ReadDocument, Source, is_folder_root};
+use crate::sources::folder::Document;
+use crate::sources::{FolderSource, ReadDocument, Source, SourceId, SourceItem};
 
 /// How the index is built.
 #[derive(Debug, Clone, Default)]
@@ -105,8 +105,8 @@ pub struct IndexReport {
 /// A document, or a whole source, that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreadable {
-    /// The source's root (a folder, `notion://<database>`).
-    pub source: PathBuf,
+    /// The source.
+    pub source: SourceId,
     /// The document's id; empty when the whole source could not be listed.
     pub id: String,
     /// Why.
@@ -161,10 +161,10 @@ pub fn index_sources(
         }
     });
 
-    let mut roots: Vec<PathBuf> = previous.as_ref().map(|m| m.roots.clone()).unwrap_or_default();
+    let mut roots: Vec<SourceId> = previous.as_ref().map(|m| m.roots.clone()).unwrap_or_default();
     let mut requested = Vec::new();
     for source in sources {
-        let root = source.root().to_owned();
+        let root = source.root().clone();
         if !roots.contains(&root) {
             roots.push(root.clone());
         }
@@ -201,16 +201,16 @@ pub fn index_sources(
     };
     // A full rebuild re-reads every folder; embeddings still come from the cache.
     let rebuild = settings.rebuild || !base_usable || tombstones as f64 > MAX_TOMBSTONE_SHARE * live.max(1) as f64;
-    let scan_roots: Vec<PathBuf> = if rebuild || requested.is_empty() { roots.clone() } else { requested.clone() };
+    let scan_roots: Vec<SourceId> = if rebuild || requested.is_empty() { roots.clone() } else { requested.clone() };
     // Previously indexed folders are read again from their paths; other sources need their
     // client, so only the ones given can be read.
     let known_folders: Vec<FolderSource> = scan_roots
         .iter()
-        .filter(|root| is_folder_root(root) && !requested.contains(root))
-        .map(|root| FolderSource::known(root.clone()))
+        .filter(|root| !requested.contains(root))
+        .filter_map(|root| root.folder().map(|path| FolderSource::known(path.to_owned())))
         .collect();
     let source_of =
-        |root: &Path| -> Option<&dyn Source> {
+        |root: &SourceId| -> Option<&dyn Source> {
             sources.iter().copied().find(|source| source.root() == root).or_else(|| {
                 known_folders.iter().find(|source| source.root() == root).map(|source| source as &dyn Source)
             })
@@ -229,7 +229,7 @@ pub fn index_sources(
     }
     let mut report = IndexReport::default();
     let mut kept: Vec<DocumentEntry> = Vec::new();
-    let mut to_read: Vec<(u32, SourceFile, Option<&DocumentEntry>)> = Vec::new();
+    let mut to_read: Vec<(u32, SourceItem, Option<&DocumentEntry>)> = Vec::new();
     let mut seen: HashSet<(u32, String)> = HashSet::new();
     // Sources whose listing is complete: what they no longer list is removed. What a partial
     // listing (an incremental Notion query) does not mention stays as it is.
@@ -259,7 +259,7 @@ pub fn index_sources(
             seen.insert((position, file.id.clone()));
             let before = previous_documents.get(&(position, file.id.as_str())).copied();
             match before {
-                Some(entry) if !rebuild && entry.size == file.size && entry.modified_ns == file.modified_ns => {
+                Some(entry) if !rebuild && entry.stamp == file.stamp => {
                     report.unchanged += 1;
                     kept.push(DocumentEntry { root: position, ..entry.clone() });
                 }
@@ -293,7 +293,10 @@ pub fn index_sources(
         progress.advance(1);
         let source = source_of(&roots[position as usize]);
         let read = source.map(|source| source.read(&file)).unwrap_or_else(|| {
-            Err(Error::Config { path: roots[position as usize].clone(), message: "no reader for this source".into() })
+            Err(Error::Config {
+                path: roots[position as usize].to_string().into(),
+                message: "no reader for this source".into(),
+            })
         });
         let ReadDocument { raw, document, url } = match read {
             Ok(read) => read,
@@ -319,13 +322,7 @@ pub fn index_sources(
             Some(entry) if entry.content_hash == content_hash && !rebuild => {
                 // Touched but not changed: remember the new timestamp only.
                 report.unchanged += 1;
-                kept.push(DocumentEntry {
-                    root: position,
-                    size: file.size,
-                    modified_ns: file.modified_ns,
-                    url: url.clone(),
-                    ..entry.clone()
-                });
+                kept.push(DocumentEntry { root: position, stamp: file.stamp, url: url.clone(), ..entry.clone() });
                 continue;
             }
             Some(entry) => {
@@ -359,7 +356,16 @@ pub fn index_sources(
     progress.finish();
 
     let roots_changed = previous.as_ref().is_none_or(|m| m.roots != roots);
-    let nothing_to_do = fresh.is_empty() && deleted_chunks.is_empty() && !roots_changed && !rebuild;
+    // A manifest of an older format is rewritten in this one (its chunks carried over).
+    let old_format = previous.as_ref().is_some_and(|m| m.format != FORMAT_VERSION);
+    if old_format {
+        tracing::info!(
+            from = previous.as_ref().map_or(0, |m| m.format),
+            to = FORMAT_VERSION,
+            "upgrading the index's format"
+        );
+    }
+    let nothing_to_do = fresh.is_empty() && deleted_chunks.is_empty() && !roots_changed && !rebuild && !old_format;
     if let (true, Some(manifest)) = (nothing_to_do, &previous) {
         report.documents = manifest.documents.len();
         report.chunks = manifest.chunk_count();
@@ -447,8 +453,7 @@ pub fn index_sources(
         id: fresh.file.id.clone(),
         title: fresh.document.title.clone(),
         tags: fresh.document.tags.clone(),
-        size: fresh.file.size,
-        modified_ns: fresh.file.modified_ns,
+        stamp: fresh.file.stamp,
         content_hash: fresh.content_hash.clone(),
         url: fresh.url.clone(),
         chunks: fresh.chunks.iter().map(|c| ChunkEntry { id: c.id, hash: hex(&c.hash) }).collect(),
@@ -490,7 +495,7 @@ pub fn index_sources(
 
 struct FreshDocument {
     root: u32,
-    file: SourceFile,
+    file: SourceItem,
     document: Document,
     url: Option<String>,
     content_hash: String,

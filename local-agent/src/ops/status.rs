@@ -32,7 +32,7 @@ pub fn describe_index(data_dir: &Path) -> Vec<String> {
     )];
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |now| now.as_secs());
     lines.push(format!("last indexed:  {} ago", human_duration(now.saturating_sub(manifest.created_at))));
-    lines.extend(manifest.roots.iter().map(|root| format!("source:        {}", root.display())));
+    lines.extend(manifest.roots.iter().map(|root| format!("source:        {root}")));
     lines.push(format!("Notion sync:   {}", describe_last_sync(data_dir)));
     // Opening the index proves it is readable, not just present.
     lines.push(match Snapshot::open_current(&index_dir, &manifest.model_id) {

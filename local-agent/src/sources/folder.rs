@@ -10,6 +10,7 @@ use std::time::UNIX_EPOCH;
 use walkdir::WalkDir;
 use yaml_rust2::{Yaml, YamlLoader};
 
+use super::{SourceItem, Stamp};
 use crate::error::{Error, Result};
 
 /// The file kinds the agent reads.
@@ -33,24 +34,11 @@ impl FileKind {
     }
 }
 
-/// A note file found in a folder, before it is read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceFile {
-    /// Path relative to the folder, `/`-separated: the document id.
-    pub id: String,
-    /// Where the file is.
-    pub path: PathBuf,
-    /// Size in bytes, for change detection.
-    pub size: u64,
-    /// Modification time in nanoseconds since the epoch, for change detection.
-    pub modified_ns: u128,
-}
-
 /// Lists the note files under `root`, sorted by id.
 ///
 /// Unreadable entries inside the folder are logged and skipped; an unreadable `root` is an
 /// error, because "the folder is gone" must never be mistaken for "all notes were deleted".
-pub fn scan_folder(root: &Path) -> Result<Vec<SourceFile>> {
+pub fn scan_folder(root: &Path) -> Result<Vec<SourceItem>> {
     let metadata = std::fs::metadata(root).map_err(|source| Error::Folder { path: root.into(), source })?;
     if !metadata.is_dir() {
         let source = std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a folder");
@@ -90,7 +78,7 @@ pub fn scan_folder(root: &Path) -> Result<Vec<SourceFile>> {
             .ok()
             .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |age| age.as_nanos());
-        files.push(SourceFile { id, path: entry.into_path(), size: metadata.len(), modified_ns });
+        files.push(SourceItem { id, stamp: Stamp::File { size: metadata.len(), modified_ns } });
     }
     files.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(files)
@@ -291,41 +279,44 @@ pub fn read_text(path: &Path) -> Result<String> {
 /// A folder of Markdown and text notes.
 pub struct FolderSource {
     root: PathBuf,
+    id: super::SourceId,
 }
 
 impl FolderSource {
     /// The folder at `path` (made absolute, as the manifest keeps it).
     pub fn new(path: &Path) -> Result<Self> {
         let root = std::fs::canonicalize(path).map_err(|source| Error::Folder { path: path.to_owned(), source })?;
-        Ok(Self { root })
+        Ok(Self::known(root))
     }
 
     /// A folder the manifest already knows by its absolute path (it may not be mounted now).
     pub(crate) fn known(root: PathBuf) -> Self {
-        Self { root }
+        Self { id: super::SourceId::Folder(root.clone()), root }
+    }
+
+    /// The folder's absolute path.
+    pub fn path(&self) -> &Path {
+        &self.root
     }
 }
 
 impl super::Source for FolderSource {
-    fn root(&self) -> &Path {
-        &self.root
+    fn root(&self) -> &super::SourceId {
+        &self.id
     }
 
     fn scan(&self) -> Result<super::Listing> {
         Ok(super::Listing { files: scan_folder(&self.root)?, complete: true })
     }
 
-    fn read(&self, file: &SourceFile) -> Result<super::ReadDocument> {
-        let raw = read_text(&file.path)?;
-        let kind = FileKind::of(&file.path).unwrap_or(FileKind::Text);
-        let document = Document::parse(&file.id, kind, &raw);
+    fn read(&self, item: &SourceItem) -> Result<super::ReadDocument> {
+        // Ids are relative paths with `/` separators, which every platform's paths accept.
+        let path = self.root.join(&item.id);
+        let raw = read_text(&path)?;
+        let kind = FileKind::of(&path).unwrap_or(FileKind::Text);
+        let document = Document::parse(&item.id, kind, &raw);
         Ok(super::ReadDocument { raw, document, url: None })
     }
-}
-
-/// Whether a manifest root is a folder (and not another kind of source).
-pub fn is_folder_root(root: &Path) -> bool {
-    !root.to_string_lossy().contains("://")
 }
 
 #[cfg(test)]

@@ -32,13 +32,13 @@ use notion::{ClientOptions, NotionClient};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Listing, ReadDocument, Source};
+use super::{Listing, ReadDocument, Source, SourceId, SourceItem, Stamp};
 use crate::config::Secret;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::index::generations::IndexDir;
 use crate::index::{self, IndexReport, IndexSettings, Silent};
-use crate::sources::folder::{Document, FileKind, SourceFile};
+use crate::sources::folder::{Document, FileKind};
 
 /// Pages per published generation: what an interruption can cost at most.
 const BATCH_PAGES: usize = 50;
@@ -193,7 +193,7 @@ impl NotionSync {
         let full_due = state.last_full.is_none_or(|last| {
             now.signed_duration_since(last).to_std().unwrap_or_default() >= self.settings.full_sync_interval
         });
-        let root = PathBuf::from(format!("notion://{database}"));
+        let root = SourceId::Notion(database.to_owned());
         // None of its pages in the index (a rebuild drops what it cannot read again): the
         // cursor means nothing any more, start over.
         let full = force_full || full_due || state.cursor.is_none() || self.indexed_pages(&root) == 0;
@@ -275,7 +275,7 @@ impl NotionSync {
     }
 
     /// How many documents of the source `root` the live generation holds.
-    fn indexed_pages(&self, root: &Path) -> usize {
+    fn indexed_pages(&self, root: &SourceId) -> usize {
         let index = IndexDir::new(&self.data_dir);
         let Some(manifest) = index.current().ok().flatten().and_then(|number| index.read_manifest(number).ok()) else {
             return 0;
@@ -334,7 +334,7 @@ fn dedupe(pages: Vec<Page>) -> Vec<Page> {
 
 /// A batch of a database's pages, as the indexer sees it.
 struct NotionSource {
-    root: PathBuf,
+    root: SourceId,
     client: NotionClient,
     tags_property: String,
     pages: HashMap<String, Page>,
@@ -346,7 +346,7 @@ struct NotionSource {
 impl NotionSource {
     fn new(
         sync: &NotionSync,
-        root: &Path,
+        root: &SourceId,
         pages: Vec<Page>,
         complete: bool,
         handle: tokio::runtime::Handle,
@@ -358,18 +358,14 @@ impl NotionSource {
             .map(|page| {
                 let edited = edited(page);
                 // Edited within the settle time: a second edit in the same minute would keep the
-                // stamp, so the stamp says "look again" (size 1) until the page settles.
+                // stamp, so it is unsettled (and looked at again once it settles).
                 let recent = edited.is_none_or(|time| now.signed_duration_since(time) < settle);
-                SourceFile {
-                    id: page.id.clone(),
-                    path: PathBuf::new(),
-                    size: u64::from(recent),
-                    modified_ns: edited.and_then(|time| time.timestamp_nanos_opt()).map_or(0, |ns| ns.max(0) as u128),
-                }
+                let at_ns = edited.and_then(|time| time.timestamp_nanos_opt()).map_or(0, |ns| ns.max(0) as u128);
+                SourceItem { id: page.id.clone(), stamp: Stamp::Edited { at_ns, settled: !recent } }
             })
             .collect();
         Self {
-            root: root.to_owned(),
+            root: root.clone(),
             client: sync.client.clone(),
             tags_property: sync.settings.tags_property.clone(),
             pages: pages.into_iter().map(|page| (page.id.clone(), page)).collect(),
@@ -395,7 +391,7 @@ impl NotionSource {
 }
 
 impl Source for NotionSource {
-    fn root(&self) -> &Path {
+    fn root(&self) -> &SourceId {
         &self.root
     }
 
@@ -403,9 +399,9 @@ impl Source for NotionSource {
         Ok(self.listing.clone())
     }
 
-    fn read(&self, file: &SourceFile) -> Result<ReadDocument> {
-        let page = self.pages.get(&file.id).ok_or_else(|| Error::NotionPage {
-            page: file.id.clone(),
+    fn read(&self, item: &SourceItem) -> Result<ReadDocument> {
+        let page = self.pages.get(&item.id).ok_or_else(|| Error::NotionPage {
+            page: item.id.clone(),
             source: notion::NotionError::Invalid("the page was not in this batch's listing".into()),
         })?;
         // The indexer runs on a blocking thread; the client is async.

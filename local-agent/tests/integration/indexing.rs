@@ -256,7 +256,7 @@ struct FlakyFolder {
 }
 
 impl local_agent::sources::Source for FlakyFolder {
-    fn root(&self) -> &Path {
+    fn root(&self) -> &local_agent::sources::SourceId {
         self.folder.root()
     }
 
@@ -264,13 +264,10 @@ impl local_agent::sources::Source for FlakyFolder {
         self.folder.scan()
     }
 
-    fn read(
-        &self,
-        file: &local_agent::sources::folder::SourceFile,
-    ) -> local_agent::Result<local_agent::sources::ReadDocument> {
+    fn read(&self, file: &local_agent::sources::SourceItem) -> local_agent::Result<local_agent::sources::ReadDocument> {
         if file.id == "locked.md" {
             return Err(local_agent::Error::Io {
-                path: file.path.clone(),
+                path: file.id.clone().into(),
                 source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
             });
         }
@@ -295,4 +292,38 @@ fn a_note_that_cannot_be_read_is_reported_and_the_rest_is_indexed() {
     assert_eq!(report.unreadable[0].id, "locked.md");
     assert!(report.unreadable[0].reason.contains("ermission"), "{}", report.unreadable[0].reason);
     assert_eq!(report.documents, 10, "the readable notes are all indexed");
+}
+
+#[test]
+fn a_format_1_index_is_still_read_and_the_next_run_upgrades_it() {
+    use local_agent::index::generations::{FORMAT_VERSION, MANIFEST_FILE};
+    use local_agent::sources::SourceId;
+
+    let workspace = Workspace::with_sample_notes();
+    workspace.index();
+    let index = IndexDir::new(&workspace.data());
+    let path = index.generation_dir(index.current().unwrap().unwrap()).join(MANIFEST_FILE);
+    // Written as format 1 did: roots as plain paths.
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["format"] = 1.into();
+    manifest["roots"] = manifest["roots"].as_array().unwrap().iter().map(|root| root["folder"].clone()).collect();
+    assert!(manifest["roots"][0].is_string());
+    // … and stamps as `size` and `modified_ns`.
+    for document in manifest["documents"].as_array_mut().unwrap() {
+        let stamp = document["stamp"]["file"].clone();
+        document["size"] = stamp["size"].clone();
+        document["modified_ns"] = stamp["modified_ns"].clone();
+        document.as_object_mut().unwrap().remove("stamp");
+    }
+    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    assert_eq!(workspace.engine().stats().documents, 10, "format 1 is still read");
+    let before = sources(&workspace.engine(), &query("改善睡眠质量"));
+
+    let report = workspace.index();
+    assert!(report.published, "the next run rewrites it in the current format");
+    assert_eq!((report.embedded, report.chunks_written), (0, 0), "nothing is read or embedded again");
+    let upgraded = index.read_manifest(index.current().unwrap().unwrap()).unwrap();
+    assert_eq!(upgraded.format, FORMAT_VERSION);
+    assert!(matches!(&upgraded.roots[0], SourceId::Folder(path) if path.ends_with("notes")), "{:?}", upgraded.roots);
+    assert_eq!(sources(&workspace.engine(), &query("改善睡眠质量")), before, "and it answers as before");
 }

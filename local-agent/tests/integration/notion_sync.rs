@@ -250,7 +250,7 @@ fn indexed_documents(data_dir: &Path) -> usize {
 fn indexed_sources(data_dir: &Path) -> Vec<String> {
     let index = local_agent::index::generations::IndexDir::new(data_dir);
     let manifest = index.read_manifest(index.current().unwrap().expect("a generation was published")).unwrap();
-    manifest.documents.iter().map(|document| manifest.roots[document.root as usize].display().to_string()).collect()
+    manifest.documents.iter().map(|document| manifest.roots[document.root as usize].to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,7 +65,7 @@ pub fn print_report(report: &IndexReport) {
     if !report.unreadable.is_empty() {
         println!("{} could not be read (the index keeps what it had of them):", report.unreadable.len());
         for failed in report.unreadable.iter().take(LISTED) {
-            let at = if failed.id.is_empty() { failed.source.display().to_string() } else { failed.id.clone() };
+            let at = if failed.id.is_empty() { failed.source.to_string() } else { failed.id.clone() };
             println!("  {at}: {}", failed.reason);
         }
         if report.unreadable.len() > LISTED {
