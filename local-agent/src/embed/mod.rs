@@ -7,6 +7,7 @@
 //! so little time is spent on padding. Vectors are L2-normalised, so a dot product is a cosine.
 
 pub mod cache;
+pub mod hashing;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -331,6 +332,72 @@ fn pool(tokens: &[f32], mask: &[i64], dims: usize, pooling: Pooling) -> Vec<f32>
             sum.iter_mut().for_each(|s| *s /= count.max(1.0));
             sum
         }
+    }
+}
+
+/// What building an index needs of a model: its identity, token counts for chunking, and
+/// vectors for passages. [`Embedder`] is the real one; [`hashing::HashingEmbedder`] a cheap
+/// stand-in, so indexing logic is tested without loading ONNX.
+pub trait Embed: Send + Sync {
+    /// Identifies the model and its settings: vectors from different ids are not comparable.
+    fn model_id(&self) -> &str;
+    /// Length of the vectors.
+    fn dimensions(&self) -> usize;
+    /// Number of model tokens in `text`, without the special tokens.
+    fn count_tokens(&self, text: &str) -> usize;
+    /// Embeds passages in batches of `batch_size`, in input order; `progress` hears how many
+    /// are done after each batch.
+    fn embed_passages(
+        &self,
+        texts: &[&str],
+        batch_size: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>>;
+}
+
+impl Embed for Embedder {
+    fn model_id(&self) -> &str {
+        Embedder::model_id(self)
+    }
+
+    fn dimensions(&self) -> usize {
+        Embedder::dimensions(self)
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        Embedder::count_tokens(self, text)
+    }
+
+    fn embed_passages(
+        &self,
+        texts: &[&str],
+        batch_size: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        self.embed_all(texts, batch_size, progress)
+    }
+}
+
+impl<T: Embed> Embed for std::sync::Arc<T> {
+    fn model_id(&self) -> &str {
+        self.as_ref().model_id()
+    }
+
+    fn dimensions(&self) -> usize {
+        self.as_ref().dimensions()
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        self.as_ref().count_tokens(text)
+    }
+
+    fn embed_passages(
+        &self,
+        texts: &[&str],
+        batch_size: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        self.as_ref().embed_passages(texts, batch_size, progress)
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod chunk;
 pub mod generations;
+mod plan;
 pub mod snapshot;
 pub mod text;
 pub mod vectors;
@@ -20,14 +21,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use self::chunk::{ChunkSettings, chunk_document};
 use self::generations::{ChunkEntry, DocumentEntry, FORMAT_VERSION, IndexDir, Manifest, TEXT_DIR, VECTORS_FILE};
+use self::plan::{Plan, plan};
 use self::snapshot::Snapshot;
 use self::text::{NewChunk, StoredChunk, TextIndex};
 use self::vectors::{VectorIndex, VectorSettings};
-use crate::embed::Embedder;
+use crate::embed::Embed;
 use crate::embed::cache::{ChunkHash, EmbeddingCache, chunk_hash};
 use crate::error::{Error, Result};
 use crate::sources::folder::Document;
-use crate::sources::{FolderSource, ReadDocument, Source, SourceId, SourceItem};
+use crate::sources::{FolderSource, Listing, ReadDocument, Source, SourceId, SourceItem};
 
 /// How the index is built.
 #[derive(Debug, Clone, Default)]
@@ -126,7 +128,7 @@ const MAX_TOMBSTONE_SHARE: f64 = 0.3;
 pub fn index_folders(
     data_dir: &Path,
     folders: &[PathBuf],
-    embedder: &Embedder,
+    embedder: &dyn Embed,
     settings: &IndexSettings,
     progress: &dyn Progress,
 ) -> Result<IndexReport> {
@@ -142,7 +144,7 @@ pub fn index_folders(
 pub fn index_sources(
     data_dir: &Path,
     sources: &[&dyn Source],
-    embedder: &Embedder,
+    embedder: &dyn Embed,
     settings: &IndexSettings,
     progress: &dyn Progress,
 ) -> Result<IndexReport> {
@@ -228,17 +230,12 @@ pub fn index_sources(
         }
     }
     let mut report = IndexReport::default();
-    let mut kept: Vec<DocumentEntry> = Vec::new();
-    let mut to_read: Vec<(u32, SourceItem, Option<&DocumentEntry>)> = Vec::new();
-    let mut seen: HashSet<(u32, String)> = HashSet::new();
-    // Sources whose listing is complete: what they no longer list is removed. What a partial
-    // listing (an incremental Notion query) does not mention stays as it is.
-    let mut scanned: HashSet<u32> = HashSet::new();
+    let mut listings: Vec<(u32, Listing)> = Vec::new();
     for root in &scan_roots {
         let position = roots.iter().position(|r| r == root).unwrap_or_default() as u32;
         let Some(source) = source_of(root) else { continue };
-        let listing = match source.scan() {
-            Ok(listing) => listing,
+        match source.scan() {
+            Ok(listing) => listings.push((position, listing)),
             // A folder indexed earlier may be on a drive that is not mounted now: that must not
             // stop the other folders from being indexed, nor wipe its notes from the index.
             Err(error) if !requested.contains(root) => {
@@ -248,42 +245,14 @@ pub fn index_sources(
                     id: String::new(),
                     reason: error.to_string(),
                 });
-                continue;
             }
             Err(error) => return Err(error),
-        };
-        if listing.complete {
-            scanned.insert(position);
-        }
-        for file in listing.files {
-            seen.insert((position, file.id.clone()));
-            let before = previous_documents.get(&(position, file.id.as_str())).copied();
-            match before {
-                Some(entry) if !rebuild && entry.stamp == file.stamp => {
-                    report.unchanged += 1;
-                    kept.push(DocumentEntry { root: position, ..entry.clone() });
-                }
-                _ => to_read.push((position, file, before)),
-            }
         }
     }
-    let mut deleted_chunks: Vec<u64> = Vec::new();
-    for (&(position, id), entry) in &previous_documents {
-        let listed = seen.contains(&(position, id.to_owned()));
-        if !scanned.contains(&position) && !listed {
-            // Its source was not read, or listed only in part without it: unchanged as far as
-            // this run knows.
-            if rebuild {
-                // A rebuild cannot carry chunks over from the old generation.
-                report.removed += 1;
-            } else {
-                kept.push(DocumentEntry { root: position, ..(*entry).clone() });
-            }
-        } else if !listed {
-            report.removed += 1;
-            deleted_chunks.extend(entry.chunks.iter().map(|c| c.id));
-        }
-    }
+    let Plan { mut kept, to_read, mut deleted_chunks, unchanged, removed } =
+        plan(&previous_documents, listings, rebuild);
+    report.unchanged += unchanged;
+    report.removed += removed;
 
     // --- Read and chunk what is new or changed --------------------------------------------
     progress.start(Phase::Reading, to_read.len() as u64);
@@ -377,26 +346,9 @@ pub fn index_sources(
     // --- Embed, from the cache where possible ---------------------------------------------
     let cache = EmbeddingCache::open(&data_dir.join("embedding-cache.redb"))?;
     let fresh_chunks: Vec<&FreshChunk> = fresh.iter().flat_map(|d| &d.chunks).collect();
-    let hashes: Vec<ChunkHash> = fresh_chunks.iter().map(|c| c.hash).collect();
-    let mut vectors = cache.get_many(&hashes)?;
-    let mut missing: Vec<usize> = (0..vectors.len()).filter(|&i| vectors[i].is_none()).collect();
-    report.from_cache = vectors.len() - missing.len();
-    report.embedded = missing.len();
-    missing.sort_by_key(|&i| fresh_chunks[i].indexed.len());
-    progress.start(Phase::Embedding, missing.len() as u64);
     let embedding_started = Instant::now();
-    let batch_size = settings.batch_size.max(1);
-    // Results go to the cache every few batches, so an interrupted run loses little work.
-    for group in missing.chunks(batch_size * 8) {
-        let texts: Vec<&str> = group.iter().map(|&i| fresh_chunks[i].indexed.as_str()).collect();
-        let embedded = embedder.embed_all(&texts, batch_size, |done| progress.advance(done as u64))?;
-        cache.put_many(group.iter().zip(&embedded).map(|(&i, vector)| (&hashes[i], vector.as_slice())))?;
-        for (&i, vector) in group.iter().zip(embedded) {
-            vectors[i] = Some(vector);
-        }
-    }
+    let vectors = embed_missing(&cache, &fresh_chunks, embedder, settings.batch_size, progress, &mut report)?;
     report.embedding_time = embedding_started.elapsed();
-    progress.finish();
     crash_point("embedded");
 
     // --- Write the next generation ----------------------------------------------------------
@@ -404,48 +356,8 @@ pub fn index_sources(
     let base = previous_number.filter(|_| !rebuild);
     let dir = index_dir.prepare(&lock, number, base)?;
     let dimensions = embedder.dimensions();
-    let (text, vector_index, mut deleted_vectors) = match base {
-        Some(base) => {
-            let base_vectors = index_dir.generation_dir(base).join(VECTORS_FILE);
-            (
-                TextIndex::open_or_create(&dir.join(TEXT_DIR))?,
-                VectorIndex::load(&base_vectors, dimensions, &settings.vectors)?,
-                tombstones,
-            )
-        }
-        None => {
-            (TextIndex::open_or_create(&dir.join(TEXT_DIR))?, VectorIndex::create(dimensions, &settings.vectors)?, 0)
-        }
-    };
-    progress.start(Phase::Writing, fresh_chunks.len() as u64);
-    let mut writer = text.writer()?;
-    if base.is_some() {
-        for &id in &deleted_chunks {
-            writer.delete(id);
-            vector_index.remove(id)?;
-        }
-        deleted_vectors += deleted_chunks.len() as u64;
-    }
-    vector_index.reserve(fresh_chunks.len())?;
-    let mut position = 0;
-    for document in &fresh {
-        for chunk in &document.chunks {
-            let vector = vectors[position].as_deref().ok_or_else(|| Error::Vector("an embedding is missing".into()))?;
-            writer.add(NewChunk {
-                id: chunk.id,
-                body: &chunk.indexed,
-                stored: &chunk.stored,
-                tags: &document.document.tags,
-            })?;
-            vector_index.add(chunk.id, vector)?;
-            position += 1;
-            progress.advance(1);
-        }
-    }
-    crash_point("indexed");
-    writer.commit()?;
-    vector_index.save(&dir.join(VECTORS_FILE))?;
-    crash_point("saved");
+    let written = Written { base, tombstones, fresh: &fresh, vectors: &vectors, deleted: &deleted_chunks };
+    let deleted_vectors = write_indexes(&index_dir, &dir, written, dimensions, &settings.vectors, progress)?;
 
     let mut documents = kept;
     documents.extend(fresh.iter().map(|fresh| DocumentEntry {
@@ -491,6 +403,103 @@ pub fn index_sources(
     report.published = true;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// What [`write_indexes`] writes: the fresh chunks and their vectors (in order) over the base
+/// generation, if any, minus its `deleted` chunks.
+struct Written<'a> {
+    base: Option<u64>,
+    /// Tombstones in the base's vector graph.
+    tombstones: u64,
+    fresh: &'a [FreshDocument],
+    vectors: &'a [Vec<f32>],
+    deleted: &'a [u64],
+}
+
+/// Writes the keyword and vector indexes into the prepared generation `dir`: on the base's
+/// (its keyword segments are already linked in, its vectors are loaded) or from nothing.
+/// Returns the tombstones the vector graph holds afterwards.
+fn write_indexes(
+    index_dir: &IndexDir,
+    dir: &Path,
+    written: Written<'_>,
+    dimensions: usize,
+    settings: &VectorSettings,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let Written { base, tombstones, fresh, vectors, deleted } = written;
+    let (text, vector_index, mut deleted_vectors) = match base {
+        Some(base) => {
+            let base_vectors = index_dir.generation_dir(base).join(VECTORS_FILE);
+            (
+                TextIndex::open_or_create(&dir.join(TEXT_DIR))?,
+                VectorIndex::load(&base_vectors, dimensions, settings)?,
+                tombstones,
+            )
+        }
+        None => (TextIndex::open_or_create(&dir.join(TEXT_DIR))?, VectorIndex::create(dimensions, settings)?, 0),
+    };
+    progress.start(Phase::Writing, vectors.len() as u64);
+    let mut writer = text.writer()?;
+    if base.is_some() {
+        for &id in deleted {
+            writer.delete(id);
+            vector_index.remove(id)?;
+        }
+        deleted_vectors += deleted.len() as u64;
+    }
+    vector_index.reserve(vectors.len())?;
+    let mut position = 0;
+    for document in fresh {
+        for chunk in &document.chunks {
+            let vector = &vectors[position];
+            writer.add(NewChunk {
+                id: chunk.id,
+                body: &chunk.indexed,
+                stored: &chunk.stored,
+                tags: &document.document.tags,
+            })?;
+            vector_index.add(chunk.id, vector)?;
+            position += 1;
+            progress.advance(1);
+        }
+    }
+    crash_point("indexed");
+    writer.commit()?;
+    vector_index.save(&dir.join(VECTORS_FILE))?;
+    crash_point("saved");
+    Ok(deleted_vectors)
+}
+
+/// The vectors of `chunks`, in order: from the cache where it has them, else from the model
+/// (longest texts together, written to the cache every few batches so an interrupted run loses
+/// little work). Counts both kinds in `report`.
+fn embed_missing(
+    cache: &EmbeddingCache,
+    chunks: &[&FreshChunk],
+    embedder: &dyn Embed,
+    batch_size: usize,
+    progress: &dyn Progress,
+    report: &mut IndexReport,
+) -> Result<Vec<Vec<f32>>> {
+    let hashes: Vec<ChunkHash> = chunks.iter().map(|c| c.hash).collect();
+    let mut vectors = cache.get_many(&hashes)?;
+    let mut missing: Vec<usize> = (0..vectors.len()).filter(|&i| vectors[i].is_none()).collect();
+    report.from_cache = vectors.len() - missing.len();
+    report.embedded = missing.len();
+    missing.sort_by_key(|&i| chunks[i].indexed.len());
+    progress.start(Phase::Embedding, missing.len() as u64);
+    let batch_size = batch_size.max(1);
+    for group in missing.chunks(batch_size * 8) {
+        let texts: Vec<&str> = group.iter().map(|&i| chunks[i].indexed.as_str()).collect();
+        let embedded = embedder.embed_passages(&texts, batch_size, &mut |done| progress.advance(done as u64))?;
+        cache.put_many(group.iter().zip(&embedded).map(|(&i, vector)| (&hashes[i], vector.as_slice())))?;
+        for (&i, vector) in group.iter().zip(embedded) {
+            vectors[i] = Some(vector);
+        }
+    }
+    progress.finish();
+    vectors.into_iter().map(|vector| vector.ok_or_else(|| Error::Vector("an embedding is missing".into()))).collect()
 }
 
 struct FreshDocument {
@@ -542,6 +551,38 @@ fn crash_point(_point: &str) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::embed::hashing::HashingEmbedder;
+
+    #[test]
+    fn indexing_runs_without_a_model_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let notes = dir.path().join("notes");
+        std::fs::create_dir_all(&notes).unwrap();
+        std::fs::write(notes.join("bread.md"), "# Bread\nFeed the sourdough starter twice a day.\n").unwrap();
+        std::fs::write(notes.join("tea.txt"), "Steep green tea at 80 degrees.\n").unwrap();
+        let data = dir.path().join("data");
+        let embedder = HashingEmbedder::new(32);
+        let settings = IndexSettings { batch_size: 4, ..IndexSettings::default() };
+        let first = index_folders(&data, std::slice::from_ref(&notes), &embedder, &settings, &Silent).unwrap();
+        assert_eq!((first.added, first.documents, first.embedded, first.generation), (2, 2, first.chunks, 1));
+
+        std::fs::write(notes.join("tea.txt"), "Steep green tea at 75 degrees for two minutes.\n").unwrap();
+        std::fs::remove_file(notes.join("bread.md")).unwrap();
+        let second = index_folders(&data, &[], &embedder, &settings, &Silent).unwrap();
+        assert_eq!((second.changed, second.removed, second.documents, second.generation), (1, 1, 1, 2));
+        let index = IndexDir::new(&data);
+        let manifest = index.read_manifest(2).unwrap();
+        assert_eq!(manifest.model_id, "hashing-32");
+        assert_eq!(manifest.documents[0].id, "tea.txt");
+        assert!(Snapshot::open_current(&index, "hashing-32").unwrap().is_some(), "the generation opens");
+
+        // Two of the three vectors written are tombstones now: the next run compacts the graph.
+        let third = index_folders(&data, &[], &embedder, &settings, &Silent).unwrap();
+        assert!(third.published && third.unchanged == 1, "{third:?}");
+        assert_eq!(index.read_manifest(third.generation).unwrap().deleted_vectors, 0);
+        let fourth = index_folders(&data, &[], &embedder, &settings, &Silent).unwrap();
+        assert!(!fourth.published, "nothing changed, nothing written");
+    }
 
     #[test]
     fn hashes_round_trip_through_hex() {
