@@ -133,31 +133,9 @@ async fn serve(config: AgentConfig, listen: SocketAddr) -> Result<()> {
     );
     // Scripts and tests read the bound address (port 0 picks a free one) from this line.
     println!("listening on http://{address}");
-    agent.run(listener, shutdown_signal()).await?;
+    agent.run(listener, local_agent::agent::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; stop with Ctrl-C");
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down");
 }
 
 fn status(config: &AgentConfig) -> Result<()> {

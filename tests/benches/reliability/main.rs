@@ -51,6 +51,12 @@ use testkit::{Fault, LlmFault, LlmStandIn, NotionSandbox};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+mod flood;
+mod hub;
+
+use self::flood::FloodReport;
+use self::hub::HubReport;
+
 const AGENT_TOKEN: &str = "reliability-agent-token";
 const NOTION_TOKEN: &str = "secret_reliability";
 const LLM_KEY: &str = "sk-or-reliability";
@@ -88,15 +94,18 @@ fn main() -> Result<()> {
     if let Some(at) = args.iter().position(|arg| arg == AGENTS_CHILD) {
         let url = args.get(at + 1).context("the hub's URL")?.clone();
         let count: usize = args.get(at + 2).context("how many agents")?.parse()?;
-        return tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(hold_agents(url, count));
+        return tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(hub::hold_agents(url, count));
     }
     let options = Options::parse()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         // The hub first, while this process is fresh: its memory growth is the agents' alone.
-        let hub = hub_load(&options).await?;
+        let hub = hub::hub_load(&options).await?;
         let chaos = chaos(&options).await?;
-        let flood = flood(&options).await?;
+        let flood = flood::flood(&options).await?;
         print_tables(&options, &chaos, &hub, &flood);
         ensure!(chaos.lost == 0 && chaos.twice == 0 && chaos.failed_without_reason == 0, "work was lost or doubled");
         Ok(())
@@ -389,211 +398,6 @@ fn failure_reason(block: &Value) -> String {
 fn is_failure_callout(block: &Value) -> bool {
     let reason = block["callout"]["rich_text"][1]["plain_text"].as_str().unwrap_or_default();
     block["type"] == "callout" && first_text(block, "callout").contains("could not answer") && reason.len() > 10
-}
-
-// --- 2. The hub holding many agents ------------------------------------------------------------
-
-struct HubReport {
-    agents: usize,
-    live: usize,
-    heartbeats_per_second: f64,
-    memory_per_agent: f64,
-    cpu_per_heartbeat: Duration,
-}
-
-/// The child process: `count` agent connections saying hello, then a heartbeat every second.
-async fn hold_agents(url: String, count: usize) -> Result<()> {
-    let mut connections = Vec::with_capacity(count);
-    for n in 0..count {
-        let mut request = url.as_str().into_client_request()?;
-        request.headers_mut().insert("authorization", format!("Bearer {AGENT_TOKEN}").parse()?);
-        let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
-        let hello =
-            Hello { agent_id: format!("simulated-{n}"), version: "bench".into(), index: IndexSummary::default() };
-        socket.send(Message::Text(AgentMessage::Hello(hello).encode().into())).await?;
-        connections.push(socket);
-    }
-    let mut tasks = Vec::with_capacity(count);
-    for (n, socket) in connections.into_iter().enumerate() {
-        let (mut sink, mut stream) = socket.split();
-        tasks.push(tokio::spawn(async move {
-            // Spread the beats over the second, as independent agents would be.
-            tokio::time::sleep(Duration::from_millis((n % 1000) as u64)).await;
-            let mut ticks = tokio::time::interval(Duration::from_secs(1));
-            let mut seq = 0;
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => {
-                        seq += 1;
-                        let beat = AgentMessage::Heartbeat(Heartbeat { seq, ..Heartbeat::default() });
-                        if sink.send(Message::Text(beat.encode().into())).await.is_err() {
-                            return;
-                        }
-                    }
-                    message = stream.next() => if !matches!(message, Some(Ok(_))) { return },
-                }
-            }
-        }));
-    }
-    // The parent kills this process when it has measured.
-    for task in tasks {
-        let _ = task.await;
-    }
-    Ok(())
-}
-
-/// Resident memory and CPU time (user + system) of this process, from `/proc/self`.
-fn usage() -> Result<(u64, Duration)> {
-    let status = std::fs::read_to_string("/proc/self/status").context("needs Linux's /proc")?;
-    let rss_kb: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next())
-        .and_then(|kb| kb.parse().ok())
-        .context("VmRSS")?;
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let fields: Vec<&str> = stat.rsplit_once(')').context("stat")?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // The kernel's USER_HZ is 100 on every Linux this runs on.
-    Ok((rss_kb * 1024, Duration::from_millis(ticks * 10)))
-}
-
-async fn hub_load(options: &Options) -> Result<HubReport> {
-    let dir = tempfile::tempdir()?;
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb"))?);
-    let (hub, url) = hub_server(Duration::from_secs(1), store).await?;
-    let (rss_before, _) = usage()?;
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args([AGENTS_CHILD, &url, &options.agents.to_string()])
-        .stdout(std::process::Stdio::null())
-        .spawn()?;
-    let started = Instant::now();
-    while hub.agents().len() < options.agents {
-        if started.elapsed() > Duration::from_secs(120) || child.try_wait()?.is_some() {
-            let _ = child.kill();
-            bail!("only {} of {} agents connected", hub.agents().len(), options.agents);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Let every agent beat a few times, then measure a window.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (_, cpu_start) = usage()?;
-    let window = if options.smoke { Duration::from_secs(2) } else { Duration::from_secs(10) };
-    tokio::time::sleep(window).await;
-    let (rss_after, cpu_end) = usage()?;
-    let live = hub.agents().len();
-    let _ = child.kill();
-    let _ = child.wait();
-    let heartbeats = options.agents as f64 * window.as_secs_f64();
-    Ok(HubReport {
-        agents: options.agents,
-        live,
-        heartbeats_per_second: options.agents as f64,
-        memory_per_agent: rss_after.saturating_sub(rss_before) as f64 / options.agents as f64,
-        cpu_per_heartbeat: (cpu_end - cpu_start).div_f64(heartbeats),
-    })
-}
-
-// --- 3. An HTTP flood on the agent -------------------------------------------------------------
-
-struct FloodReport {
-    quiet: Latencies,
-    /// (the API's concurrency cap, tunnel latencies, HTTP answered, HTTP told to retry)
-    floods: Vec<(usize, Latencies, u64, u64)>,
-    window: Duration,
-}
-
-struct Latencies {
-    p50: Duration,
-    p99: Duration,
-    errors: usize,
-    count: usize,
-}
-
-fn latencies(mut times: Vec<Duration>, errors: usize) -> Latencies {
-    times.sort();
-    let at = |p: f64| times.get(((times.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or_default();
-    Latencies { p50: at(0.5), p99: at(0.99), errors, count: times.len() }
-}
-
-/// Tunnel searches at a steady pace for `window`, distinct queries (no cache hits).
-async fn tunnel_searches(hub: &Arc<Hub>, window: Duration, tag: &str) -> Latencies {
-    let words = ["rust", "ownership", "sleep", "review", "pomodoro", "bread", "travel", "notion", "async", "focus"];
-    let started = Instant::now();
-    let (mut times, mut errors, mut n) = (Vec::new(), 0, 0usize);
-    while started.elapsed() < window {
-        let query = format!("{tag} {} {} {n}", words[n % words.len()], words[(n / 3) % words.len()]);
-        let begun = Instant::now();
-        match hub.search(&SearchRequest::new(query), Duration::from_secs(5)).await {
-            Ok(_) => times.push(begun.elapsed()),
-            Err(_) => errors += 1,
-        }
-        n += 1;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    latencies(times, errors)
-}
-
-async fn flood(options: &Options) -> Result<FloodReport> {
-    let dir = tempfile::tempdir()?;
-    let config = AgentConfig::load(&Overrides { data_dir: Some(dir.path().join("data")), config: None })?;
-    let embedder = Arc::new(Embedder::load(&config.embedder).context("the model is installed by scripts/setup.sh")?);
-    let notes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/notes");
-    tokio::task::block_in_place(|| {
-        index::index_folders(&config.data_dir, &[notes], &embedder, &config.index, &Silent)
-    })?;
-    let engine = Arc::new(Engine::open(&config.data_dir, embedder, config.search.clone())?);
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb"))?);
-    let (hub, url) = hub_server(Duration::from_secs(30), store).await?;
-    let agent = spawn_agent(&url, "flooded", engine.clone())?;
-    let started = Instant::now();
-    while !hub.is_live().await {
-        ensure!(started.elapsed() < Duration::from_secs(10), "the agent did not connect");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let quiet = tunnel_searches(&hub, options.flood, "quiet").await;
-    let mut floods = Vec::new();
-    // The API as shipped, then with its concurrency cap lifted: what the cap buys.
-    for cap in [ApiSettings::default().max_concurrent_requests, 10_000] {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let api = format!("http://{}/search", listener.local_addr()?);
-        let settings = ApiSettings { max_concurrent_requests: cap, ..ApiSettings::default() };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server =
-            tokio::spawn(api::serve(listener, ApiState::new(engine.clone(), None).with_settings(settings), async {
-                let _ = stopped.await;
-            }));
-        let (answered, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let stop_at = Instant::now() + options.flood;
-        let client = reqwest::Client::new();
-        let flooders: Vec<_> = (0..64)
-            .map(|worker| {
-                let (client, api, answered, refused) = (client.clone(), api.clone(), answered.clone(), refused.clone());
-                tokio::spawn(async move {
-                    let mut n = worker;
-                    while Instant::now() < stop_at {
-                        let body = json!({ "query": format!("flood {cap} {n} notes about focus and sleep") });
-                        match client.post(&api).json(&body).send().await {
-                            Ok(response) if response.status().is_success() => answered.fetch_add(1, Ordering::Relaxed),
-                            Ok(_) => refused.fetch_add(1, Ordering::Relaxed),
-                            Err(_) => continue,
-                        };
-                        n += 64;
-                    }
-                })
-            })
-            .collect();
-        let flooded = tunnel_searches(&hub, options.flood, &format!("flooded {cap}")).await;
-        for flooder in flooders {
-            let _ = flooder.await;
-        }
-        let _ = stop.send(());
-        let _ = server.await;
-        floods.push((cap, flooded, answered.load(Ordering::Relaxed), refused.load(Ordering::Relaxed)));
-    }
-    agent.abort();
-    Ok(FloodReport { quiet, floods, window: options.flood })
 }
 
 // --- The tables --------------------------------------------------------------------------------
