@@ -150,7 +150,7 @@ fn sample_engine() -> Result<(Arc<Engine>, tempfile::TempDir)> {
     let config = AgentConfig::load(&Overrides { data_dir: Some(dir.path().to_owned()), config: None })?;
     let embedder = Arc::new(Embedder::load(&config.embedder).context("the model is installed by scripts/setup.sh")?);
     let notes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/notes");
-    index::index_folders(&config.data_dir, &[notes], &embedder, &config.index, &Silent)?;
+    index::index_folders(&config.data_dir, &[notes], embedder.as_ref(), &config.index, &Silent)?;
     let engine = Engine::open(&config.data_dir, embedder, config.search.clone())?;
     Ok((Arc::new(engine), dir))
 }

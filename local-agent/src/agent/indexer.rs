@@ -282,8 +282,10 @@ impl Worker {
         let data_dir = self.settings.data_dir.clone();
         let settings = IndexSettings { rebuild, ..self.settings.index.clone() };
         let embedder = self.embedder.clone();
-        tokio::task::spawn_blocking(move || index::index_folders(&data_dir, &folders, &embedder, &settings, &Silent))
-            .await?
+        tokio::task::spawn_blocking(move || {
+            index::index_folders(&data_dir, &folders, embedder.as_ref(), &settings, &Silent)
+        })
+        .await?
     }
 
     /// Announces the live generation if it changed (a run here or in another process).

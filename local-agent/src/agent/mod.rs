@@ -121,7 +121,7 @@ fn open_or_rebuild(config: &AgentConfig, embedder: &Arc<Embedder>) -> Result<Eng
         Err(error @ (Error::CorruptIndex { .. } | Error::ModelChanged { .. })) => {
             tracing::warn!(%error, "rebuilding the index from its sources before serving");
             let settings = IndexSettings { rebuild: true, ..config.index.clone() };
-            let report = index::index_folders(&config.data_dir, &config.folders, embedder, &settings, &Silent)
+            let report = index::index_folders(&config.data_dir, &config.folders, embedder.as_ref(), &settings, &Silent)
                 .map_err(|rebuild| Error::Config {
                     path: config.data_dir.clone(),
                     message: format!(

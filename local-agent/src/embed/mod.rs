@@ -378,29 +378,6 @@ impl Embed for Embedder {
     }
 }
 
-impl<T: Embed> Embed for std::sync::Arc<T> {
-    fn model_id(&self) -> &str {
-        self.as_ref().model_id()
-    }
-
-    fn dimensions(&self) -> usize {
-        self.as_ref().dimensions()
-    }
-
-    fn count_tokens(&self, text: &str) -> usize {
-        self.as_ref().count_tokens(text)
-    }
-
-    fn embed_passages(
-        &self,
-        texts: &[&str],
-        batch_size: usize,
-        progress: &mut dyn FnMut(usize),
-    ) -> Result<Vec<Vec<f32>>> {
-        self.as_ref().embed_passages(texts, batch_size, progress)
-    }
-}
-
 /// Scales `vector` to unit length (left alone if it is all zeros).
 pub fn normalize(vector: &mut [f32]) {
     let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();

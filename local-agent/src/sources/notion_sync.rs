@@ -269,7 +269,7 @@ impl NotionSync {
         let index = index.clone();
         tokio::task::spawn_blocking(move || {
             let source: &dyn Source = source.as_ref();
-            index::index_sources(&data_dir, &[source], &embedder, &index, &Silent)
+            index::index_sources(&data_dir, &[source], embedder.as_ref(), &index, &Silent)
         })
         .await?
     }

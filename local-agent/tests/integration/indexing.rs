@@ -70,7 +70,7 @@ fn a_missing_folder_is_an_error_and_the_index_is_kept() {
     let error = local_agent::index::index_folders(
         &workspace.data(),
         &[missing],
-        &crate::embedder(),
+        crate::embedder().as_ref(),
         &Default::default(),
         &local_agent::index::Silent,
     )
@@ -98,7 +98,7 @@ fn changing_how_chunks_are_cut_rebuilds_from_the_cache() {
     let report = local_agent::index::index_folders(
         &workspace.data(),
         &[workspace.notes()],
-        &crate::embedder(),
+        crate::embedder().as_ref(),
         &settings,
         &local_agent::index::Silent,
     )
@@ -234,7 +234,7 @@ fn a_remembered_folder_that_went_away_does_not_block_the_others() {
         local_agent::index::index_folders(
             &workspace.data(),
             folders,
-            &crate::embedder(),
+            crate::embedder().as_ref(),
             &settings,
             &local_agent::index::Silent,
         )
@@ -283,7 +283,7 @@ fn a_note_that_cannot_be_read_is_reported_and_the_rest_is_indexed() {
     let report = local_agent::index::index_sources(
         &workspace.data(),
         &[&source],
-        &crate::embedder(),
+        crate::embedder().as_ref(),
         &config(&workspace.data()).index,
         &local_agent::index::Silent,
     )

@@ -69,7 +69,7 @@ impl Workspace {
         index::index_folders(
             &self.data(),
             &[self.notes()],
-            &embedder(),
+            embedder().as_ref(),
             &IndexSettings { batch_size: 16, ..Default::default() },
             &Silent,
         )

@@ -46,7 +46,7 @@ pub(super) async fn flood(options: &Options) -> Result<FloodReport> {
     let embedder = Arc::new(Embedder::load(&config.embedder).context("the model is installed by scripts/setup.sh")?);
     let notes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/notes");
     tokio::task::block_in_place(|| {
-        index::index_folders(&config.data_dir, &[notes], &embedder, &config.index, &Silent)
+        index::index_folders(&config.data_dir, &[notes], embedder.as_ref(), &config.index, &Silent)
     })?;
     let engine = Arc::new(Engine::open(&config.data_dir, embedder, config.search.clone())?);
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb"))?);
