@@ -203,13 +203,15 @@ impl Worker {
                         // needs a run of its own once that one is done.
                         pending.add(job);
                         tokio::select! {
-                            () = tokio::time::sleep(BUSY_RETRY) => {}
+                            () = tokio::time::sleep(BUSY_RETRY) => continue,
                             () = stop.cancelled() => break,
                         }
                     }
                     Err(error) => tracing::warn!(%error, ?job, "an index run failed; the index keeps what it had"),
                     Ok(()) => {}
                 }
+                // The rebuild is over (done or failed): another may be asked for, and the Notion
+                // pages it could not keep are read again.
                 if job == IndexJob::Rebuild {
                     self.rebuild_waiting.store(false, Ordering::SeqCst);
                     if self.notion.is_some() {

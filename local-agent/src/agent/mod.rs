@@ -62,6 +62,8 @@ impl Agent {
         // Before anything starts: an exposed API without a key is refused, not warned about.
         api::check_exposure(address, config.api_key.as_ref())
             .map_err(|exposed| Error::Config { path: "listen".into(), message: exposed.to_string() })?;
+        // Settings that cannot work fail here, before any task starts.
+        let tunnel_config = tunnel_config(&config)?;
         let stop = CancellationToken::new();
         let notion = match &config.notion {
             Some(settings) => {
@@ -82,7 +84,7 @@ impl Agent {
         let mut state = ApiState::new(engine.clone(), config.api_key.clone())
             .with_settings(config.api.clone())
             .with_indexer(indexer.clone());
-        let tunnel = match tunnel_config(&config)? {
+        let tunnel = match tunnel_config {
             Some(tunnel_config) => {
                 state = state.with_tunnel(tunnel_config.status.clone());
                 tracing::info!(url = tunnel_config.url, agent_id = tunnel_config.agent_id, "connecting to the cloud");
