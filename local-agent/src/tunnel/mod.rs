@@ -29,7 +29,7 @@ use rustls::pki_types::pem::PemObject;
 use crate::config::Secret;
 pub use responder::Responder;
 pub use status::{TunnelSnapshot, TunnelState, TunnelStatus};
-pub use supervisor::{SupervisorSettings, supervise, supervise_until};
+pub use supervisor::{SupervisorSettings, supervise};
 
 /// Why the tunnel is down.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -168,7 +168,7 @@ pub async fn run_until(
             dialled
         }
     };
-    let ended = supervise_until(dial, settings, shutdown).await;
+    let ended = supervise(dial, settings, shutdown).await;
     if let Err(error) = &ended {
         config.status.stopped(&error.to_string());
     }

@@ -82,22 +82,11 @@ impl Default for SupervisorSettings {
 /// How long a session told to stop may take to finish its in-flight requests.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Runs until a fatal error, which it returns: a connection is always either up or being
-/// retried, never "alive but disconnected".
-pub async fn supervise<D, F>(dial: D, settings: SupervisorSettings) -> TunnelError
-where
-    D: FnMut() -> F,
-    F: Future<Output = Result<LiveConnection, TunnelError>>,
-{
-    match supervise_until(dial, settings, std::future::pending()).await {
-        Err(error) => error,
-        Ok(()) => unreachable!("a pending shutdown never fires"),
-    }
-}
-
-/// As [`supervise`], until `shutdown` fires: then the live session finishes its in-flight
-/// requests (the cloud is waiting for their replies) and closes, and this returns `Ok`.
-pub async fn supervise_until<D, F>(
+/// Keeps a connection up until a fatal error, which it returns: a connection is always either
+/// up or being retried, never "alive but disconnected". When `shutdown` fires, the live session
+/// finishes its in-flight requests (the cloud is waiting for their replies) and closes, and this
+/// returns `Ok`.
+pub async fn supervise<D, F>(
     mut dial: D,
     settings: SupervisorSettings,
     shutdown: impl Future<Output = ()>,
@@ -282,7 +271,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failures_back_off_exponentially_and_a_broken_configuration_is_fatal() {
         let (dial, log) = scripted(vec![Script::Fail, Script::Fail, Script::Fail, Script::Fail, Script::Broken]);
-        let error = supervise(dial, settings()).await;
+        let error = supervise(dial, settings(), std::future::pending()).await.unwrap_err();
         assert!(matches!(error, TunnelError::Config(_)), "{error}");
         let gaps = gaps(&log.lock().unwrap());
         assert_eq!(gaps.len(), 4, "the broken dial is the last one: {gaps:?}");
@@ -297,7 +286,7 @@ mod tests {
         let script =
             vec![Script::Refuse, Script::Refuse, Script::Refuse, Script::Connect(Some(Duration::from_secs(5)))];
         let (dial, log) = scripted(script);
-        let error = supervise(dial, settings()).await;
+        let error = supervise(dial, settings(), std::future::pending()).await.unwrap_err();
         assert!(matches!(error, TunnelError::Config(_)), "{error}");
         let gaps = gaps(&log.lock().unwrap());
         // Ceilings 60, 120 and 240 s on the slow schedule, never the fast one's seconds.
@@ -321,7 +310,7 @@ mod tests {
             Script::Refuse,
         ];
         let (dial, log) = scripted(script);
-        supervise(dial, settings()).await;
+        let _ = supervise(dial, settings(), std::future::pending()).await;
         let log = log.lock().unwrap();
         let gaps = gaps(&log);
         let after_short = gaps[3] - Duration::from_secs(5);
@@ -343,7 +332,7 @@ mod tests {
         ];
         let (dial, log) = scripted(script);
         let started = Instant::now();
-        supervise(dial, settings()).await;
+        let _ = supervise(dial, settings(), std::future::pending()).await;
         let log = log.lock().unwrap();
         let age = settings().max_connection_age;
         assert_eq!(log.dials[1] - started, age);
