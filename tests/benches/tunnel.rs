@@ -80,9 +80,9 @@ async fn cloud() -> Result<Rig> {
     Ok(Rig { hub, url, _dir: dir })
 }
 
-async fn connect(rig: &Rig, responder: Arc<dyn Responder>) -> Result<tokio::task::JoinHandle<tunnel::TunnelError>> {
+async fn connect(rig: &Rig, responder: Arc<dyn Responder>) -> Result<tokio::task::JoinHandle<Result<(), tunnel::TunnelError>>> {
     let config = TunnelConfig::new(&rig.url, Secret::new(TOKEN), "bench".into(), None)?;
-    let agent = tokio::spawn(tunnel::run(config, responder));
+    let agent = tokio::spawn(tunnel::run(config, responder, std::future::pending()));
     let started = Instant::now();
     while !rig.hub.is_live().await {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "the agent did not connect");

@@ -51,7 +51,7 @@ async fn the_tunnel_reports_connection_heartbeats_and_losses() {
     // A refused token is not fatal: the tunnel says so and keeps retrying, slowly.
     let refused = agent_config(&cloud.url(), "not-the-token", "intruder");
     let refused_status = refused.status.clone();
-    let retrying = tokio::spawn(local_agent::tunnel::run(refused, ScriptedNotes::new("x")));
+    let retrying = tokio::spawn(local_agent::tunnel::run(refused, ScriptedNotes::new("x"), std::future::pending()));
     let snapshot = until(&refused_status, |s| s.state == TunnelState::Refused).await;
     assert!(!snapshot.connected && snapshot.refused_since.is_some());
     assert!(snapshot.last_error.as_deref().is_some_and(|e| e.contains("refused the agent token")), "{snapshot:?}");

@@ -260,7 +260,7 @@ async fn tls_is_verified_against_the_configured_root() {
     assert!(matches!(error, TunnelError::Unreachable(_)) && !error.is_fatal(), "{error}");
 
     let trusted = TunnelConfig::new(&url, Secret::new(TOKEN), "trusting".into(), Some(&cert_file)).unwrap();
-    let agent = tokio::spawn(tunnel::run(trusted, ScriptedNotes::new("tls")));
+    let agent = tokio::spawn(tunnel::run(trusted, ScriptedNotes::new("tls"), std::future::pending()));
     plain.until_live(1).await;
     let reply = plain.hub.search(&question("secure?"), Duration::from_secs(5)).await.unwrap();
     assert_eq!(reply.results[0].source, "notes/tls.md");
@@ -273,7 +273,7 @@ async fn a_stopping_agent_answers_the_requests_in_flight_before_it_leaves() {
     let cloud = Cloud::start(HEARTBEAT).await;
     let notes = ScriptedNotes::with("slow", Duration::from_millis(600), 100);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(tunnel::run_until(agent_config(&cloud.url(), TOKEN, "laptop"), notes, async {
+    let agent = tokio::spawn(tunnel::run(agent_config(&cloud.url(), TOKEN, "laptop"), notes, async {
         let _ = stopped.await;
     }));
     cloud.until_live(1).await;

@@ -175,8 +175,11 @@ pub fn agent_config(url: &str, token: &str, name: &str) -> TunnelConfig {
 }
 
 /// Runs an agent in this process until the handle is aborted (which drops its connection).
-pub fn spawn_agent(config: TunnelConfig, notes: Arc<ScriptedNotes>) -> tokio::task::JoinHandle<tunnel::TunnelError> {
-    tokio::spawn(tunnel::run(config, notes))
+pub fn spawn_agent(
+    config: TunnelConfig,
+    notes: Arc<ScriptedNotes>,
+) -> tokio::task::JoinHandle<Result<(), tunnel::TunnelError>> {
+    tokio::spawn(tunnel::run(config, notes, std::future::pending()))
 }
 
 pub type RawSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;

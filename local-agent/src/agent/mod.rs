@@ -93,7 +93,7 @@ impl Agent {
                 Some(tokio::spawn(async move {
                     // The tunnel stops early only when its configuration cannot work; the local
                     // API keeps serving, and `/stats` and `service status` say why.
-                    if let Err(error) = tunnel::run_until(tunnel_config, responder, stopped.cancelled_owned()).await {
+                    if let Err(error) = tunnel::run(tunnel_config, responder, stopped.cancelled_owned()).await {
                         tracing::error!(%error, "the tunnel to the cloud stopped; the local API keeps serving");
                     }
                 }))

@@ -139,17 +139,9 @@ fn client_tls(ca_file: Option<&Path>) -> Result<ClientConfig, TunnelError> {
 }
 
 /// Connects to the cloud and stays connected until a fatal error, which it returns (and
-/// records in the status).
-pub async fn run(config: TunnelConfig, responder: Arc<dyn Responder>) -> TunnelError {
-    match run_until(config, responder, std::future::pending()).await {
-        Err(error) => error,
-        Ok(()) => unreachable!("a pending shutdown never fires"),
-    }
-}
-
-/// As [`run`], until `shutdown` fires: the session then finishes the requests in flight and
-/// closes, and this returns `Ok`.
-pub async fn run_until(
+/// records in the status), or until `shutdown` fires: the session then finishes the requests in
+/// flight and closes, and this returns `Ok`.
+pub async fn run(
     config: TunnelConfig,
     responder: Arc<dyn Responder>,
     shutdown: impl std::future::Future<Output = ()>,

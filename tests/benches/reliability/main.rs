@@ -177,7 +177,7 @@ async fn hub_server(heartbeat: Duration, store: Arc<dyn Store>) -> Result<(Arc<H
 fn spawn_agent(url: &str, name: &str, responder: Arc<dyn Responder>) -> Result<tokio::task::JoinHandle<()>> {
     let config = TunnelConfig::new(url, Secret::new(AGENT_TOKEN), name.into(), None)?;
     Ok(tokio::spawn(async move {
-        tunnel::run(config, responder).await;
+        let _ = tunnel::run(config, responder, std::future::pending()).await;
     }))
 }
 
