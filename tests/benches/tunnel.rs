@@ -80,7 +80,10 @@ async fn cloud() -> Result<Rig> {
     Ok(Rig { hub, url, _dir: dir })
 }
 
-async fn connect(rig: &Rig, responder: Arc<dyn Responder>) -> Result<tokio::task::JoinHandle<Result<(), tunnel::TunnelError>>> {
+async fn connect(
+    rig: &Rig,
+    responder: Arc<dyn Responder>,
+) -> Result<tokio::task::JoinHandle<Result<(), tunnel::TunnelError>>> {
     let config = TunnelConfig::new(&rig.url, Secret::new(TOKEN), "bench".into(), None)?;
     let agent = tokio::spawn(tunnel::run(config, responder, std::future::pending()));
     let started = Instant::now();

@@ -1,9 +1,9 @@
 //! Incremental indexing: bring the index in line with its sources, touching only what changed.
 //!
 //! A source is a folder of notes or a Notion database ([`Source`]); the manifest knows each by
-//! its root (the folder's absolute path, or `notion://<database id>`). A run compares each
-//! source's listing with the live generation's manifest — size and modification time first,
-//! then a content hash — and classifies documents as added, changed, removed or unchanged.
+//! its [`SourceId`]. A run compares each source's listing with the live generation's manifest —
+//! the [`Stamp`](crate::sources::Stamp) first, then a content hash (`index/plan.rs` decides) — and
+//! classifies documents as added, changed, removed or unchanged.
 //! Only added and changed documents are read, chunked and embedded (embeddings of text seen
 //! before come from the cache); the next generation is built from the live one and published
 //! atomically (see [`crate::index::generations`]). A run in which nothing changed writes nothing.

@@ -1,7 +1,7 @@
 //! Indexing Notion knowledge databases, incrementally.
 //!
-//! Each database is a [`Source`] whose root is `notion://<database id>`; its documents are the
-//! pages, stamped with their `last_edited_time`. A sync lists pages and hands them to the
+//! Each database is a [`Source`] (its [`SourceId`] is `Notion(database id)`, shown as
+//! `notion://<id>`); its documents are the pages, stamped with their `last_edited_time`. A sync lists pages and hands them to the
 //! indexer, which reads (fetches and renders) only pages whose stamp changed:
 //!
 //! - **Full** (the first sync, every `full_sync_interval`, or asked for): all pages. What is no
