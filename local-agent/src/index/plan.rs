@@ -8,11 +8,11 @@ use crate::sources::{Listing, SourceItem};
 
 /// What a run must do, decided from the live generation and the sources' listings alone.
 #[derive(Debug, Default, PartialEq)]
-pub(super) struct Plan<'a> {
+pub(super) struct Plan {
     /// Entries carried over as they are.
     pub(super) kept: Vec<DocumentEntry>,
     /// Items to read: new ones, and changed ones with their previous entry.
-    pub(super) to_read: Vec<(u32, SourceItem, Option<&'a DocumentEntry>)>,
+    pub(super) to_read: Vec<(u32, SourceItem, Option<DocumentEntry>)>,
     /// Chunks of documents that are gone (those of changed ones are added once they are read).
     pub(super) deleted_chunks: Vec<u64>,
     /// Documents whose stamps did not change.
@@ -30,7 +30,7 @@ pub(super) fn plan<'a>(
     previous: &HashMap<(u32, &'a str), &'a DocumentEntry>,
     listings: Vec<(u32, Listing)>,
     rebuild: bool,
-) -> Plan<'a> {
+) -> Plan {
     let mut plan = Plan::default();
     let mut seen: HashSet<(u32, String)> = HashSet::new();
     let mut complete: HashSet<u32> = HashSet::new();
@@ -45,7 +45,7 @@ pub(super) fn plan<'a>(
                     plan.unchanged += 1;
                     plan.kept.push(DocumentEntry { root: position, ..entry.clone() });
                 }
-                before => plan.to_read.push((position, item, before)),
+                before => plan.to_read.push((position, item, before.cloned())),
             }
         }
     }

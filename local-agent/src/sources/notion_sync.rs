@@ -1,8 +1,9 @@
 //! Indexing Notion knowledge databases, incrementally.
 //!
-//! Each database is a [`Source`] (its [`SourceId`] is `Notion(database id)`, shown as
-//! `notion://<id>`); its documents are the pages, stamped with their `last_edited_time`. A sync lists pages and hands them to the
-//! indexer, which reads (fetches and renders) only pages whose stamp changed:
+//! Each database is a source (its [`SourceId`] is `Notion(database id)`, shown as
+//! `notion://<id>`); its documents are the pages, stamped with their `last_edited_time`. A sync
+//! lists pages and hands the listing to an [`IndexRun`]; of the pages the run asks for (those
+//! whose stamp changed) it fetches and renders the blocks with the async client:
 //!
 //! - **Full** (the first sync, every `full_sync_interval`, or asked for): all pages. What is no
 //!   longer listed — deleted, trashed, moved out, unshared — leaves the index.
@@ -23,7 +24,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -32,12 +32,12 @@ use notion::{ClientOptions, NotionClient};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Listing, ReadDocument, Source, SourceId, SourceItem, Stamp};
+use super::{Listing, ReadDocument, SourceId, SourceItem, Stamp};
 use crate::config::Secret;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::index::generations::IndexDir;
-use crate::index::{self, IndexReport, IndexSettings, Silent};
+use crate::index::{IndexReport, IndexRun, IndexSettings, Silent};
 use crate::sources::folder::{Document, FileKind};
 
 /// Pages per published generation: what an interruption can cost at most.
@@ -168,7 +168,7 @@ impl NotionSync {
         let requests_before = self.client.requests_sent();
         let mut report = SyncReport::default();
         for database in &self.settings.databases {
-            self.sync_database(database, embedder.clone(), index, full, &mut report).await?;
+            self.sync_database(database, &embedder, index, full, &mut report).await?;
             report.databases += 1;
         }
         report.requests = self.client.requests_sent() - requests_before;
@@ -182,7 +182,7 @@ impl NotionSync {
     async fn sync_database(
         &self,
         database: &str,
-        embedder: Arc<Embedder>,
+        embedder: &Arc<Embedder>,
         index: &IndexSettings,
         force_full: bool,
         report: &mut SyncReport,
@@ -224,15 +224,14 @@ impl NotionSync {
         report.full |= full;
         tracing::info!(database, full, pages = pages.len(), "syncing a Notion database");
 
-        let handle = tokio::runtime::Handle::current();
         // Pages that could not be read (by id, with their edit time); the cursor stops at the
         // first of them, so the next incremental query lists it again.
         let mut unreadable: HashMap<String, DateTime<Utc>> = HashMap::new();
         for batch in pages.chunks(BATCH_PAGES) {
-            let source = Arc::new(NotionSource::new(self, &root, batch.to_vec(), false, handle.clone(), now));
-            let index_report = self.index(source.clone(), embedder.clone(), index).await?;
+            let listing = self.listing(batch, false, now);
+            let index_report = self.index(&root, batch, listing, embedder, index, report).await?;
             report.absorb(&index_report);
-            source.settle(&index_report, &mut unreadable, &mut report.skipped_blocks);
+            settle(&root, batch, &index_report, &mut unreadable);
             if let Some(first) = unreadable.values().min() {
                 state.cursor = Some(*first);
             } else {
@@ -244,12 +243,12 @@ impl NotionSync {
         if full {
             // Every page listed is in the index now (or kept as it was, if unreadable; this
             // pass tries those once more): what the listing lacks leaves it.
-            let source = Arc::new(NotionSource::new(self, &root, pages, true, handle, now));
-            let index_report = self.index(source.clone(), embedder, index).await?;
+            let listing = self.listing(&pages, true, now);
+            let index_report = self.index(&root, &pages, listing, embedder, index, report).await?;
             report.added += index_report.added;
             report.updated += index_report.changed;
             report.removed += index_report.removed;
-            source.settle(&index_report, &mut unreadable, &mut report.skipped_blocks);
+            settle(&root, &pages, &index_report, &mut unreadable);
             state.last_full = Some(now);
             state.cursor = unreadable.values().min().copied().or(state.cursor).or(Some(now));
             states.databases.insert(database.to_owned(), state);
@@ -259,19 +258,62 @@ impl NotionSync {
         Ok(())
     }
 
+    /// `pages` as the indexer lists them (`complete`: all of the database's pages).
+    fn listing(&self, pages: &[Page], complete: bool, now: DateTime<Utc>) -> Listing {
+        let settle_time = chrono::Duration::from_std(self.settings.settle_time).unwrap_or_default();
+        Listing { files: pages.iter().map(|page| stamped(page, now, settle_time)).collect(), complete }
+    }
+
+    /// One index run over `pages` of the database `root`, listed as `listing`: planned and
+    /// written on a blocking thread, the changed pages read here with the async client.
     async fn index(
         &self,
-        source: Arc<NotionSource>,
-        embedder: Arc<Embedder>,
+        root: &SourceId,
+        pages: &[Page],
+        listing: Listing,
+        embedder: &Arc<Embedder>,
         index: &IndexSettings,
+        report: &mut SyncReport,
     ) -> Result<IndexReport> {
-        let data_dir = self.data_dir.clone();
-        let index = index.clone();
-        tokio::task::spawn_blocking(move || {
-            let source: &dyn Source = source.as_ref();
-            index::index_sources(&data_dir, &[source], embedder.as_ref(), &index, &Silent)
-        })
-        .await?
+        let (data_dir, settings, planner) = (self.data_dir.clone(), index.clone(), embedder.clone());
+        let given = vec![(root.clone(), listing)];
+        let mut run =
+            tokio::task::spawn_blocking(move || IndexRun::begin(&data_dir, given, planner.as_ref(), &settings))
+                .await??;
+        let by_id: HashMap<&str, &Page> = pages.iter().map(|page| (page.id.as_str(), page)).collect();
+        for pending in run.pending_mut().iter_mut().filter(|pending| &pending.source == root) {
+            let read = match by_id.get(pending.item.id.as_str()) {
+                Some(page) => self.read_page(page).await,
+                None => Err(Error::NotionPage {
+                    page: pending.item.id.clone(),
+                    source: notion::NotionError::Invalid("the page was not in this batch's listing".into()),
+                }),
+            };
+            if let Ok((_, skipped)) = &read {
+                report.skipped_blocks += skipped;
+            }
+            pending.read = Some(read.map(|(document, _)| document));
+        }
+        let embedder = embedder.clone();
+        tokio::task::spawn_blocking(move || run.finish(embedder.as_ref(), &Silent)).await?
+    }
+
+    /// Fetches a page's blocks and renders them, with the number of blocks skipped.
+    async fn read_page(&self, page: &Page) -> Result<(ReadDocument, usize)> {
+        let blocks = self
+            .client
+            .block_tree(&page.id, MAX_BLOCK_DEPTH)
+            .await
+            .map_err(|source| Error::NotionPage { page: page.id.clone(), source })?;
+        let rendered = notion::block::render(&blocks);
+        let title = page.title();
+        let tags = page.multi_select(&self.settings.tags_property);
+        // Title and tags are part of what is indexed, so a change to them is a change.
+        let raw = format!("{title}\n{}\n{}", tags.join(","), rendered.text);
+        let title = if title.trim().is_empty() { "Untitled".to_owned() } else { title };
+        let document = Document { id: page.id.clone(), title, tags, body: rendered.text, kind: FileKind::Markdown };
+        let url = (!page.url.is_empty()).then(|| page.url.clone());
+        Ok((ReadDocument { raw, document, url }, rendered.skipped))
     }
 
     /// How many documents of the source `root` the live generation holds.
@@ -332,92 +374,26 @@ fn dedupe(pages: Vec<Page>) -> Vec<Page> {
     pages
 }
 
-/// A batch of a database's pages, as the indexer sees it.
-struct NotionSource {
-    root: SourceId,
-    client: NotionClient,
-    tags_property: String,
-    pages: HashMap<String, Page>,
-    listing: Listing,
-    handle: tokio::runtime::Handle,
-    skipped_blocks: AtomicUsize,
+/// A page as the indexer lists it: stamped with its edit time, settled or not. Edited within
+/// the settle time, a second edit in the same minute would keep the stamp, so it is unsettled
+/// (and looked at again once it settles).
+fn stamped(page: &Page, now: DateTime<Utc>, settle_time: chrono::Duration) -> SourceItem {
+    let edited = edited(page);
+    let recent = edited.is_none_or(|time| now.signed_duration_since(time) < settle_time);
+    let at_ns = edited.and_then(|time| time.timestamp_nanos_opt()).map_or(0, |ns| ns.max(0) as u128);
+    SourceItem { id: page.id.clone(), stamp: Stamp::Edited { at_ns, settled: !recent } }
 }
 
-impl NotionSource {
-    fn new(
-        sync: &NotionSync,
-        root: &SourceId,
-        pages: Vec<Page>,
-        complete: bool,
-        handle: tokio::runtime::Handle,
-        now: DateTime<Utc>,
-    ) -> Self {
-        let settle = chrono::Duration::from_std(sync.settings.settle_time).unwrap_or_default();
-        let files = pages
-            .iter()
-            .map(|page| {
-                let edited = edited(page);
-                // Edited within the settle time: a second edit in the same minute would keep the
-                // stamp, so it is unsettled (and looked at again once it settles).
-                let recent = edited.is_none_or(|time| now.signed_duration_since(time) < settle);
-                let at_ns = edited.and_then(|time| time.timestamp_nanos_opt()).map_or(0, |ns| ns.max(0) as u128);
-                SourceItem { id: page.id.clone(), stamp: Stamp::Edited { at_ns, settled: !recent } }
-            })
-            .collect();
-        Self {
-            root: root.clone(),
-            client: sync.client.clone(),
-            tags_property: sync.settings.tags_property.clone(),
-            pages: pages.into_iter().map(|page| (page.id.clone(), page)).collect(),
-            listing: Listing { files, complete },
-            handle,
-            skipped_blocks: AtomicUsize::new(0),
-        }
+/// Adds one run's outcome (`index`, its report) over `pages` to the sync's: those pages are
+/// readable now, except those the report says could not be read (kept with their edit times,
+/// where the cursor stops).
+fn settle(root: &SourceId, pages: &[Page], index: &IndexReport, unreadable: &mut HashMap<String, DateTime<Utc>>) {
+    for page in pages {
+        unreadable.remove(&page.id);
     }
-
-    /// Adds this pass's outcome (`index`, the indexer's report of it) to the sync's: the pages
-    /// it lists are readable now, except those the report says could not be read (kept with
-    /// their edit times, where the cursor stops).
-    fn settle(&self, index: &IndexReport, unreadable: &mut HashMap<String, DateTime<Utc>>, skipped_blocks: &mut usize) {
-        *skipped_blocks += self.skipped_blocks.load(Ordering::Relaxed);
-        for page in self.pages.keys() {
-            unreadable.remove(page);
-        }
-        for failed in index.unreadable.iter().filter(|failed| failed.source == self.root) {
-            let edited = self.pages.get(&failed.id).and_then(edited).unwrap_or_else(Utc::now);
-            unreadable.insert(failed.id.clone(), edited);
-        }
-    }
-}
-
-impl Source for NotionSource {
-    fn root(&self) -> &SourceId {
-        &self.root
-    }
-
-    fn scan(&self) -> Result<Listing> {
-        Ok(self.listing.clone())
-    }
-
-    fn read(&self, item: &SourceItem) -> Result<ReadDocument> {
-        let page = self.pages.get(&item.id).ok_or_else(|| Error::NotionPage {
-            page: item.id.clone(),
-            source: notion::NotionError::Invalid("the page was not in this batch's listing".into()),
-        })?;
-        // The indexer runs on a blocking thread; the client is async.
-        let blocks = match self.handle.block_on(self.client.block_tree(&page.id, MAX_BLOCK_DEPTH)) {
-            Ok(blocks) => blocks,
-            Err(error) => return Err(Error::NotionPage { page: page.id.clone(), source: error }),
-        };
-        let rendered = notion::block::render(&blocks);
-        self.skipped_blocks.fetch_add(rendered.skipped, Ordering::Relaxed);
-        let title = page.title();
-        let tags = page.multi_select(&self.tags_property);
-        // Title and tags are part of what is indexed, so a change to them is a change.
-        let raw = format!("{title}\n{}\n{}", tags.join(","), rendered.text);
-        let title = if title.trim().is_empty() { "Untitled".to_owned() } else { title };
-        let document = Document { id: page.id.clone(), title, tags, body: rendered.text, kind: FileKind::Markdown };
-        Ok(ReadDocument { raw, document, url: (!page.url.is_empty()).then(|| page.url.clone()) })
+    for failed in index.unreadable.iter().filter(|failed| &failed.source == root) {
+        let edited = pages.iter().find(|page| page.id == failed.id).and_then(edited).unwrap_or_else(Utc::now);
+        unreadable.insert(failed.id.clone(), edited);
     }
 }
 
