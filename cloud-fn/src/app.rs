@@ -13,12 +13,12 @@ use crate::agent::{AgentLink, OfflineLink};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CloudConfig, ConfigError};
 use crate::context::ContextBuilder;
-use crate::llm::{Llm, OpenRouter, OpenRouterOptions};
+use crate::llm::{Llm, LlmSetupError, OpenRouter, OpenRouterOptions};
 use crate::pipeline::Pipeline;
 use crate::server::{self, ApiAccess, ServerSettings, ServerState};
-use crate::store::Store;
 use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::{Store, StoreError};
 use crate::tunnel::hub::Hub;
 use crate::tunnel::websocket::{AgentSettings, agent_endpoint};
 
@@ -28,9 +28,15 @@ pub enum BuildError {
     /// A setting is missing or wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A client could not be created.
-    #[error("{0}")]
-    Client(String),
+    /// The Notion client could not be created (a base URL it refuses).
+    #[error(transparent)]
+    Notion(#[from] notion::NotionError),
+    /// The LLM client could not be created.
+    #[error(transparent)]
+    Llm(#[from] LlmSetupError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The Notion client the configuration describes.
@@ -43,7 +49,7 @@ pub fn notion_client(config: &CloudConfig) -> Result<NotionClient, BuildError> {
         allow_insecure: config.allow_insecure,
         ..ClientOptions::default()
     };
-    NotionClient::new(key.expose(), options).map_err(|error| BuildError::Client(error.to_string()))
+    Ok(NotionClient::new(key.expose(), options)?)
 }
 
 /// Deadlines of every AWS SDK call (DynamoDB, the API Gateway management API): an attempt
@@ -62,10 +68,7 @@ pub fn aws_timeouts() -> aws_config::timeout::TimeoutConfig {
 pub async fn store(config: &CloudConfig) -> Result<Arc<dyn Store>, BuildError> {
     Ok(match &config.dynamodb_table {
         Some(table) => Arc::new(DynamoStore::from_env(table.clone()).await),
-        None => Arc::new(
-            EmbeddedStore::open(&config.data_dir.join("cloud-store.redb"))
-                .map_err(|error| BuildError::Client(error.to_string()))?,
-        ),
+        None => Arc::new(EmbeddedStore::open(&config.data_dir.join("cloud-store.redb"))?),
     })
 }
 
@@ -79,7 +82,7 @@ pub fn llm(config: &CloudConfig) -> Result<Option<Arc<dyn Llm>>, BuildError> {
         allow_insecure: config.allow_insecure,
         ..OpenRouterOptions::default()
     };
-    let client = OpenRouter::new(key.expose(), options).map_err(|error| BuildError::Client(error.to_string()))?;
+    let client = OpenRouter::new(key.expose(), options)?;
     Ok(Some(Arc::new(client)))
 }
 

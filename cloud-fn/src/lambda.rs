@@ -67,18 +67,27 @@ impl EventKind {
     }
 }
 
-/// Why an invocation failed, and whether Lambda should count it as a failure to retry.
+/// What failed, kept whole so its chain of causes reaches the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why an invocation failed, and whether Lambda should count it as a failure to retry. The
+/// cause is kept as it is (`Display` and `source` are its own).
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
     /// Worth retrying: a dependency was unavailable (Notion 5xx or rate limit, DynamoDB, SSM).
-    #[error("{0} (retryable)")]
-    Retryable(String),
+    #[error(transparent)]
+    Retryable(Cause),
     /// Retrying the same event cannot help: bad configuration, an unknown event, refused access.
-    #[error("{0}")]
-    Permanent(String),
+    #[error(transparent)]
+    Permanent(Cause),
 }
 
 impl FrontError {
+    /// A failure that retrying the same event cannot mend.
+    pub fn permanent(cause: impl Into<Cause>) -> Self {
+        Self::Permanent(cause.into())
+    }
+
     /// Whether trying the same event again may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Retryable(_))
@@ -87,7 +96,7 @@ impl FrontError {
 
 impl From<SecretsError> for FrontError {
     fn from(error: SecretsError) -> Self {
-        if error.is_retryable() { Self::Retryable(error.to_string()) } else { Self::Permanent(error.to_string()) }
+        if error.is_retryable() { Self::Retryable(error.into()) } else { Self::Permanent(error.into()) }
     }
 }
 
@@ -136,8 +145,7 @@ impl Services {
             config.agent_heartbeat,
             config.ladder.cache_ttl,
         );
-        let pipeline = app::pipeline_with(config, store, tunnel.clone(), clock)
-            .map_err(|error| FrontError::Permanent(error.to_string()))?;
+        let pipeline = app::pipeline_with(config, store, tunnel.clone(), clock).map_err(FrontError::permanent)?;
         let reason = match missing.iter().find(|missing| missing.setting == "CLOUD_API_KEY") {
             Some(missing) => {
                 format!("CLOUD_API_KEY is not set: the SSM parameter {} does not exist", missing.parameter)
@@ -183,7 +191,7 @@ impl LambdaFront {
                     Some(parameters) => secrets::resolve(&mut source, parameters).await?,
                     None => Vec::new(),
                 };
-                let config = CloudConfig::load(&source).map_err(|error| FrontError::Permanent(error.to_string()))?;
+                let config = CloudConfig::load(&source).map_err(FrontError::permanent)?;
                 Services::build(&config, &self.sdk, &missing).await
             })
             .await
@@ -194,9 +202,8 @@ impl LambdaFront {
     /// logged and returned as a result instead, since a retry would fail the same way.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, FrontError> {
         let LambdaEvent { payload, context } = event;
-        let kind = EventKind::of(&payload).ok_or_else(|| {
-            FrontError::Permanent("an event of unknown shape; see cloud_fn::lambda::EventKind".into())
-        })?;
+        let kind = EventKind::of(&payload)
+            .ok_or_else(|| FrontError::permanent("an event of unknown shape; see cloud_fn::lambda::EventKind"))?;
         match kind {
             EventKind::Http => Ok(self.http(payload, context).await),
             EventKind::Schedule => match self.schedule().await {
@@ -208,13 +215,13 @@ impl LambdaFront {
             },
             EventKind::Authorizer => {
                 let request: ApiGatewayCustomAuthorizerRequestTypeRequest =
-                    serde_json::from_value(payload).map_err(|error| FrontError::Permanent(error.to_string()))?;
+                    serde_json::from_value(payload).map_err(FrontError::permanent)?;
                 let services = self.services().await?;
                 to_value(services.tunnel.authorize(&request))
             }
             EventKind::WebSocket => {
                 let request: ApiGatewayWebsocketProxyRequest =
-                    serde_json::from_value(payload).map_err(|error| FrontError::Permanent(error.to_string()))?;
+                    serde_json::from_value(payload).map_err(FrontError::permanent)?;
                 let services = self.services().await?;
                 to_value(services.tunnel.handle(&request).await)
             }
@@ -226,9 +233,9 @@ impl LambdaFront {
         match services.pipeline.process_once().await {
             Ok(report) => to_value(json!({ "success": true, "report": report })),
             Err(PipelineError::Notion(error)) if !error.is_retryable() => {
-                Err(FrontError::Permanent(format!("Notion: {error}")))
+                Err(FrontError::permanent(PipelineError::Notion(error)))
             }
-            Err(error) => Err(FrontError::Retryable(error.to_string())),
+            Err(error) => Err(FrontError::Retryable(error.into())),
         }
     }
 
@@ -297,7 +304,7 @@ async fn function_url_response(response: axum::response::Response) -> Result<Api
 const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 
 fn to_value(value: impl serde::Serialize) -> Result<Value, FrontError> {
-    serde_json::to_value(value).map_err(|error| FrontError::Permanent(error.to_string()))
+    serde_json::to_value(value).map_err(FrontError::permanent)
 }
 
 fn internal_error(error: &dyn std::fmt::Display) -> Value {

@@ -37,8 +37,14 @@ pub enum SecretsError {
     /// No region or no credentials in the environment: a setup mistake.
     #[error("parameter store: {0}")]
     Setup(String),
-    /// The call failed on the way (network, throttling, 5xx): worth retrying.
+    /// The request could not be signed.
+    #[error("parameter store: signing the request: {0}")]
+    Signing(Box<dyn std::error::Error + Send + Sync>),
+    /// No answer came (network, timeout): worth retrying.
     #[error("parameter store unreachable: {0}")]
+    Unreachable(#[from] reqwest::Error),
+    /// SSM answered that it cannot serve now (throttling, 5xx): worth retrying.
+    #[error("parameter store unavailable: {0}")]
     Unavailable(String),
     /// SSM refused (access denied, bad request): retrying will not help.
     #[error("parameter store refused: {0}")]
@@ -48,7 +54,7 @@ pub enum SecretsError {
 impl SecretsError {
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::Unreachable(_))
     }
 }
 
@@ -107,19 +113,19 @@ impl ParameterStore {
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()
-            .map_err(|error| SecretsError::Setup(error.to_string()))?
+            .map_err(|error| SecretsError::Signing(error.into()))?
             .into();
         let signable = SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(body.as_bytes()))
-            .map_err(|error| SecretsError::Setup(error.to_string()))?;
+            .map_err(|error| SecretsError::Signing(error.into()))?;
         let (instructions, _) =
-            sign(signable, &params).map_err(|error| SecretsError::Setup(error.to_string()))?.into_parts();
+            sign(signable, &params).map_err(|error| SecretsError::Signing(error.into()))?.into_parts();
         let mut request = self.http.post(&url).timeout(Duration::from_secs(10)).body(body);
         for (name, value) in headers.into_iter().chain(instructions.headers()) {
             request = request.header(name, value);
         }
-        let response = request.send().await.map_err(|error| SecretsError::Unavailable(error.to_string()))?;
+        let response = request.send().await?;
         let status = response.status();
-        let text = response.text().await.map_err(|error| SecretsError::Unavailable(error.to_string()))?;
+        let text = response.text().await?;
         let reply: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if status.is_success() {
             return Ok(reply);

@@ -28,7 +28,7 @@ use tokio::sync::Mutex;
 
 use crate::clock::Clock;
 use crate::config::{CloudConfig, Secret};
-use crate::pipeline::{Pipeline, RunReport};
+use crate::pipeline::{Pipeline, PipelineError, RunReport};
 use crate::store::Store;
 use crate::templates;
 use crate::webhook::{self, Delivery, WebhookError};
@@ -98,6 +98,17 @@ impl ServerSettings {
 /// How often the self-hosted server deletes expired items from its store.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
+/// Why an asked-for run did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The pipeline failed before it could process a page.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// The run's task panicked or was cancelled.
+    #[error("the run stopped unexpectedly: {0}")]
+    Stopped(#[from] tokio::task::JoinError),
+}
+
 /// Shared state of the server.
 pub struct ServerState {
     pipeline: Arc<Pipeline>,
@@ -129,17 +140,17 @@ impl ServerState {
     /// Runs `process_once`, after the run in progress if there is one (runs never overlap).
     /// The run is its own task: a caller that gives up (a request timeout) does not cut it
     /// short halfway through a page.
-    pub async fn run_now(self: &Arc<Self>) -> Result<RunReport, String> {
+    pub async fn run_now(self: &Arc<Self>) -> Result<RunReport, RunError> {
         let state = self.clone();
         let run = tokio::spawn(async move {
             let last = state.runs.lock().await;
             state.run_locked(last).await
         });
-        run.await.map_err(|error| format!("the run stopped unexpectedly: {error}"))?
+        Ok(run.await??)
     }
 
     /// Runs `process_once` unless a run is already in progress (then `None`): the timer's way.
-    pub async fn run_if_idle(&self) -> Option<Result<RunReport, String>> {
+    pub async fn run_if_idle(&self) -> Option<Result<RunReport, PipelineError>> {
         let last = self.runs.try_lock().ok()?;
         Some(self.run_locked(last).await)
     }
@@ -147,13 +158,13 @@ impl ServerState {
     async fn run_locked(
         &self,
         mut last: tokio::sync::MutexGuard<'_, Option<(i64, RunReport)>>,
-    ) -> Result<RunReport, String> {
-        let result = self.pipeline.process_once().await.map_err(|error| error.to_string());
+    ) -> Result<RunReport, PipelineError> {
+        let result = self.pipeline.process_once().await;
         match &result {
             Ok(report) => *last = Some((self.clock.now(), report.clone())),
             Err(error) => {
                 tracing::error!(%error, "run failed");
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
             }
         }
         result
@@ -317,7 +328,7 @@ async fn rag_status(State(state): State<Arc<ServerState>>) -> Json<Value> {
 async fn process_once(State(state): State<Arc<ServerState>>) -> Response {
     match state.run_now().await {
         Ok(report) => Json(json!({ "success": true, "report": report })).into_response(),
-        Err(message) => error(StatusCode::BAD_GATEWAY, "run_failed", message),
+        Err(run_error) => error(StatusCode::BAD_GATEWAY, "run_failed", run_error.to_string()),
     }
 }
 

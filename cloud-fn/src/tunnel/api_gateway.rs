@@ -28,7 +28,7 @@ use crate::agent::{AgentLink, LinkError, LinkStatus};
 use crate::clock::Clock;
 use crate::config::Secret;
 use crate::context::cache::ContextCache;
-use crate::store::{AgentConnection, Store};
+use crate::store::{AgentConnection, Store, StoreError};
 
 /// How long a reply stays in the store (the waiting run reads it within its deadline).
 const REPLY_TTL_SECS: i64 = 300;
@@ -106,9 +106,9 @@ impl Tunnel {
                     connected_at,
                     last_seen: now,
                 };
-                self.store.put_connection(&connection).await.map_err(|error| error.to_string())
+                self.store.put_connection(&connection).await.map_err(EventError::from)
             }
-            "$disconnect" => self.store.remove_connection(connection_id).await.map_err(|error| error.to_string()),
+            "$disconnect" => self.store.remove_connection(connection_id).await.map_err(EventError::from),
             _ => self.on_message(connection_id, event.body.as_deref().unwrap_or_default(), now).await,
         };
         match result {
@@ -120,13 +120,13 @@ impl Tunnel {
         }
     }
 
-    async fn on_message(&self, connection_id: &str, body: &str, now: i64) -> Result<(), String> {
+    async fn on_message(&self, connection_id: &str, body: &str, now: i64) -> Result<(), EventError> {
         let message = match AgentMessage::decode(body) {
             Ok(message) => message,
             Err(error) => {
                 tracing::warn!(connection_id, %error, "an agent sent an unusable message");
                 let reply = CloudMessage::Error(ErrorMessage { code: error.code(), message: error.to_string() });
-                return self.post(connection_id, &reply).await.map(|_| ()).map_err(|error| error.to_string());
+                return Ok(self.post(connection_id, &reply).await?);
             }
         };
         let store = &self.store;
@@ -135,13 +135,12 @@ impl Tunnel {
             // Welcome first, then record the agent id, which makes the connection eligible for
             // requests: the agent must not see a request before its welcome.
             let welcome = CloudMessage::Welcome(Welcome { heartbeat_secs: self.heartbeat.as_secs().max(1) });
-            self.post(connection_id, &welcome).await.map_err(|error| error.to_string())?;
+            self.post(connection_id, &welcome).await?;
         }
         let known = match &message {
             AgentMessage::Hello(hello) => store.touch_connection(connection_id, Some(&hello.agent_id), now).await,
             _ => store.touch_connection(connection_id, None, now).await,
-        }
-        .map_err(|error| error.to_string())?;
+        }?;
         if !known {
             // `$connect` always records the connection first; if it is missing, the record was
             // removed (a late `$disconnect`, a 410): record it again rather than lose the agent.
@@ -155,17 +154,18 @@ impl Tunnel {
                 connected_at: now,
                 last_seen: now,
             };
-            store.put_connection(&connection).await.map_err(|error| error.to_string())?;
+            store.put_connection(&connection).await?;
         }
         match message {
             AgentMessage::Hello(_) | AgentMessage::Heartbeat(_) => Ok(()),
             AgentMessage::Reply(reply) => {
                 let id = reply.id.clone();
                 let text = AgentMessage::Reply(reply).encode();
-                store.put_reply(&id, &text, now + REPLY_TTL_SECS).await.map_err(|error| error.to_string())
+                Ok(store.put_reply(&id, &text, now + REPLY_TTL_SECS).await?)
             }
             AgentMessage::CachePush(push) => {
-                self.cache.remember_push(&push).await.map(|_kept| ()).map_err(|error| error.to_string())
+                self.cache.remember_push(&push).await?;
+                Ok(())
             }
         }
     }
@@ -314,6 +314,17 @@ impl Turns for GatewayTurns<'_> {
     }
 }
 
+/// Why a WebSocket event could not be handled (logged; API Gateway gets a 500).
+#[derive(Debug, thiserror::Error)]
+enum EventError {
+    /// The connection registry or the mailbox failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The agent could not be written to.
+    #[error("posting to the agent: {0}")]
+    Post(#[from] PostError),
+}
+
 /// Why `PostToConnection` failed, as far as the link cares.
 #[derive(Debug)]
 enum PostError {
@@ -337,6 +348,8 @@ impl std::fmt::Display for PostError {
         }
     }
 }
+
+impl std::error::Error for PostError {}
 
 fn response(status: i64, body: &str) -> ApiGatewayProxyResponse {
     let mut response = ApiGatewayProxyResponse::default();
