@@ -93,6 +93,7 @@ pub fn build_prompt(template: &Template, context: &BuiltContext, question: &str,
     let mut user = String::new();
     let source = match context.mode {
         ContextMode::Full => "the user's notes",
+        ContextMode::Unmatched => "general background (nothing in the user's notes matched the question)",
         ContextMode::Cached => "the user's notes (cached; the notes themselves are offline)",
         ContextMode::Template => "general background (the user's notes are offline)",
     };

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use cloud_fn::agent::OfflineLink;
 use cloud_fn::context::ContextMode;
 use cloud_fn::pipeline::{Outcome, Step};
-use common::World;
+use common::{UNKNOWN_TOPIC, World};
 use notion::page::write;
 use serde_json::{Value, json};
 use testkit::{Fault, LlmFault};
@@ -177,6 +177,34 @@ async fn an_offline_agent_means_cached_then_template_context() {
     let stale = world.ask("Much later", &["AI效率"]);
     world.default_pipeline().process_once().await.unwrap();
     assert!(world.footers(&stale)[0].contains("mode: template"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_no_note_matches_is_not_labelled_full_and_leaves_the_cache_alone() {
+    let world = World::new().await;
+    let first = world.ask("While online", &["AI效率"]);
+    world.default_pipeline().process_once().await.unwrap();
+    assert!(world.footers(&first)[0].contains("mode: full"));
+
+    let unmatched = world.ask(&format!("What is {UNKNOWN_TOPIC}?"), &["AI效率"]);
+    let report = world.default_pipeline().process_once().await.unwrap();
+    assert_eq!((report.answered, report.answered_offline), (1, 0), "the agent answered: {report:?}");
+    assert_eq!(world.status(&unmatched), "Answered");
+    let footer = &world.footers(&unmatched)[0];
+    assert!(
+        footer.contains("mode: unmatched (no note matched this question)") && !footer.contains("sources:"),
+        "{footer}"
+    );
+    let prompt = world.llm.requests().last().map(|request| Value::Array(request.messages.clone()).to_string()).unwrap();
+    assert!(prompt.contains("nothing in the user's notes matched"), "the model is told: {prompt}");
+    assert!(!prompt.contains("[1] Sleep notes"), "no stale passages from the cache: {prompt}");
+
+    // The empty reply did not replace what the tag's cache holds.
+    world.agent.live.store(false, Ordering::SeqCst);
+    let offline = world.ask("While offline", &["AI效率"]);
+    world.default_pipeline().process_once().await.unwrap();
+    assert!(world.footers(&offline)[0].contains("mode: cached"));
+    assert!(world.sandbox.page_text(&offline).contains("[1] Sleep notes"), "the cache still holds the passages");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

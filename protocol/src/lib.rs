@@ -39,7 +39,7 @@ pub mod limits {
     pub const MAX_QUERY_CHARS: usize = 4_000;
     /// Most results one search may ask for.
     pub const MAX_RESULTS: usize = 100;
-    /// Most tags one request may filter on.
+    /// Most tags one request may name.
     pub const MAX_TAGS: usize = 32;
     /// Largest context one request may ask for, in characters.
     pub const MAX_CONTEXT_CHARS: usize = 64 * 1024;
@@ -65,7 +65,8 @@ pub enum SearchMode {
 pub struct SearchRequest {
     /// The question or keywords, in any language the indexes understand.
     pub query: String,
-    /// Only documents carrying at least one of these tags (case-insensitive); empty = all.
+    /// Documents carrying at least one of these tags (case-insensitive) rank first; the others
+    /// fill the places left, so tags narrow and never empty the results.
     #[serde(default)]
     pub tags: Vec<String>,
     /// At most this many results, one per document (1..=100).
@@ -129,7 +130,8 @@ impl SearchRequest {
 pub struct ContextRequest {
     /// The question the context should help answer.
     pub query: String,
-    /// Only documents carrying at least one of these tags (case-insensitive); empty = all.
+    /// Documents carrying at least one of these tags (case-insensitive) rank first; the others
+    /// fill the places left, so tags narrow and never empty the results.
     #[serde(default)]
     pub tags: Vec<String>,
     /// Upper bound on the context's length, in characters.

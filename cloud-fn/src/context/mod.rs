@@ -1,4 +1,7 @@
 //! The context ladder: the live agent, else the context cached per tag, else the template's.
+//! A context is `full` only when it holds passages: when the agent is reached but nothing in the
+//! notes matches, the answer draws on the template's background and says so (`unmatched`);
+//! the cache is neither used (it holds other questions' passages) nor overwritten.
 //!
 //! Every answer from the agent is written through to the [`cache`] under each of the question's
 //! tags (`_all` for untagged questions), so when the user's PC sleeps the next question on the
@@ -21,8 +24,10 @@ use crate::store::{ContextStore, StoreError, Template};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContextMode {
-    /// From the live agent.
+    /// From the live agent: passages of the user's notes.
     Full,
+    /// The agent was reached, but no passage of the notes matched: the template's background.
+    Unmatched,
     /// From the per-tag cache.
     Cached,
     /// From the template (possibly empty).
@@ -34,9 +39,15 @@ impl ContextMode {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Full => "full",
+            Self::Unmatched => "unmatched",
             Self::Cached => "cached",
             Self::Template => "template",
         }
+    }
+
+    /// Whether the agent answered (the answer is not degraded by its absence).
+    pub fn agent_answered(self) -> bool {
+        matches!(self, Self::Full | Self::Unmatched)
     }
 }
 
@@ -124,6 +135,14 @@ impl ContextBuilder {
         // No `is_live()` first: an offline link fails fast by contract, and on AWS asking
         // twice would read the connections twice.
         let offline = match self.link.search(&request, self.settings.agent_timeout).await {
+            Ok(response) if response.context.trim().is_empty() => {
+                tracing::info!("no passage of the notes matched the question; answering from the template");
+                return Ok(BuiltContext {
+                    mode: ContextMode::Unmatched,
+                    text: template.fallback_context.clone(),
+                    sources: Vec::new(),
+                });
+            }
             Ok(response) => {
                 let mut sources: Vec<String> = Vec::new();
                 for hit in &response.results {

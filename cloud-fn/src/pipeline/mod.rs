@@ -244,7 +244,7 @@ impl Pipeline {
                 }
             };
             match &outcome {
-                Outcome::Answered { mode: ContextMode::Full } => report.answered += 1,
+                Outcome::Answered { mode } if mode.agent_answered() => report.answered += 1,
                 Outcome::Answered { .. } => report.answered_offline += 1,
                 Outcome::Failed { .. } => report.failed += 1,
                 Outcome::Skipped { .. } => report.skipped += 1,
@@ -469,7 +469,7 @@ impl Pipeline {
 
         // Recorded before the status is set: a page left Processing with a finished job only
         // needs its status (see `claim`), while the reverse order could hide a finished job.
-        job.status = if mode == ContextMode::Full { JobStatus::Answered } else { JobStatus::AnsweredOffline };
+        job.status = if mode.agent_answered() { JobStatus::Answered } else { JobStatus::AnsweredOffline };
         job.finished_at = Some(self.clock.now());
         job.error = None;
         self.save(job).await?;

@@ -70,15 +70,15 @@ pub(super) fn answer_blocks(
     seconds: f64,
 ) -> Vec<Value> {
     use notion::rich_text::{Style, text_item};
-    let title = match context.mode {
-        ContextMode::Full => "Answer",
-        _ => "Answer (offline)",
-    };
+    let title = if context.mode.agent_answered() { "Answer" } else { "Answer (offline)" };
     let heading_style = Style { link: Some(marker(page_id, generation, "start")), ..Style::default() };
     let mut blocks =
         vec![json!({ "type": "heading_2", "heading_2": { "rich_text": [text_item(title, &heading_style)] } })];
     blocks.extend(notion::markdown::to_blocks(markdown));
     let mut footer = format!(" · mode: {}", context.mode.as_str());
+    if context.mode == ContextMode::Unmatched {
+        footer.push_str(" (no note matched this question)");
+    }
     if let Some(usage) = usage {
         footer.push_str(&format!(" · model: {}", usage.model));
     }
@@ -99,7 +99,9 @@ pub(super) fn answer_blocks(
 pub(super) fn extractive_answer(context: &BuiltContext) -> String {
     let intro = "*No language model is configured (OPENROUTER_API_KEY is not set), so this answer quotes the \
         passages of your notes that best match the question.*";
-    if context.text.trim().is_empty() {
+    if context.mode == ContextMode::Unmatched {
+        format!("{intro}\n\nNo passage of your notes matched the question.")
+    } else if context.text.trim().is_empty() {
         format!("{intro}\n\nNo passages matched, and no notes were reachable.")
     } else {
         let quoted: Vec<String> = context

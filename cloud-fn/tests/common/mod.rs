@@ -22,8 +22,11 @@ use testkit::{LlmStandIn, NotionSandbox};
 
 pub const TOKEN: &str = "secret_sandbox";
 pub const KEY: &str = "sk-or-test";
+/// A topic the fake agent's notes know nothing about.
+pub const UNKNOWN_TOPIC: &str = "quantum knitting";
 
-/// An agent that answers every search with one passage, while `live`.
+/// An agent that answers every search with one passage, while `live` — except questions
+/// mentioning [`UNKNOWN_TOPIC`], for which nothing in its notes matches.
 pub struct FakeAgent {
     pub live: AtomicBool,
 }
@@ -37,6 +40,11 @@ impl AgentLink for FakeAgent {
     async fn search(&self, request: &SearchRequest, _deadline: Duration) -> Result<SearchResponse, LinkError> {
         if !self.is_live().await {
             return Err(LinkError::Offline);
+        }
+        if request.query.contains(UNKNOWN_TOPIC) {
+            let nothing =
+                SearchResponse { success: true, results: vec![], context: String::new(), processing_time: 0.001 };
+            return Ok(nothing);
         }
         let hit = SearchHit {
             knowledge_id: "notes/sleep.md#0".into(),

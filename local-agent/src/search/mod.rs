@@ -11,29 +11,33 @@
 //! visibility) and its keyword coverage, the IDF-weighted share of query terms it contains.
 //! A threshold of 0.3 therefore keeps passages that either mean the same thing or share the
 //! query's informative words.
+//!
+//! Tags narrow, they never empty: the documents carrying a request's tags are ranked first
+//! (`rank.rs`, with both retrievers filtered), and the best of the others fill the places left.
 
 pub mod admission;
 pub mod cache;
 pub mod context;
 pub mod fusion;
+mod rank;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use protocol::{ContextRequest, ContextResponse, SearchHit, SearchMode, SearchRequest, SearchResponse, SourceType};
+use protocol::{ContextRequest, ContextResponse, SearchHit, SearchMode, SearchRequest, SearchResponse};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use self::admission::Admission;
 use self::cache::QueryCache;
 use self::context::{Passage, Piece, build_context};
-use self::fusion::{RankedList, reciprocal_rank_fusion};
+use self::rank::{Hit, QueryView, rank};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::index::generations::IndexDir;
 use crate::index::snapshot::Snapshot;
-use crate::index::text::{StoredChunk, analyze, analyzer};
+use crate::index::text::{analyze, analyzer};
 
 /// Retrieval knobs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,18 +74,6 @@ impl Default for SearchSettings {
             cache_ttl_secs: 300,
         }
     }
-}
-
-/// A search result before it is shaped for the wire.
-#[derive(Debug, Clone)]
-struct Hit {
-    document: u32,
-    ordinal: u32,
-    similarity: f32,
-    source_type: SourceType,
-    stored: StoredChunk,
-    /// Other chunks of the same document the retrievers found, by ordinal.
-    related: Vec<(u32, u64)>,
 }
 
 #[derive(Clone)]
@@ -306,6 +298,8 @@ impl Engine {
         self.current_snapshot()
     }
 
+    /// The best `max_results` documents for `query`. Tags narrow, they never empty: documents
+    /// carrying one of `tags` come first, and the best of the others fill the places left.
     fn retrieve(
         &self,
         snapshot: &Snapshot,
@@ -315,113 +309,13 @@ impl Engine {
         max_results: usize,
         threshold: f32,
     ) -> Result<Vec<Hit>> {
-        let depth = self.settings.candidates.max(3 * max_results);
-        let mut analyzer = analyzer();
-        let terms = analyze(&mut analyzer, query);
-
-        let keyword_chunks =
-            if mode == SearchMode::Semantic { Vec::new() } else { snapshot.text.search(&terms, tags, depth)? };
-        let (query_vector, visibility) = if mode == SearchMode::Keyword {
-            (Vec::new(), 0.0)
-        } else {
-            let embedding = self.embedder.embed_query(query)?;
-            (embedding.vector, embedding.visibility)
-        };
-        let semantic_chunks = if query_vector.is_empty() || visibility == 0.0 {
-            Vec::new()
-        } else if tags.is_empty() {
-            snapshot.vectors.search(&query_vector, depth, None)?
-        } else {
-            let accept = |chunk: u64| snapshot.locate(chunk).is_some_and(|l| snapshot.has_any_tag(l.document, tags));
-            snapshot.vectors.search(&query_vector, depth, Some(&accept))?
-        };
-
-        let keyword = collapse(snapshot, &keyword_chunks);
-        let semantic = collapse(snapshot, &semantic_chunks);
-        let keyword_documents: Vec<u32> = keyword.iter().map(|c| c.document).collect();
-        let semantic_documents: Vec<u32> = semantic.iter().map(|c| c.document).collect();
-        let semantic_weight = match mode {
-            SearchMode::Keyword => 0.0,
-            SearchMode::Semantic => 1.0,
-            SearchMode::Hybrid => self.settings.semantic_weight * visibility * visibility,
-        };
-        let keyword_weight = if mode == SearchMode::Semantic { 0.0 } else { self.settings.keyword_weight };
-        tracing::debug!(?terms, visibility, keyword_weight, semantic_weight, "fusing");
-        let fused = reciprocal_rank_fusion(
-            &[
-                RankedList { weight: keyword_weight, items: &keyword_documents },
-                RankedList { weight: semantic_weight, items: &semantic_documents },
-            ],
-            self.settings.rrf_k,
-        );
-
-        let keyword_rank: HashMap<u32, usize> = keyword_documents.iter().enumerate().map(|(r, &d)| (d, r)).collect();
-        let semantic_rank: HashMap<u32, usize> = semantic_documents.iter().enumerate().map(|(r, &d)| (d, r)).collect();
-        let cosines: HashMap<u64, f32> = semantic_chunks.iter().copied().collect();
-        // Other chunks of a document join its passage only when nearly as relevant as its best:
-        // half its best BM25 score, or within 0.05 of its best cosine.
-        let mut related: HashMap<u32, Vec<(u32, u64)>> = HashMap::new();
-        let mut best_scores: HashMap<(bool, u32), f32> = HashMap::new();
-        let lists = [(true, &keyword_chunks), (false, &semantic_chunks)];
-        for (is_keyword, chunks) in lists {
-            for &(chunk, score) in chunks.iter() {
-                let Some(location) = snapshot.locate(chunk) else { continue };
-                let best = *best_scores.entry((is_keyword, location.document)).or_insert(score);
-                let close = if is_keyword { score >= 0.5 * best } else { score >= best - 0.05 };
-                let entry = related.entry(location.document).or_default();
-                if close && !entry.iter().any(|&(_, c)| c == chunk) {
-                    entry.push((location.ordinal, chunk));
-                }
-            }
-        }
-        let idf = snapshot.text.idf(&terms)?;
-        let rrf_k = self.settings.rrf_k;
-
-        let mut hits = Vec::new();
-        for (document, _) in fused {
-            if hits.len() == max_results {
-                break;
-            }
-            let in_keyword = keyword_rank.get(&document).copied();
-            let in_semantic = semantic_rank.get(&document).copied();
-            // The representative chunk comes from the list that ranks the document higher.
-            let best = match (in_keyword, in_semantic) {
-                (Some(k), Some(s)) if keyword_weight / (rrf_k + k as f32) >= semantic_weight / (rrf_k + s as f32) => {
-                    &keyword[k]
-                }
-                (Some(_), Some(s)) | (None, Some(s)) => &semantic[s],
-                (Some(k), None) => &keyword[k],
-                (None, None) => continue,
-            };
-            let Some(stored) = snapshot.text.stored(best.chunk)? else { continue };
-            let entry = &snapshot.manifest.documents[document as usize];
-            let cosine = match cosines.get(&best.chunk) {
-                Some(&cosine) => cosine,
-                None if !query_vector.is_empty() => snapshot
-                    .vectors
-                    .get(best.chunk)?
-                    .map_or(0.0, |vector| vector.iter().zip(&query_vector).map(|(a, b)| a * b).sum()),
-                None => 0.0,
-            };
-            let passage = format!("{} {} {}", entry.title, stored.heading, stored.text);
-            let coverage = coverage(&terms, &idf, &analyze(&mut analyzer, &passage));
-            let similarity = match mode {
-                SearchMode::Keyword => coverage,
-                SearchMode::Semantic => cosine,
-                SearchMode::Hybrid => (cosine * visibility).max(coverage),
-            }
-            .clamp(0.0, 1.0);
-            if similarity < threshold {
-                continue;
-            }
-            let source_type = match (in_keyword.is_some(), in_semantic.is_some()) {
-                (true, true) => SourceType::Hybrid,
-                (true, false) => SourceType::Keyword,
-                _ => SourceType::Semantic,
-            };
-            let mut related = related.remove(&document).unwrap_or_default();
-            related.sort_unstable();
-            hits.push(Hit { document, ordinal: best.ordinal, similarity, source_type, stored, related });
+        let query = QueryView::new(&self.embedder, query, mode)?;
+        let mut hits = rank(snapshot, &self.settings, &query, tags, mode, max_results, threshold)?;
+        if !tags.is_empty() && hits.len() < max_results {
+            let tagged: HashSet<u32> = hits.iter().map(|hit| hit.document).collect();
+            let others = rank(snapshot, &self.settings, &query, &[], mode, max_results + tagged.len(), threshold)?;
+            let room = max_results - hits.len();
+            hits.extend(others.into_iter().filter(|hit| !tagged.contains(&hit.document)).take(room));
         }
         Ok(hits)
     }
@@ -473,47 +367,6 @@ impl Engine {
     }
 }
 
-/// One entry per document, at the rank of its best chunk.
-#[derive(Debug, Clone, Copy)]
-struct Candidate {
-    document: u32,
-    chunk: u64,
-    ordinal: u32,
-}
-
-fn collapse(snapshot: &Snapshot, chunks: &[(u64, f32)]) -> Vec<Candidate> {
-    let mut seen = std::collections::HashSet::new();
-    chunks
-        .iter()
-        .filter_map(|&(chunk, _)| {
-            let location = snapshot.locate(chunk)?;
-            seen.insert(location.document).then_some(Candidate {
-                document: location.document,
-                chunk,
-                ordinal: location.ordinal,
-            })
-        })
-        .collect()
-}
-
-/// IDF-weighted share of the query's distinct terms found in `passage_terms`.
-fn coverage(query_terms: &[String], idf: &[f32], passage_terms: &[String]) -> f32 {
-    let mut total = 0.0;
-    let mut found = 0.0;
-    let mut counted: Vec<&String> = Vec::new();
-    for (term, weight) in query_terms.iter().zip(idf) {
-        if counted.contains(&term) {
-            continue;
-        }
-        counted.push(term);
-        total += weight;
-        if passage_terms.contains(term) {
-            found += weight;
-        }
-    }
-    if total > 0.0 { found / total } else { 0.0 }
-}
-
 fn normalized_tags(tags: &[String]) -> Vec<String> {
     let mut tags: Vec<String> = tags.iter().map(|tag| tag.trim().to_lowercase()).filter(|t| !t.is_empty()).collect();
     tags.sort();
@@ -531,15 +384,6 @@ fn snippet(text: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn coverage_weighs_rare_terms_more() {
-        let terms: Vec<String> = ["rust", "the"].map(String::from).to_vec();
-        let idf = [3.0, 0.1];
-        assert!((coverage(&terms, &idf, &["rust".into()]) - 3.0 / 3.1).abs() < 1e-6);
-        assert!(coverage(&terms, &idf, &["the".into()]) < 0.05);
-        assert_eq!(coverage(&[], &[], &["x".into()]), 0.0);
-    }
 
     #[test]
     fn snippets_are_cut_at_characters() {

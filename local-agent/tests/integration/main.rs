@@ -53,6 +53,13 @@ impl Workspace {
         workspace
     }
 
+    /// No notes yet: a test writes its own.
+    pub fn empty() -> Self {
+        let workspace = Self { dir: tempfile::tempdir().unwrap() };
+        std::fs::create_dir_all(workspace.notes()).unwrap();
+        workspace
+    }
+
     pub fn notes(&self) -> PathBuf {
         self.dir.path().join("notes")
     }

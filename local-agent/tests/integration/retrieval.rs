@@ -73,29 +73,55 @@ fn results_hold_one_passage_per_document_and_respect_max_results() {
 }
 
 #[test]
-fn tags_filter_both_retrievers() {
+fn tags_rank_tagged_notes_first_and_fill_the_rest_from_the_others() {
     let tagged = |tags: &[&str], question: &str| {
-        sources(engine(), &SearchRequest { tags: tags.iter().map(|t| t.to_string()).collect(), ..query(question) })
+        let request =
+            SearchRequest { tags: tags.iter().map(|t| t.to_string()).collect(), max_results: 6, ..query(question) };
+        sources(engine(), &request)
     };
+    let productivity = ["productivity/pomodoro.md", "productivity/weekly-review.md", "productivity/ai-writing.md"];
     let results = tagged(&["AI效率"], "efficiency");
-    assert!(!results.is_empty());
-    for source in &results {
-        assert!(
-            ["productivity/pomodoro.md", "productivity/weekly-review.md", "productivity/ai-writing.md"]
-                .contains(&source.as_str()),
-            "{source} is not tagged AI效率"
-        );
-    }
-    assert_eq!(tagged(&["健康"], "sleep better"), ["life/sleep.md"]);
+    let carries_tag = |source: &String| productivity.contains(&source.as_str());
+    let first_other = results.iter().position(|source| !carries_tag(source)).unwrap_or(results.len());
+    assert!(first_other > 0, "a tagged note leads: {results:?}");
+    assert!(results[first_other..].iter().all(|source| !carries_tag(source)), "tagged notes come first: {results:?}");
+    assert_eq!(results.len(), 6, "the places the tagged notes leave are filled: {results:?}");
+
+    assert_eq!(tagged(&["健康"], "sleep better")[0], "life/sleep.md");
     assert_eq!(
         tagged(&["rust", "no-such-tag"], "ownership")[0],
         "programming/rust-ownership.md",
         "tags match case-insensitively, any of them"
     );
-    assert!(tagged(&["no-such-tag"], "ownership").is_empty());
+    let untagged = sources(engine(), &SearchRequest { max_results: 6, ..query("ownership") });
+    assert_eq!(tagged(&["no-such-tag"], "ownership"), untagged, "a tag no note carries narrows nothing");
     for mode in [SearchMode::Keyword, SearchMode::Semantic] {
         let request = SearchRequest { tags: vec!["cooking".into()], mode, ..query("bread") };
-        assert_eq!(sources(engine(), &request), ["life/sourdough.md"], "{mode:?}");
+        assert_eq!(sources(engine(), &request)[0], "life/sourdough.md", "{mode:?}");
+    }
+}
+
+#[test]
+fn notes_without_front_matter_answer_tagged_questions() {
+    // Most real notes carry no front matter, so no tags: a tagged question must still find them.
+    let workspace = Workspace::empty();
+    workspace.write("kitchen/bread.md", "# Bread\n\nFeed the sourdough starter twice a day and bake at 230 °C.\n");
+    workspace.write("kitchen/tea.txt", "Green tea wants water at 80 degrees, never boiling.\n");
+    workspace.write("工作/番茄.md", "番茄工作法：每工作二十五分钟休息五分钟。\n");
+    workspace.index();
+    let engine = workspace.engine();
+    for tags in [vec![], vec!["cooking".to_owned()], vec!["Cooking".to_owned(), "效率".to_owned()]] {
+        let request = SearchRequest { tags: tags.clone(), ..query("how hot should the oven be for sourdough bread") };
+        assert_eq!(sources(&engine, &request).first().map(String::as_str), Some("kitchen/bread.md"), "{tags:?}");
+        let request = SearchRequest { tags: tags.clone(), ..query("番茄工作法休息几分钟") };
+        assert_eq!(sources(&engine, &request).first().map(String::as_str), Some("工作/番茄.md"), "{tags:?}");
+        let context = engine
+            .build_context(&ContextRequest {
+                tags: tags.clone(),
+                ..ContextRequest::new("water temperature for green tea")
+            })
+            .unwrap();
+        assert!(context.context.contains("80 degrees"), "{tags:?}: {}", context.context);
     }
 }
 

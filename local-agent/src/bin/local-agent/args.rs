@@ -35,7 +35,7 @@ pub enum Command {
     Search {
         /// The question or keywords.
         query: String,
-        /// Only notes with one of these tags (comma-separated).
+        /// Notes with one of these tags first (comma-separated); the others fill the rest.
         #[arg(long, value_delimiter = ',')]
         tags: Vec<String>,
         /// Number of results.

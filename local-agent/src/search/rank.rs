@@ -1,0 +1,223 @@
+//! Ranking one query over a snapshot: a BM25 list and a dense list, each collapsed to one entry
+//! per document (its best chunk), fused with weighted reciprocal-rank fusion, and scored for
+//! the similarity threshold (see the module docs of [`crate::search`]).
+
+use std::collections::HashMap;
+
+use protocol::{SearchMode, SourceType};
+
+use super::SearchSettings;
+use super::fusion::{RankedList, reciprocal_rank_fusion};
+use crate::embed::Embedder;
+use crate::error::Result;
+use crate::index::snapshot::Snapshot;
+use crate::index::text::{StoredChunk, analyze, analyzer};
+
+/// A search result before it is shaped for the wire.
+#[derive(Debug, Clone)]
+pub(super) struct Hit {
+    pub(super) document: u32,
+    pub(super) ordinal: u32,
+    pub(super) similarity: f32,
+    pub(super) source_type: SourceType,
+    pub(super) stored: StoredChunk,
+    /// Other chunks of the same document the retrievers found, by ordinal.
+    pub(super) related: Vec<(u32, u64)>,
+}
+
+/// A query as the retrievers see it: computed once, ranked as often as needed (with and
+/// without the tags).
+pub(super) struct QueryView {
+    /// Analyzed keyword terms.
+    terms: Vec<String>,
+    /// The query's embedding (empty in keyword mode).
+    vector: Vec<f32>,
+    /// How much of the query the model can read (0..=1).
+    visibility: f32,
+}
+
+impl QueryView {
+    /// Analyzes `query` and embeds it unless `mode` is keyword-only.
+    pub(super) fn new(embedder: &Embedder, query: &str, mode: SearchMode) -> Result<Self> {
+        let terms = analyze(&mut analyzer(), query);
+        let (vector, visibility) = if mode == SearchMode::Keyword {
+            (Vec::new(), 0.0)
+        } else {
+            let embedding = embedder.embed_query(query)?;
+            (embedding.vector, embedding.visibility)
+        };
+        Ok(Self { terms, vector, visibility })
+    }
+}
+
+/// The best `max_results` documents for `query` among those carrying one of `tags` (all
+/// documents when `tags` is empty), best first, each above `threshold`.
+pub(super) fn rank(
+    snapshot: &Snapshot,
+    settings: &SearchSettings,
+    query: &QueryView,
+    tags: &[String],
+    mode: SearchMode,
+    max_results: usize,
+    threshold: f32,
+) -> Result<Vec<Hit>> {
+    let depth = settings.candidates.max(3 * max_results);
+    let mut analyzer = analyzer();
+    let QueryView { terms, vector: query_vector, visibility } = query;
+    let visibility = *visibility;
+
+    let keyword_chunks =
+        if mode == SearchMode::Semantic { Vec::new() } else { snapshot.text.search(terms, tags, depth)? };
+    let semantic_chunks = if query_vector.is_empty() || visibility == 0.0 {
+        Vec::new()
+    } else if tags.is_empty() {
+        snapshot.vectors.search(query_vector, depth, None)?
+    } else {
+        let accept = |chunk: u64| snapshot.locate(chunk).is_some_and(|l| snapshot.has_any_tag(l.document, tags));
+        snapshot.vectors.search(query_vector, depth, Some(&accept))?
+    };
+
+    let keyword = collapse(snapshot, &keyword_chunks);
+    let semantic = collapse(snapshot, &semantic_chunks);
+    let keyword_documents: Vec<u32> = keyword.iter().map(|c| c.document).collect();
+    let semantic_documents: Vec<u32> = semantic.iter().map(|c| c.document).collect();
+    let semantic_weight = match mode {
+        SearchMode::Keyword => 0.0,
+        SearchMode::Semantic => 1.0,
+        SearchMode::Hybrid => settings.semantic_weight * visibility * visibility,
+    };
+    let keyword_weight = if mode == SearchMode::Semantic { 0.0 } else { settings.keyword_weight };
+    tracing::debug!(?terms, visibility, keyword_weight, semantic_weight, "fusing");
+    let fused = reciprocal_rank_fusion(
+        &[
+            RankedList { weight: keyword_weight, items: &keyword_documents },
+            RankedList { weight: semantic_weight, items: &semantic_documents },
+        ],
+        settings.rrf_k,
+    );
+
+    let keyword_rank: HashMap<u32, usize> = keyword_documents.iter().enumerate().map(|(r, &d)| (d, r)).collect();
+    let semantic_rank: HashMap<u32, usize> = semantic_documents.iter().enumerate().map(|(r, &d)| (d, r)).collect();
+    let cosines: HashMap<u64, f32> = semantic_chunks.iter().copied().collect();
+    // Other chunks of a document join its passage only when nearly as relevant as its best:
+    // half its best BM25 score, or within 0.05 of its best cosine.
+    let mut related: HashMap<u32, Vec<(u32, u64)>> = HashMap::new();
+    let mut best_scores: HashMap<(bool, u32), f32> = HashMap::new();
+    let lists = [(true, &keyword_chunks), (false, &semantic_chunks)];
+    for (is_keyword, chunks) in lists {
+        for &(chunk, score) in chunks.iter() {
+            let Some(location) = snapshot.locate(chunk) else { continue };
+            let best = *best_scores.entry((is_keyword, location.document)).or_insert(score);
+            let close = if is_keyword { score >= 0.5 * best } else { score >= best - 0.05 };
+            let entry = related.entry(location.document).or_default();
+            if close && !entry.iter().any(|&(_, c)| c == chunk) {
+                entry.push((location.ordinal, chunk));
+            }
+        }
+    }
+    let idf = snapshot.text.idf(terms)?;
+    let rrf_k = settings.rrf_k;
+
+    let mut hits = Vec::new();
+    for (document, _) in fused {
+        if hits.len() == max_results {
+            break;
+        }
+        let in_keyword = keyword_rank.get(&document).copied();
+        let in_semantic = semantic_rank.get(&document).copied();
+        // The representative chunk comes from the list that ranks the document higher.
+        let best = match (in_keyword, in_semantic) {
+            (Some(k), Some(s)) if keyword_weight / (rrf_k + k as f32) >= semantic_weight / (rrf_k + s as f32) => {
+                &keyword[k]
+            }
+            (Some(_), Some(s)) | (None, Some(s)) => &semantic[s],
+            (Some(k), None) => &keyword[k],
+            (None, None) => continue,
+        };
+        let Some(stored) = snapshot.text.stored(best.chunk)? else { continue };
+        let entry = &snapshot.manifest.documents[document as usize];
+        let cosine = match cosines.get(&best.chunk) {
+            Some(&cosine) => cosine,
+            None if !query_vector.is_empty() => snapshot
+                .vectors
+                .get(best.chunk)?
+                .map_or(0.0, |vector| vector.iter().zip(query_vector).map(|(a, b)| a * b).sum()),
+            None => 0.0,
+        };
+        let passage = format!("{} {} {}", entry.title, stored.heading, stored.text);
+        let coverage = coverage(terms, &idf, &analyze(&mut analyzer, &passage));
+        let similarity = match mode {
+            SearchMode::Keyword => coverage,
+            SearchMode::Semantic => cosine,
+            SearchMode::Hybrid => (cosine * visibility).max(coverage),
+        }
+        .clamp(0.0, 1.0);
+        if similarity < threshold {
+            continue;
+        }
+        let source_type = match (in_keyword.is_some(), in_semantic.is_some()) {
+            (true, true) => SourceType::Hybrid,
+            (true, false) => SourceType::Keyword,
+            _ => SourceType::Semantic,
+        };
+        let mut related = related.remove(&document).unwrap_or_default();
+        related.sort_unstable();
+        hits.push(Hit { document, ordinal: best.ordinal, similarity, source_type, stored, related });
+    }
+    Ok(hits)
+}
+
+/// One entry per document, at the rank of its best chunk.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    document: u32,
+    chunk: u64,
+    ordinal: u32,
+}
+
+fn collapse(snapshot: &Snapshot, chunks: &[(u64, f32)]) -> Vec<Candidate> {
+    let mut seen = std::collections::HashSet::new();
+    chunks
+        .iter()
+        .filter_map(|&(chunk, _)| {
+            let location = snapshot.locate(chunk)?;
+            seen.insert(location.document).then_some(Candidate {
+                document: location.document,
+                chunk,
+                ordinal: location.ordinal,
+            })
+        })
+        .collect()
+}
+
+/// IDF-weighted share of the query's distinct terms found in `passage_terms`.
+fn coverage(query_terms: &[String], idf: &[f32], passage_terms: &[String]) -> f32 {
+    let mut total = 0.0;
+    let mut found = 0.0;
+    let mut counted: Vec<&String> = Vec::new();
+    for (term, weight) in query_terms.iter().zip(idf) {
+        if counted.contains(&term) {
+            continue;
+        }
+        counted.push(term);
+        total += weight;
+        if passage_terms.contains(term) {
+            found += weight;
+        }
+    }
+    if total > 0.0 { found / total } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coverage_weighs_rare_terms_more() {
+        let terms: Vec<String> = ["rust", "the"].map(String::from).to_vec();
+        let idf = [3.0, 0.1];
+        assert!((coverage(&terms, &idf, &["rust".into()]) - 3.0 / 3.1).abs() < 1e-6);
+        assert!(coverage(&terms, &idf, &["the".into()]) < 0.05);
+        assert_eq!(coverage(&[], &[], &["x".into()]), 0.0);
+    }
+}
