@@ -224,6 +224,24 @@ pub struct SearchResponse {
     pub context: String,
     /// Seconds spent answering.
     pub processing_time: f64,
+    /// How the ranked lists were combined (absent in replies of agents older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fusion: Option<Fusion>,
+}
+
+/// How a search combined its two ranked lists. Hybrid search weighs the dense list by how much
+/// of the query the model can read (`visibility`, squared): a question in a script the model
+/// does not know is answered from keywords alone, and `lists` says so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fusion {
+    /// The lists that counted (weight above zero): `keyword`, `semantic`.
+    pub lists: Vec<SourceType>,
+    /// Weight of the BM25 list.
+    pub keyword_weight: f32,
+    /// Weight of the dense list, after scaling by visibility.
+    pub semantic_weight: f32,
+    /// Share of the query's tokens the embedding model knows (0..=1; 0 in keyword mode).
+    pub visibility: f32,
 }
 
 /// Reply to [`ContextRequest`].

@@ -422,6 +422,7 @@ mod tests {
             results: (0..hits).map(hit).collect(),
             context: context.into(),
             processing_time: 0.0,
+            fusion: None,
         }
     }
 
@@ -432,6 +433,7 @@ mod tests {
             results: (0..400).map(hit).collect(),
             context: "上下文 context ".repeat(20_000),
             processing_time: 0.01,
+            fusion: None,
         };
         let mut reply = Reply::ok("r1", ReplyBody::Search(response));
         reply.fit(limits::MAX_MESSAGE_BYTES);

@@ -51,6 +51,7 @@ impl Responder for Instant5 {
             results,
             context: "[1] Document (notes/doc.md)\nContext text. ".repeat(50),
             processing_time: 0.0,
+            fusion: None,
         }))
     }
 

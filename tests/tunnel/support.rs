@@ -139,6 +139,7 @@ impl Responder for ScriptedNotes {
             }],
             context,
             processing_time: self.delay.as_secs_f64(),
+            fusion: None,
         }))
     }
 

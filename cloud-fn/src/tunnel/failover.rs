@@ -95,6 +95,7 @@ mod tests {
             results: Vec::new(),
             context: "ok".into(),
             processing_time: 0.0,
+            fusion: None,
         }))
     }
 

@@ -42,8 +42,13 @@ impl AgentLink for FakeAgent {
             return Err(LinkError::Offline);
         }
         if request.query.contains(UNKNOWN_TOPIC) {
-            let nothing =
-                SearchResponse { success: true, results: vec![], context: String::new(), processing_time: 0.001 };
+            let nothing = SearchResponse {
+                success: true,
+                results: vec![],
+                context: String::new(),
+                processing_time: 0.001,
+                fusion: None,
+            };
             return Ok(nothing);
         }
         let hit = SearchHit {
@@ -59,6 +64,7 @@ impl AgentLink for FakeAgent {
             results: vec![hit],
             context: format!("[1] Sleep notes (notes/sleep.md)\nAbout: {}", request.query),
             processing_time: 0.001,
+            fusion: None,
         })
     }
 

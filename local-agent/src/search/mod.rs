@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use protocol::{ContextRequest, ContextResponse, SearchHit, SearchMode, SearchRequest, SearchResponse};
+use protocol::{ContextRequest, ContextResponse, Fusion, SearchHit, SearchMode, SearchRequest, SearchResponse};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -78,7 +78,7 @@ impl Default for SearchSettings {
 
 #[derive(Clone)]
 enum Answer {
-    Search(Vec<SearchHit>, String),
+    Search(Vec<SearchHit>, String, Fusion),
     Context(String, Vec<String>),
 }
 
@@ -224,10 +224,10 @@ impl Engine {
             request.similarity_threshold
         );
         let cached = self.lock_cache().get(&key, snapshot.generation());
-        let (results, context) = match cached {
-            Some(Answer::Search(results, context)) => (results, context),
+        let (results, context, fusion) = match cached {
+            Some(Answer::Search(results, context, fusion)) => (results, context, fusion),
             _ => {
-                let hits = self.retrieve(
+                let (hits, fusion) = self.retrieve(
                     &snapshot,
                     request.query.trim(),
                     &tags,
@@ -240,11 +240,13 @@ impl Engine {
                 let passages = self.passages(&snapshot, &hits[..cited])?;
                 let (context, _) = build_context(&passages, self.settings.context_chars);
                 let results = hits.iter().map(|hit| self.wire_hit(&snapshot, hit)).collect::<Vec<_>>();
-                self.lock_cache().put(key, snapshot.generation(), Answer::Search(results.clone(), context.clone()));
-                (results, context)
+                let answer = Answer::Search(results.clone(), context.clone(), fusion.clone());
+                self.lock_cache().put(key, snapshot.generation(), answer);
+                (results, context, fusion)
             }
         };
-        Ok(SearchResponse { success: true, results, context, processing_time: started.elapsed().as_secs_f64() })
+        let processing_time = started.elapsed().as_secs_f64();
+        Ok(SearchResponse { success: true, results, context, processing_time, fusion: Some(fusion) })
     }
 
     /// Builds a context block for a question.
@@ -261,7 +263,7 @@ impl Engine {
                 // Enough passages to fill the budget: a passage is at most a few hundred characters.
                 let wanted = (request.max_length / 200).clamp(3, protocol::limits::MAX_RESULTS);
                 let threshold = protocol::SearchRequest::new("").similarity_threshold;
-                let hits =
+                let (hits, _) =
                     self.retrieve(&snapshot, request.query.trim(), &tags, SearchMode::Hybrid, wanted, threshold)?;
                 let passages = self.passages(&snapshot, &hits)?;
                 let (context, sources) = build_context(&passages, request.max_length);
@@ -298,8 +300,9 @@ impl Engine {
         self.current_snapshot()
     }
 
-    /// The best `max_results` documents for `query`. Tags narrow, they never empty: documents
-    /// carrying one of `tags` come first, and the best of the others fill the places left.
+    /// The best `max_results` documents for `query`, and how its lists were fused. Tags
+    /// narrow, they never empty: documents carrying one of `tags` come first, and the best of
+    /// the others fill the places left.
     fn retrieve(
         &self,
         snapshot: &Snapshot,
@@ -308,8 +311,8 @@ impl Engine {
         mode: SearchMode,
         max_results: usize,
         threshold: f32,
-    ) -> Result<Vec<Hit>> {
-        let query = QueryView::new(&self.embedder, query, mode)?;
+    ) -> Result<(Vec<Hit>, Fusion)> {
+        let query = QueryView::new(&self.embedder, &self.settings, query, mode)?;
         let mut hits = rank(snapshot, &self.settings, &query, tags, mode, max_results, threshold)?;
         if !tags.is_empty() && hits.len() < max_results {
             let tagged: HashSet<u32> = hits.iter().map(|hit| hit.document).collect();
@@ -317,7 +320,7 @@ impl Engine {
             let room = max_results - hits.len();
             hits.extend(others.into_iter().filter(|hit| !tagged.contains(&hit.document)).take(room));
         }
-        Ok(hits)
+        Ok((hits, query.fusion))
     }
 
     /// Each hit as a passage, merged with the neighbouring chunks the retrievers also found.

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use protocol::{SearchMode, SourceType};
+use protocol::{Fusion, SearchMode, SourceType};
 
 use super::SearchSettings;
 use super::fusion::{RankedList, reciprocal_rank_fusion};
@@ -34,11 +34,13 @@ pub(super) struct QueryView {
     vector: Vec<f32>,
     /// How much of the query the model can read (0..=1).
     visibility: f32,
+    /// The weights the two lists get.
+    pub(super) fusion: Fusion,
 }
 
 impl QueryView {
-    /// Analyzes `query` and embeds it unless `mode` is keyword-only.
-    pub(super) fn new(embedder: &Embedder, query: &str, mode: SearchMode) -> Result<Self> {
+    /// Analyzes `query`, embeds it unless `mode` is keyword-only, and weighs the two lists.
+    pub(super) fn new(embedder: &Embedder, settings: &SearchSettings, query: &str, mode: SearchMode) -> Result<Self> {
         let terms = analyze(&mut analyzer(), query);
         let (vector, visibility) = if mode == SearchMode::Keyword {
             (Vec::new(), 0.0)
@@ -46,7 +48,20 @@ impl QueryView {
             let embedding = embedder.embed_query(query)?;
             (embedding.vector, embedding.visibility)
         };
-        Ok(Self { terms, vector, visibility })
+        let keyword_weight = if mode == SearchMode::Semantic { 0.0 } else { settings.keyword_weight };
+        let semantic_weight = match mode {
+            _ if vector.is_empty() || visibility == 0.0 => 0.0,
+            SearchMode::Keyword => 0.0,
+            SearchMode::Semantic => 1.0,
+            SearchMode::Hybrid => settings.semantic_weight * visibility * visibility,
+        };
+        let lists = [(SourceType::Keyword, keyword_weight), (SourceType::Semantic, semantic_weight)]
+            .into_iter()
+            .filter(|&(_, weight)| weight > 0.0)
+            .map(|(list, _)| list)
+            .collect();
+        let fusion = Fusion { lists, keyword_weight, semantic_weight, visibility };
+        Ok(Self { terms, vector, visibility, fusion })
     }
 }
 
@@ -63,12 +78,11 @@ pub(super) fn rank(
 ) -> Result<Vec<Hit>> {
     let depth = settings.candidates.max(3 * max_results);
     let mut analyzer = analyzer();
-    let QueryView { terms, vector: query_vector, visibility } = query;
-    let visibility = *visibility;
+    let QueryView { terms, vector: query_vector, visibility, fusion } = query;
+    let (visibility, keyword_weight, semantic_weight) = (*visibility, fusion.keyword_weight, fusion.semantic_weight);
 
-    let keyword_chunks =
-        if mode == SearchMode::Semantic { Vec::new() } else { snapshot.text.search(terms, tags, depth)? };
-    let semantic_chunks = if query_vector.is_empty() || visibility == 0.0 {
+    let keyword_chunks = if keyword_weight == 0.0 { Vec::new() } else { snapshot.text.search(terms, tags, depth)? };
+    let semantic_chunks = if semantic_weight == 0.0 {
         Vec::new()
     } else if tags.is_empty() {
         snapshot.vectors.search(query_vector, depth, None)?
@@ -81,12 +95,6 @@ pub(super) fn rank(
     let semantic = collapse(snapshot, &semantic_chunks);
     let keyword_documents: Vec<u32> = keyword.iter().map(|c| c.document).collect();
     let semantic_documents: Vec<u32> = semantic.iter().map(|c| c.document).collect();
-    let semantic_weight = match mode {
-        SearchMode::Keyword => 0.0,
-        SearchMode::Semantic => 1.0,
-        SearchMode::Hybrid => settings.semantic_weight * visibility * visibility,
-    };
-    let keyword_weight = if mode == SearchMode::Semantic { 0.0 } else { settings.keyword_weight };
     tracing::debug!(?terms, visibility, keyword_weight, semantic_weight, "fusing");
     let fused = reciprocal_rank_fusion(
         &[

@@ -55,6 +55,15 @@ fn fusion_is_never_worse_than_keywords_for_text_the_model_cannot_read() {
         let keyword = sources(engine(), &SearchRequest { mode: SearchMode::Keyword, ..query(question) });
         let hybrid = sources(engine(), &query(question));
         assert_eq!(hybrid.first(), keyword.first(), "{question}");
+        // The reply says how little the dense list counted.
+        let fusion = engine().search(&query(question)).unwrap().fusion.expect("the agent reports its fusion");
+        assert!(
+            fusion.visibility < 0.7 && fusion.semantic_weight < 0.5 * fusion.keyword_weight,
+            "{question}: {fusion:?}"
+        );
+        if fusion.semantic_weight == 0.0 {
+            assert_eq!(fusion.lists, [SourceType::Keyword], "{question}");
+        }
     }
 }
 
@@ -141,6 +150,10 @@ fn modes_report_which_retriever_found_a_result() {
     assert!(semantic.results.iter().all(|h| h.source_type == SourceType::Semantic));
     let hybrid = engine().search(&query("borrow checker")).unwrap();
     assert_eq!(hybrid.results[0].source_type, SourceType::Hybrid);
+    let lists = |response: &protocol::SearchResponse| response.fusion.as_ref().map(|fusion| fusion.lists.clone());
+    assert_eq!(lists(&keyword), Some(vec![SourceType::Keyword]));
+    assert_eq!(lists(&semantic), Some(vec![SourceType::Semantic]));
+    assert_eq!(lists(&hybrid), Some(vec![SourceType::Keyword, SourceType::Semantic]));
 }
 
 #[test]

@@ -155,6 +155,7 @@ impl Responder for QuickNotes {
             results: vec![hit],
             context: format!("[1] Chaos notes (notes/chaos.md)\nAbout: {query}"),
             processing_time: 0.0,
+            fusion: None,
         }))
     }
 
