@@ -1,10 +1,13 @@
-//! Retrieval quality and speed on BEIR SciFact, end to end.
+//! Retrieval quality and speed on an evaluation set, end to end: BEIR SciFact (English), or
+//! zh-dev (Chinese: questions over *Debian Reference*, `benches/data/zh-dev`).
 //!
 //! ```sh
-//! cargo bench -p local-agent --bench scifact -- [EVAL_DIR] [--work DIR] [--config FILE]
+//! cargo bench -p local-agent --bench scifact -- [EVAL_DIR] [--set scifact|zh-dev] [--work DIR] [--config FILE]
 //! ```
-//! `EVAL_DIR` holds `corpus.jsonl`, `queries-dev.jsonl` and `qrels-dev.tsv` (default:
-//! `../shared/eval/scifact` beside the checkout). The corpus is written out as one Markdown
+//! `EVAL_DIR` holds `corpus.jsonl`, `queries-dev.jsonl` and `qrels-dev.tsv`. By default it is
+//! `../shared/eval/scifact` beside the checkout for SciFact, and `target/eval/zh-dev` for
+//! zh-dev, which `scripts/eval/zh-dev.py` fills (from Debian's package) when it is empty.
+//! The corpus is written out as one Markdown
 //! note per abstract and indexed through the real ingestion path; queries go through the real
 //! HTTP API of a `local-agent serve` process. With `--work DIR` the notes, index and embedding
 //! cache are kept there, so a second run skips the embedding work.
@@ -30,6 +33,8 @@ use local_agent::sources::folder::{Document, FileKind};
 use serde_json::{Value, json};
 
 struct Args {
+    /// The set's name, for the report.
+    set: String,
     eval_dir: PathBuf,
     work_dir: Option<PathBuf>,
     config: Option<PathBuf>,
@@ -40,6 +45,7 @@ struct Args {
 
 fn parse_args() -> Result<Option<Args>> {
     let mut eval_dir = None;
+    let mut set = "scifact".to_owned();
     let mut work_dir = None;
     let mut config = None;
     let mut smoke = true;
@@ -47,6 +53,7 @@ fn parse_args() -> Result<Option<Args>> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bench" => smoke = false,
+            "--set" => set = args.next().context("--set needs a name: scifact or zh-dev")?,
             "--work" => work_dir = Some(PathBuf::from(args.next().context("--work needs a folder")?)),
             "--config" => config = Some(PathBuf::from(args.next().context("--config needs a file")?)),
             other if other.starts_with("--") => bail!("unknown option {other}"),
@@ -54,15 +61,27 @@ fn parse_args() -> Result<Option<Args>> {
         }
     }
     let given = eval_dir.is_some();
-    let eval_dir = eval_dir.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/eval/scifact"));
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let eval_dir = match (eval_dir, set.as_str()) {
+        (Some(dir), _) => dir,
+        (None, "scifact") => workspace.join("../shared/eval/scifact"),
+        (None, "zh-dev") => workspace.join("target/eval/zh-dev"),
+        (None, other) => bail!("unknown set {other}: scifact or zh-dev"),
+    };
+    if set == "zh-dev" && !given && !smoke && !eval_dir.join("corpus.jsonl").is_file() {
+        eprintln!("building the zh-dev set in {}…", eval_dir.display());
+        let script = workspace.join("scripts/eval/zh-dev.py");
+        let status = Command::new("python3").arg(&script).arg(&eval_dir).status()?;
+        anyhow::ensure!(status.success(), "{} failed", script.display());
+    }
     if !eval_dir.join("corpus.jsonl").is_file() {
         if smoke && !given {
-            eprintln!("scifact bench: no evaluation data in {}; skipped", eval_dir.display());
+            eprintln!("retrieval bench: no evaluation data in {}; skipped", eval_dir.display());
             return Ok(None);
         }
-        bail!("no SciFact data in {}; pass the folder holding corpus.jsonl", eval_dir.display());
+        bail!("no evaluation data in {}; pass the folder holding corpus.jsonl", eval_dir.display());
     }
-    Ok(Some(Args { eval_dir, work_dir, config, smoke }))
+    Ok(Some(Args { set, eval_dir, work_dir, config, smoke }))
 }
 
 /// Keeps the first `documents` abstracts and the queries whose relevant abstracts are all
@@ -325,7 +344,8 @@ async fn main() -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "\n## SciFact dev ({} queries, {} documents, {} chunks)\n",
+        "\n## {} dev ({} queries, {} documents, {} chunks)\n",
+        args.set,
         eval.queries.len(),
         report.documents,
         report.chunks

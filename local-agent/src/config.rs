@@ -328,7 +328,11 @@ impl AgentConfig {
             ));
         }
         let search = &self.search;
-        if search.keyword_weight < 0.0 || search.semantic_weight < 0.0 || search.rrf_k <= 0.0 {
+        if search.keyword_weight < 0.0
+            || search.semantic_weight < 0.0
+            || search.title_boost < 0.0
+            || search.rrf_k <= 0.0
+        {
             return fail("search: weights must be ≥ 0 and rrf_k > 0".into());
         }
         if search.candidates == 0 {

@@ -41,12 +41,13 @@ pub struct Chunk {
 impl Chunk {
     /// The text that is embedded and keyword-indexed: title and headings, then the passage.
     pub fn indexed_text(&self, title: &str) -> String {
-        if self.heading.is_empty() {
-            format!("{title}\n\n{}", self.text)
-        } else {
-            format!("{title} › {}\n\n{}", self.heading, self.text)
-        }
+        format!("{}\n\n{}", title_line(title, &self.heading), self.text)
     }
+}
+
+/// A chunk's title line: the note's title and the chunk's heading path (`Title › A › B`).
+pub fn title_line(title: &str, heading: &str) -> String {
+    if heading.is_empty() { title.to_owned() } else { format!("{title} › {heading}") }
 }
 
 /// Model tokens the encoder adds around every input ([CLS] … [SEP]).

@@ -117,7 +117,7 @@ pub struct Unreadable {
 /// Version of how documents become index entries: the chunking rules and the keyword
 /// analyzer. Raising it makes the next run rebuild the index from the folders (embeddings of
 /// unchanged passages still come from the cache).
-pub const RECIPE_VERSION: u32 = 3;
+pub const RECIPE_VERSION: u32 = 4;
 
 /// Deleted vectors stay in the HNSW graph as tombstones; past this share the graph is rebuilt.
 const MAX_TOMBSTONE_SHARE: f64 = 0.3;

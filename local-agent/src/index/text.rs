@@ -7,11 +7,16 @@
 //! punctuation, which jieba keeps) are dropped; then lower-casing, English stop words and
 //! English stemming. Queries go through the same analyzer and become a disjunction of term
 //! queries — not the query parser, which would turn jieba's overlapping words into phrases.
+//!
+//! Each chunk's title line (the note's title and the chunk's heading path) is indexed twice:
+//! in the body, and in a `title` field whose matches add a share of their BM25 score
+//! (`[search] title_boost`, [`TITLE_BOOST`] by default).
+//! A note's title says what it is about better than any sentence in it.
 
 use std::path::Path;
 
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
@@ -25,6 +30,10 @@ use crate::error::Result;
 
 /// Name under which the analyzer is registered (tokenizers are not stored in the index).
 const ANALYZER: &str = "mixed_zh_en";
+
+/// Default weight of a match in the title line against one in the body (`[search] title_boost`;
+/// see BENCHMARKS.md for how it was chosen).
+pub const TITLE_BOOST: f32 = 0.25;
 
 /// The analyzer used for indexing and for queries.
 pub fn analyzer() -> TextAnalyzer {
@@ -196,6 +205,9 @@ pub struct Fields {
     pub chunk_id: Field,
     /// Title, headings and passage: what BM25 scores.
     pub body: Field,
+    /// The title line alone (title › heading path), boosted; absent in indexes written before
+    /// recipe 4, which are searched without it until they are rebuilt.
+    pub title: Option<Field>,
     /// The passage as shown to users (stored only).
     pub text: Field,
     /// The heading path (stored only).
@@ -206,20 +218,34 @@ pub struct Fields {
     pub tags: Field,
 }
 
-fn schema() -> (Schema, Fields) {
+fn schema() -> Schema {
     let mut builder = Schema::builder();
     let body_options = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqs),
     );
-    let fields = Fields {
-        chunk_id: builder.add_u64_field("chunk_id", INDEXED | FAST | STORED),
-        body: builder.add_text_field("body", body_options),
-        text: builder.add_text_field("text", STORED),
-        heading: builder.add_text_field("heading", STORED),
-        overlap: builder.add_u64_field("overlap", STORED),
-        tags: builder.add_text_field("tags", STRING),
-    };
-    (builder.build(), fields)
+    builder.add_u64_field("chunk_id", INDEXED | FAST | STORED);
+    builder.add_text_field("body", body_options.clone());
+    builder.add_text_field("title", body_options);
+    builder.add_text_field("text", STORED);
+    builder.add_text_field("heading", STORED);
+    builder.add_u64_field("overlap", STORED);
+    builder.add_text_field("tags", STRING);
+    builder.build()
+}
+
+impl Fields {
+    /// The fields of `schema`, by name: an index keeps the schema it was written with.
+    fn of(schema: &Schema) -> Result<Self> {
+        Ok(Self {
+            chunk_id: schema.get_field("chunk_id")?,
+            body: schema.get_field("body")?,
+            title: schema.get_field("title").ok(),
+            text: schema.get_field("text")?,
+            heading: schema.get_field("heading")?,
+            overlap: schema.get_field("overlap")?,
+            tags: schema.get_field("tags")?,
+        })
+    }
 }
 
 /// A chunk as stored in the keyword index.
@@ -239,6 +265,8 @@ pub struct NewChunk<'a> {
     pub id: u64,
     /// What BM25 scores (title, headings, passage).
     pub body: &'a str,
+    /// The title line (title › heading path), scored again with [`TITLE_BOOST`].
+    pub title: &'a str,
     /// What is stored for display.
     pub stored: &'a StoredChunk,
     /// The document's tags.
@@ -254,21 +282,25 @@ pub struct TextIndex {
 
 impl TextIndex {
     /// Opens the index in `dir`, creating an empty one if there is none.
+    /// An existing index keeps its own schema (an older recipe's is searched as it is).
     pub fn open_or_create(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(crate::error::Error::io(dir))?;
-        let (schema, fields) = schema();
         let directory = tantivy::directory::MmapDirectory::open(dir).map_err(tantivy::TantivyError::from)?;
-        let index = Index::open_or_create(directory, schema)?;
-        Self::from_index(index, fields)
+        let index = if Index::exists(&directory).map_err(tantivy::TantivyError::from)? {
+            Index::open(directory)?
+        } else {
+            Index::create(directory, schema(), tantivy::IndexSettings::default())?
+        };
+        Self::from_index(index)
     }
 
     /// An index in memory, for tests.
     pub fn in_memory() -> Result<Self> {
-        let (schema, fields) = schema();
-        Self::from_index(Index::create_in_ram(schema), fields)
+        Self::from_index(Index::create_in_ram(schema()))
     }
 
-    fn from_index(index: Index, fields: Fields) -> Result<Self> {
+    fn from_index(index: Index) -> Result<Self> {
+        let fields = Fields::of(&index.schema())?;
         index.tokenizers().register(ANALYZER, analyzer());
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok(Self { index, reader, fields })
@@ -295,24 +327,27 @@ impl TextIndex {
         self.len() == 0
     }
 
-    /// BM25 search for already-analyzed `terms`; with `tags`, only chunks carrying one of them
-    /// (lower-cased). Returns chunk ids with scores, best first.
-    pub fn search(&self, terms: &[String], tags: &[String], limit: usize) -> Result<Vec<(u64, f32)>> {
+    /// BM25 search for already-analyzed `terms`, matches in the title line adding `title_boost`
+    /// of their score; with `tags`, only chunks carrying one of them (lower-cased). Returns
+    /// chunk ids with scores, best first.
+    pub fn search(&self, terms: &[String], tags: &[String], title_boost: f32, limit: usize) -> Result<Vec<(u64, f32)>> {
         let mut unique: Vec<&String> = terms.iter().collect();
         unique.sort();
         unique.dedup();
         if unique.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let text_query: Box<dyn Query> = Box::new(BooleanQuery::new(
-            unique
-                .iter()
-                .map(|term| {
-                    let term = Term::from_field_text(self.fields.body, term);
-                    (Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)) as Box<dyn Query>)
-                })
-                .collect(),
-        ));
+        let term_query = |field: Field, term: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs))
+        };
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
+            unique.iter().map(|term| (Occur::Should, term_query(self.fields.body, term))).collect();
+        if let Some(title) = self.fields.title.filter(|_| title_boost > 0.0) {
+            clauses.extend(unique.iter().map(|term| {
+                (Occur::Should, Box::new(BoostQuery::new(term_query(title, term), title_boost)) as Box<dyn Query>)
+            }));
+        }
+        let text_query: Box<dyn Query> = Box::new(BooleanQuery::new(clauses));
         let query: Box<dyn Query> = if tags.is_empty() {
             text_query
         } else {
@@ -387,6 +422,9 @@ impl TextWriter {
         let mut document = TantivyDocument::default();
         document.add_u64(self.fields.chunk_id, chunk.id);
         document.add_text(self.fields.body, chunk.body);
+        if let Some(title) = self.fields.title {
+            document.add_text(title, chunk.title);
+        }
         document.add_text(self.fields.text, &chunk.stored.text);
         document.add_text(self.fields.heading, &chunk.stored.heading);
         document.add_u64(self.fields.overlap, chunk.stored.overlap as u64);
@@ -443,18 +481,18 @@ mod tests {
             (3, "番茄工作法提高工作效率", vec!["AI效率".to_owned()]),
         ];
         for (id, text, tags) in &docs {
-            writer.add(NewChunk { id: *id, body: text, stored: &stored(text), tags }).unwrap();
+            writer.add(NewChunk { id: *id, body: text, title: "", stored: &stored(text), tags }).unwrap();
         }
         writer.commit().unwrap();
         index.reload().unwrap();
 
-        let hits = index.search(&terms("rust borrowing"), &[], 10).unwrap();
+        let hits = index.search(&terms("rust borrowing"), &[], TITLE_BOOST, 10).unwrap();
         assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), [1, 2]);
-        let hits = index.search(&terms("borrowing"), &["LIFE".to_owned()], 10).unwrap();
+        let hits = index.search(&terms("borrowing"), &["LIFE".to_owned()], TITLE_BOOST, 10).unwrap();
         assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), [2]);
-        let hits = index.search(&terms("如何提高效率"), &["ai效率".to_owned()], 10).unwrap();
+        let hits = index.search(&terms("如何提高效率"), &["ai效率".to_owned()], TITLE_BOOST, 10).unwrap();
         assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), [3]);
-        assert!(index.search(&terms("..."), &[], 10).unwrap().is_empty());
+        assert!(index.search(&terms("..."), &[], TITLE_BOOST, 10).unwrap().is_empty());
 
         assert_eq!(index.stored(3).unwrap().unwrap().text, "番茄工作法提高工作效率");
         assert_eq!(index.stored(99).unwrap(), None);
@@ -465,5 +503,21 @@ mod tests {
         index.reload().unwrap();
         assert_eq!(index.len(), 2);
         assert!(index.stored(1).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_match_in_the_title_line_counts_more_than_one_in_the_body() {
+        let index = TextIndex::in_memory().unwrap();
+        let mut writer = index.writer().unwrap();
+        let stored = |text: &str| StoredChunk { text: text.into(), heading: String::new(), overlap: 0 };
+        // Without the title field, the short chunk wins on length alone.
+        let about = "Sourdough\n\nFeed the starter every day, keep it warm, and bake when it has doubled.";
+        let mentions = "Bread\n\nA sourdough starter.";
+        writer.add(NewChunk { id: 1, body: about, title: "Sourdough", stored: &stored(about), tags: &[] }).unwrap();
+        writer.add(NewChunk { id: 2, body: mentions, title: "Bread", stored: &stored(mentions), tags: &[] }).unwrap();
+        writer.commit().unwrap();
+        index.reload().unwrap();
+        let hits = index.search(&terms("sourdough starter"), &[], TITLE_BOOST, 10).unwrap();
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), [1, 2], "{hits:?}");
     }
 }

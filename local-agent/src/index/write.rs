@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::chunk::title_line;
 use super::generations::{IndexDir, TEXT_DIR, VECTORS_FILE};
 use super::text::{NewChunk, StoredChunk, TextIndex};
 use super::vectors::{VectorIndex, VectorSettings};
@@ -64,6 +65,7 @@ pub(super) fn write_indexes(
             writer.add(NewChunk {
                 id: chunk.id,
                 body: &chunk.indexed,
+                title: &title_line(&document.document.title, &chunk.stored.heading),
                 stored: &chunk.stored,
                 tags: &document.document.tags,
             })?;

@@ -3,8 +3,9 @@
 //! A search runs BM25 and dense search, collapses each list to one entry per document (its
 //! best chunk), fuses the two document lists with reciprocal-rank fusion, and scores the
 //! survivors for the similarity threshold. The dense list's weight is scaled by how much of the
-//! query the model can read (share of non-`[UNK]` tokens, squared): an English model asked a
-//! Chinese question contributes little or nothing, and fusion cannot do worse than BM25 alone.
+//! query the model can read (its `visibility`, the share of non-`[UNK]` tokens: none below 60 %,
+//! full from 95 %, see `rank.rs`): an English model asked a Chinese question does not count,
+//! and fusion does not do worse than BM25 alone. The reply's `fusion` says what counted.
 //!
 //! `similarity_score` is a calibrated 0..=1 relevance, not the fused rank score:
 //! the larger of the passage's cosine similarity to the query (scaled by the same
@@ -49,6 +50,9 @@ pub struct SearchSettings {
     pub keyword_weight: f32,
     /// Weight of the dense list (before scaling by query visibility).
     pub semantic_weight: f32,
+    /// Weight of a keyword match in a chunk's title line (note title › headings) against one
+    /// in its text; 0 turns the title field off.
+    pub title_boost: f32,
     /// Chunks taken from each retriever before fusion (at least 3× the results asked for).
     pub candidates: usize,
     /// Characters of context returned with search results.
@@ -67,6 +71,7 @@ impl Default for SearchSettings {
             rrf_k: fusion::DEFAULT_K,
             keyword_weight: 1.0,
             semantic_weight: 1.0,
+            title_boost: crate::index::text::TITLE_BOOST,
             candidates: 100,
             context_chars: 2000,
             snippet_chars: 300,
