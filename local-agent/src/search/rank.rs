@@ -32,9 +32,7 @@ pub(super) struct QueryView {
     terms: Vec<String>,
     /// The query's embedding (empty in keyword mode).
     vector: Vec<f32>,
-    /// How much of the query the model can read (0..=1).
-    visibility: f32,
-    /// The weights the two lists get.
+    /// The weights the two lists get, and how much of the query the model can read.
     pub(super) fusion: Fusion,
 }
 
@@ -61,7 +59,7 @@ impl QueryView {
             .map(|(list, _)| list)
             .collect();
         let fusion = Fusion { lists, keyword_weight, semantic_weight, visibility };
-        Ok(Self { terms, vector, visibility, fusion })
+        Ok(Self { terms, vector, fusion })
     }
 }
 
@@ -87,8 +85,8 @@ pub(super) fn rank(
 ) -> Result<Vec<Hit>> {
     let depth = settings.candidates.max(3 * max_results);
     let mut analyzer = analyzer();
-    let QueryView { terms, vector: query_vector, visibility, fusion } = query;
-    let (visibility, keyword_weight, semantic_weight) = (*visibility, fusion.keyword_weight, fusion.semantic_weight);
+    let QueryView { terms, vector: query_vector, fusion } = query;
+    let Fusion { visibility, keyword_weight, semantic_weight, .. } = *fusion;
 
     let keyword_chunks = if keyword_weight == 0.0 {
         Vec::new()
