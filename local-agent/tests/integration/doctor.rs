@@ -70,6 +70,33 @@ async fn a_missing_model_fails_with_the_way_to_install_it() {
     assert!(!report.ok);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chinese_notes_the_model_cannot_read_get_the_multilingual_model_suggested() {
+    let workspace = Workspace::empty();
+    for (name, text) in [
+        ("网络.md", "修改网络配置以后，需要重新启动网络服务，才能让新的地址生效。"),
+        ("饮食.md", "成年人每天每公斤体重大约需要零点八克蛋白质，运动员需要更多。"),
+        ("readme.md", "A short English note among the Chinese ones."),
+    ] {
+        workspace.write(name, text);
+    }
+    workspace.index();
+    let mut config = config(&workspace.data());
+    config.listen = free_address();
+    let report = doctor::diagnose(Ok(&config), None).await;
+    let language = report.check("language").expect("a language check for an index of Chinese notes");
+    assert_eq!(language.status, Status::Warn, "{language:?}");
+    assert!(language.fix.as_deref().unwrap().contains("scripts/setup.sh --model multilingual"), "{language:?}");
+    assert!(report.ok, "a suggestion, not a failure");
+
+    let english = Workspace::with_sample_notes();
+    english.index();
+    let mut config = crate::config(&english.data());
+    config.listen = free_address();
+    let report = doctor::diagnose(Ok(&config), None).await;
+    assert!(report.check("language").is_none(), "mostly English notes: {}", report.to_text());
+}
+
 #[test]
 fn a_healthy_index_is_reported_and_a_damaged_one_must_be_rebuilt() {
     let workspace = Workspace::with_sample_notes();

@@ -6,6 +6,7 @@ mod cli;
 mod doctor;
 mod http_api;
 mod indexing;
+mod multilingual;
 mod notion_sync;
 mod retrieval;
 mod service;

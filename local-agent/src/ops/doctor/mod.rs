@@ -1,10 +1,12 @@
 //! `local-agent doctor`: checks everything the agent depends on and says how to fix what is
 //! wrong — the runtime and model, the data dir and index, the config, Notion, the cloud, the
-//! clock and the HTTP port.
+//! clock and the HTTP port, and whether the model reads the language of the notes.
 //!
 //! Each check is a function of plain values, so tests run them one at a time against stand-ins;
 //! [`diagnose`] runs them all. Network checks try once with a short timeout: a doctor that
 //! retries for a minute hides the problem it is meant to show.
+
+mod language;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -160,7 +162,8 @@ pub async fn diagnose(config: Result<&AgentConfig, &Error>, notion: Option<&Noti
         let (model, embedder) = check_model(&options);
         let data = check_data_dir(&data_dir);
         let index = check_index(&data_dir, embedder.as_ref().map(|embedder| embedder.model_id()));
-        vec![runtime, model, data, index]
+        let language = embedder.as_deref().and_then(|embedder| language::check_language(&data_dir, embedder));
+        [runtime, model, data, index].into_iter().chain(language).collect::<Vec<_>>()
     })
     .await;
     match local {
