@@ -84,7 +84,6 @@ pub(super) fn rank(
     threshold: f32,
 ) -> Result<Vec<Hit>> {
     let depth = settings.candidates.max(3 * max_results);
-    let mut analyzer = analyzer();
     let QueryView { terms, vector: query_vector, fusion } = query;
     let Fusion { visibility, keyword_weight, semantic_weight, .. } = *fusion;
 
@@ -154,7 +153,6 @@ pub(super) fn rank(
             (None, None) => continue,
         };
         let Some(stored) = snapshot.text.stored(best.chunk)? else { continue };
-        let entry = &snapshot.manifest.documents[document as usize];
         let cosine = match cosines.get(&best.chunk) {
             Some(&cosine) => cosine,
             None if !query_vector.is_empty() => snapshot
@@ -163,8 +161,7 @@ pub(super) fn rank(
                 .map_or(0.0, |vector| vector.iter().zip(query_vector).map(|(a, b)| a * b).sum()),
             None => 0.0,
         };
-        let passage = format!("{} {} {}", entry.title, stored.heading, stored.text);
-        let coverage = coverage(terms, &idf, &analyze(&mut analyzer, &passage));
+        let coverage = coverage(terms, &idf, &snapshot.text.holds_terms(best.chunk, terms)?);
         let similarity = match mode {
             SearchMode::Keyword => coverage,
             SearchMode::Semantic => cosine,
@@ -209,18 +206,19 @@ fn collapse(snapshot: &Snapshot, chunks: &[(u64, f32)]) -> Vec<Candidate> {
         .collect()
 }
 
-/// IDF-weighted share of the query's distinct terms found in `passage_terms`.
-fn coverage(query_terms: &[String], idf: &[f32], passage_terms: &[String]) -> f32 {
+/// IDF-weighted share of the query's distinct terms the passage holds (`held[i]` for
+/// `query_terms[i]`).
+fn coverage(query_terms: &[String], idf: &[f32], held: &[bool]) -> f32 {
     let mut total = 0.0;
     let mut found = 0.0;
     let mut counted: Vec<&String> = Vec::new();
-    for (term, weight) in query_terms.iter().zip(idf) {
+    for ((term, weight), &held) in query_terms.iter().zip(idf).zip(held) {
         if counted.contains(&term) {
             continue;
         }
         counted.push(term);
         total += weight;
-        if passage_terms.contains(term) {
+        if held {
             found += weight;
         }
     }
@@ -233,11 +231,11 @@ mod tests {
 
     #[test]
     fn coverage_weighs_rare_terms_more() {
-        let terms: Vec<String> = ["rust", "the"].map(String::from).to_vec();
-        let idf = [3.0, 0.1];
-        assert!((coverage(&terms, &idf, &["rust".into()]) - 3.0 / 3.1).abs() < 1e-6);
-        assert!(coverage(&terms, &idf, &["the".into()]) < 0.05);
-        assert_eq!(coverage(&[], &[], &["x".into()]), 0.0);
+        let terms: Vec<String> = ["rust", "the", "rust"].map(String::from).to_vec();
+        let idf = [3.0, 0.1, 3.0];
+        assert!((coverage(&terms, &idf, &[true, false, true]) - 3.0 / 3.1).abs() < 1e-6, "a repeated term counts once");
+        assert!(coverage(&terms, &idf, &[false, true, false]) < 0.05);
+        assert_eq!(coverage(&[], &[], &[]), 0.0);
     }
 
     #[test]
