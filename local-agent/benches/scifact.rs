@@ -17,10 +17,10 @@
 //! start-to-ready time, RSS, and the HNSW graph's recall@10 against exact search.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use local_agent::config::{AgentConfig, Overrides};
@@ -31,6 +31,9 @@ use local_agent::index::{self, Silent};
 use local_agent::search::Engine;
 use local_agent::sources::folder::{Document, FileKind};
 use serde_json::{Value, json};
+use support::{Eval, Server, load_eval, note, percentile, rss_kb, start_server};
+
+mod support;
 
 struct Args {
     /// The set's name, for the report.
@@ -94,34 +97,6 @@ fn slice(eval: &mut Eval, documents: usize) {
     eval.queries = queries;
 }
 
-struct Eval {
-    corpus: Vec<(String, String, String)>,
-    queries: Vec<(String, String)>,
-    qrels: HashMap<String, HashMap<String, u32>>,
-}
-
-fn load_eval(dir: &Path) -> Result<Eval> {
-    let jsonl = |name: &str| -> Result<Vec<Value>> {
-        let file = std::fs::File::open(dir.join(name)).with_context(|| format!("opening {name}"))?;
-        BufReader::new(file).lines().map(|line| Ok(serde_json::from_str(&line?)?)).collect()
-    };
-    let text = |value: &Value, key: &str| value[key].as_str().unwrap_or_default().to_owned();
-    let corpus = jsonl("corpus.jsonl")?.iter().map(|d| (text(d, "_id"), text(d, "title"), text(d, "text"))).collect();
-    let mut qrels: HashMap<String, HashMap<String, u32>> = HashMap::new();
-    for line in std::fs::read_to_string(dir.join("qrels-dev.tsv"))?.lines().skip(1) {
-        let fields: Vec<&str> = line.split('\t').collect();
-        if let [query, doc, score] = fields[..] {
-            qrels.entry(query.to_owned()).or_default().insert(doc.to_owned(), score.parse()?);
-        }
-    }
-    let queries = jsonl("queries-dev.jsonl")?
-        .iter()
-        .map(|q| (text(q, "_id"), text(q, "text")))
-        .filter(|(id, _)| qrels.contains_key(id))
-        .collect();
-    Ok(Eval { corpus, queries, qrels })
-}
-
 fn ndcg_at(ranked: &[String], relevant: &HashMap<String, u32>, k: usize) -> f64 {
     let dcg: f64 = ranked
         .iter()
@@ -141,60 +116,6 @@ fn recall_at(ranked: &[String], relevant: &HashMap<String, u32>, k: usize) -> f6
         return 0.0;
     }
     ranked.iter().take(k).filter(|doc| wanted.contains(doc)).count() as f64 / wanted.len() as f64
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-struct Server {
-    child: Child,
-    address: String,
-    ready_after: Duration,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(data_dir: &Path, config: Option<&Path>) -> Result<Server> {
-    let started = Instant::now();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_local-agent"));
-    command.arg("--data-dir").arg(data_dir);
-    if let Some(config) = config {
-        command.arg("--config").arg(config);
-    }
-    let mut child = command
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let address = line.trim().strip_prefix("listening on ").context("server did not start")?.to_owned();
-    let ready_after = started.elapsed();
-    Ok(Server { child, address, ready_after })
-}
-
-fn rss_kb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 struct ModeResult {
@@ -251,10 +172,6 @@ fn raw_throughput(embedder: &Embedder, config: &AgentConfig, eval: &Eval) -> Res
     let started = Instant::now();
     embedder.embed_all(&refs, config.index.batch_size, |_| {})?;
     Ok((texts.len(), texts.len() as f64 / started.elapsed().as_secs_f64()))
-}
-
-fn note(title: &str, text: &str) -> String {
-    format!("# {title}\n\n{text}\n")
 }
 
 /// recall@10 of the HNSW graph against exact search over the unquantized vectors.
