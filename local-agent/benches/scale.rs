@@ -12,6 +12,9 @@
 //! with seeded noise (cosine ~0.95 to it), written into the embedding cache before the index run
 //! picks it up. Everything after that is the real ingestion path and the real server.
 //!
+//! `--work DIR` belongs to the bench: its `notes/` and `data/` (all but the embedding cache) are
+//! replaced on every run.
+//!
 //! For each size: indexing time beyond the model, then `local-agent serve` answers SciFact's
 //! 809 dev claims (hybrid, top 10) over HTTP; prints p50/p99, the server's RSS, and how much RSS
 //! each chunk adds between sizes.
@@ -157,6 +160,7 @@ async fn main() -> Result<()> {
     let mut hashes: Vec<Vec<ChunkHash>> = Vec::new();
     let mut total = 0;
     'rounds: for round in 0.. {
+        let before = total;
         for (original, (id, title, text)) in eval.corpus.iter().enumerate() {
             if total >= largest {
                 break 'rounds;
@@ -175,6 +179,7 @@ async fn main() -> Result<()> {
             notes.push(note_);
             hashes.push(chunks);
         }
+        anyhow::ensure!(total > before, "the corpus yields no chunks");
     }
 
     let mut rows = Vec::new();

@@ -134,6 +134,15 @@ impl ModelSection {
 /// The models `scripts/setup.sh --model NAME` installs: (name, folder under `<runtime>/models`).
 pub const MODELS: [(&str, &str); 2] = [("default", DEFAULT_MODEL), ("multilingual", MULTILINGUAL_MODEL)];
 
+/// The command that installs the model expected in `model_dir`: the multilingual model has a
+/// flag of its own, so `model = "multilingual"` without it is told the right command.
+pub fn setup_command(model_dir: &Path) -> &'static str {
+    match model_dir.file_name().and_then(|name| name.to_str()) {
+        Some(MULTILINGUAL_MODEL) => "scripts/setup.sh --model multilingual",
+        _ => "scripts/setup.sh",
+    }
+}
+
 /// The model folder a name stands for (the folder's own name is accepted too).
 fn named_model(name: &str) -> Option<&'static str> {
     let name = name.trim();
@@ -543,6 +552,11 @@ mod tests {
         assert_eq!(folder("[model]\nname = \"default\"\n").unwrap(), DEFAULT_MODEL);
         assert_eq!(folder("").unwrap(), DEFAULT_MODEL);
         assert_eq!(folder("[model]\nname = \"multilingual\"\ndir = \"mine\"\n").unwrap(), "mine", "a folder wins");
+        assert_eq!(
+            setup_command(Path::new("/r/models").join(MULTILINGUAL_MODEL).as_path()),
+            "scripts/setup.sh --model multilingual"
+        );
+        assert_eq!(setup_command(Path::new("/r/models").join(DEFAULT_MODEL).as_path()), "scripts/setup.sh");
         let error = folder("model = \"bge-large-zh\"\n").unwrap_err().to_string();
         assert!(error.contains("bge-large-zh") && error.contains("\"multilingual\""), "{error}");
         let error = folder("[model]\nnmae = \"multilingual\"\n").unwrap_err().to_string();

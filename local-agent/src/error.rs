@@ -35,7 +35,7 @@ pub enum Error {
     },
     /// The model folder lacks a required file.
     #[error(
-        "embedding model not usable in {}: {missing} is missing; run scripts/setup.sh or set \
+        "embedding model not usable in {}: {missing} is missing; run {install} or set \
          MODEL_DIR to a folder with model.onnx and tokenizer.json",
         dir.display()
     )]
@@ -44,6 +44,8 @@ pub enum Error {
         dir: PathBuf,
         /// The missing file.
         missing: &'static str,
+        /// The command that installs this model ([`crate::config::setup_command`]).
+        install: &'static str,
     },
     /// The model or tokenizer failed to load or to run.
     #[error("embedding model in {}: {message}", dir.display())]

@@ -132,10 +132,12 @@ impl Embedder {
         let model_path = dir.join("model.onnx");
         let tokenizer_path = dir.join("tokenizer.json");
         if !model_path.is_file() {
-            return Err(Error::ModelMissing { dir, missing: "model.onnx" });
+            let install = crate::config::setup_command(&dir);
+            return Err(Error::ModelMissing { dir, missing: "model.onnx", install });
         }
         if !tokenizer_path.is_file() {
-            return Err(Error::ModelMissing { dir, missing: "tokenizer.json" });
+            let install = crate::config::setup_command(&dir);
+            return Err(Error::ModelMissing { dir, missing: "tokenizer.json", install });
         }
         let environment = runtime(&options.runtime_library)?;
         let model_error = |message: String| Error::Model { dir: dir.clone(), message };

@@ -68,6 +68,13 @@ async fn a_missing_model_fails_with_the_way_to_install_it() {
     assert!(model.detail.contains("model.onnx is missing"), "{model:?}");
     assert!(model.fix.as_deref().unwrap().contains("scripts/setup.sh"));
     assert!(!report.ok);
+
+    // `model = "multilingual"` before the model is installed: the fix names its own flag.
+    config.embedder.model_dir = dir.path().join(local_agent::config::MULTILINGUAL_MODEL);
+    let report = doctor::diagnose(Ok(&config), None).await;
+    let model = report.check("model").unwrap();
+    assert!(model.detail.contains("run scripts/setup.sh --model multilingual"), "{model:?}");
+    assert!(model.fix.as_deref().unwrap().contains("scripts/setup.sh --model multilingual"), "{model:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

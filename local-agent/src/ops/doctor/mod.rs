@@ -205,7 +205,10 @@ pub fn check_runtime(library: &Path) -> Check {
 /// model for the index check (which needs its id).
 pub fn check_model(options: &EmbedderOptions) -> (Check, Option<Arc<Embedder>>) {
     const NAME: &str = "model";
-    let fix = "run scripts/setup.sh, or set MODEL_DIR ([model] dir) to a folder with model.onnx and tokenizer.json";
+    let fix = format!(
+        "run {}, or set MODEL_DIR ([model] dir) to a folder with model.onnx and tokenizer.json",
+        crate::config::setup_command(&options.model_dir)
+    );
     match Embedder::load(options) {
         Ok(embedder) => {
             let detail = format!(
