@@ -23,7 +23,9 @@ set -euo pipefail
 model_choice=default
 while [ $# -gt 0 ]; do
   case "$1" in
-    --model) model_choice=${2:-}; shift 2 || true ;;
+    --model)
+      [ $# -ge 2 ] || { printf 'setup: error: --model needs a name: default or multilingual\n' >&2; exit 2; }
+      model_choice=$2; shift 2 ;;
     --model=*) model_choice=${1#--model=}; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; /^set -euo/d'; exit 0 ;;
     *) printf 'setup: error: unknown argument %s (usage: scripts/setup.sh [--model default|multilingual])\n' "$1" >&2; exit 2 ;;
