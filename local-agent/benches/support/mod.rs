@@ -86,33 +86,30 @@ pub fn start_server(data_dir: &Path, config: Option<&Path>) -> Result<Server> {
     Ok(Server { child, address, ready_after })
 }
 
-/// Resident and peak resident memory of a process, in KiB (Linux; zeros elsewhere).
-pub fn rss_kb(pid: u32) -> (u64, u64) {
+/// Fields of a process's `/proc/<pid>/status`, in KiB (Linux; zeros elsewhere).
+fn status_kb<const N: usize>(pid: u32, names: [&str; N]) -> [u64; N] {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
+    names.map(|name| {
         status
             .lines()
             .find(|l| l.starts_with(name))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    })
+}
+
+/// Resident and peak resident memory of a process, in KiB.
+pub fn rss_kb(pid: u32) -> (u64, u64) {
+    let [rss, peak] = status_kb(pid, ["VmRSS:", "VmHWM:"]);
+    (rss, peak)
 }
 
 /// Of a process's resident memory, in KiB: anonymous (heap, the model) and file-backed (mapped
 /// index files the kernel may drop and read again).
 pub fn rss_parts_kb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("RssAnon:"), field("RssFile:") + field("RssShmem:"))
+    let [anon, file, shared] = status_kb(pid, ["RssAnon:", "RssFile:", "RssShmem:"]);
+    (anon, file + shared)
 }
 
 /// A corpus entry as a Markdown note.
