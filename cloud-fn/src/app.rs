@@ -41,7 +41,7 @@ pub enum BuildError {
 
 /// The Notion client the configuration describes.
 pub fn notion_client(config: &CloudConfig) -> Result<NotionClient, BuildError> {
-    let (key, _) = config.notion()?;
+    let key = config.notion_key()?;
     let options = ClientOptions {
         base_url: config.notion_base_url.clone(),
         version: config.notion_version.clone(),
@@ -103,6 +103,9 @@ pub fn pipeline_with(
 ) -> Result<Arc<Pipeline>, BuildError> {
     let (_, database) = config.notion()?;
     let notion = notion_client(config)?;
+    // LOCAL_RAG_ENABLED=false: agents may still connect (and push their caches), but no
+    // question asks one.
+    let link = if config.local_rag_enabled { link } else { Arc::new(OfflineLink) };
     let context = ContextBuilder::new(link, store.clone(), clock.clone(), config.ladder);
     Ok(Arc::new(Pipeline::new(notion, database, llm(config)?, store, context, clock, config.pipeline.clone())))
 }

@@ -192,6 +192,9 @@ impl LambdaFront {
                     None => Vec::new(),
                 };
                 let config = CloudConfig::load(&source).map_err(FrontError::permanent)?;
+                for notice in &config.notices {
+                    tracing::warn!("{notice}");
+                }
                 Services::build(&config, &self.sdk, &missing).await
             })
             .await

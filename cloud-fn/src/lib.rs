@@ -12,7 +12,8 @@
 //! - the Notion client of the `notion` crate.
 //!
 //! [`pipeline`] is the job itself (`process_once`), [`context`] the fallback ladder,
-//! [`templates`] the prompts; [`server`] is the self-hosted HTTP front, [`app`] the wiring and
+//! [`templates`] the prompts, [`questions_database`] the database's shape (checked and
+//! created); [`server`] is the self-hosted HTTP front, [`app`] the wiring and
 //! [`config`] the settings.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -25,6 +26,7 @@ pub mod context;
 pub mod lambda;
 pub mod llm;
 pub mod pipeline;
+pub mod questions_database;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use cloud_fn::app::SelfHosted;
 use cloud_fn::config::{CloudConfig, Source};
+use cloud_fn::questions_database::{self, Severity};
 use cloud_fn::server::ApiAccess;
 use cloud_fn::tunnel::tls::{self, TlsListener};
 use cloud_fn::{app, templates};
@@ -46,6 +47,31 @@ enum Command {
         #[command(subcommand)]
         direction: SyncDirection,
     },
+    /// Create or check the Notion questions database.
+    Notion {
+        #[command(subcommand)]
+        action: NotionAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotionAction {
+    /// Create a questions database under a page the integration can edit, and print its id.
+    Init {
+        /// The parent page: its link (https://www.notion.so/…) or id.
+        #[arg(long)]
+        parent: String,
+        /// The new database's title.
+        #[arg(long, default_value = "Questions")]
+        title: String,
+    },
+    /// Check NOTION_DATABASE_ID's properties and say exactly what to add; exits 1 if questions
+    /// cannot be answered as it is.
+    Check {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -79,6 +105,9 @@ fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     let config = CloudConfig::load(&Source::new(cli.config.as_deref())?)?;
+    for notice in &config.notices {
+        tracing::warn!("{notice}");
+    }
     match cli.command {
         Command::Serve { listen, poll_interval, insecure_no_auth } => {
             let access = match (config.cloud_api_key.clone(), insecure_no_auth) {
@@ -106,6 +135,7 @@ async fn run(cli: Cli) -> Result<()> {
                 tracing::warn!("AGENT_TOKEN is not set: no agent can connect; answers use cached or template context");
             }
             let service = SelfHosted::from_config(&config, access).await?;
+            tokio::spawn(log_database_check(config.clone()));
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             let address = listener.local_addr()?;
@@ -143,6 +173,65 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{count} templates synced");
             Ok(())
         }
+        Command::Notion { action: NotionAction::Init { parent, title } } => {
+            let parent_id = questions_database::page_id_from(&parent)
+                .with_context(|| format!("--parent {parent:?} is not a Notion page link or id (32 hex digits)"))?;
+            let notion = app::notion_client(&config)?;
+            let vocabulary = &config.pipeline.vocabulary;
+            let id = questions_database::create(&notion, &parent_id, &title, vocabulary).await.with_context(|| {
+                format!("cannot create the database under page {parent_id} (is the page shared with the integration?)")
+            })?;
+            println!("created the questions database \"{title}\": NOTION_DATABASE_ID={id}");
+            println!(
+                "its \"{}\" is a select (Notion's API cannot give a status property options): set a question to \"{}\" to have it answered",
+                vocabulary.status_property, vocabulary.pending
+            );
+            Ok(())
+        }
+        Command::Notion { action: NotionAction::Check { json } } => {
+            let (_, database) = config.notion()?;
+            let notion = app::notion_client(&config)?;
+            let report = questions_database::check(&notion, database, &config.pipeline.vocabulary)
+                .await
+                .with_context(|| format!("cannot read the questions database {database}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("questions database \"{}\" ({})", report.title, report.database_id);
+                for finding in &report.findings {
+                    let label = match finding.severity {
+                        Severity::Problem => "problem",
+                        Severity::Advice => "advice",
+                    };
+                    println!("  {label}: {}", finding.message);
+                }
+                if report.findings.is_empty() {
+                    println!("  ok: title, status with its five options, tags");
+                }
+            }
+            if !report.is_usable() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `serve` checks the questions database once at start and logs what is wrong, without
+/// holding up the start (Notion may be slow or down; the poll reports that itself).
+async fn log_database_check(config: CloudConfig) {
+    let Ok((_, database)) = config.notion() else { return };
+    let Ok(notion) = app::notion_client(&config) else { return };
+    match questions_database::check(&notion, database, &config.pipeline.vocabulary).await {
+        Ok(report) => {
+            for finding in &report.findings {
+                match finding.severity {
+                    Severity::Problem => tracing::error!(database, "questions database: {}", finding.message),
+                    Severity::Advice => tracing::warn!(database, "questions database: {}", finding.message),
+                }
+            }
+        }
+        Err(error) => tracing::warn!(database, %error, "could not check the questions database"),
     }
 }
 

@@ -80,3 +80,133 @@ async fn an_explicit_flag_serves_without_a_key_and_says_so_loudly() {
     assert_eq!(status, reqwest::StatusCode::OK, "open without a key");
     assert!(String::from_utf8_lossy(&output.stderr).contains("open to ANYONE"), "a loud warning");
 }
+
+/// Runs `command` off the async workers (the sandbox answers on them).
+async fn run(mut command: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notion_init_creates_a_questions_database_that_answers_questions() {
+    use testkit::notion_sandbox::{PropertyKind, PropertySchema};
+    let world = World::new().await;
+    let data = tempfile::tempdir().unwrap();
+    // The parent: any page the integration can edit, pasted as a link.
+    let (_, pages) =
+        world.sandbox.create_database("Team space", vec![PropertySchema::new("Name", PropertyKind::Title)]);
+    let home = world.sandbox.add_page(&pages, serde_json::json!({}), serde_json::json!([]));
+    let link = format!("https://www.notion.so/my-team/Home-{}?pvs=4", home.replace('-', ""));
+
+    let mut init = cloud_fn(&world, data.path());
+    init.env_remove("NOTION_DATABASE_ID").args(["notion", "init", "--parent", &link]);
+    let output = run(init).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let database = stdout.split("NOTION_DATABASE_ID=").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap();
+
+    // `check` accepts it (advice only: a select starts empty), as JSON too.
+    let mut check = cloud_fn(&world, data.path());
+    check.env("NOTION_DATABASE_ID", database).args(["notion", "check", "--json"]);
+    let output = run(check).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["title"], "Questions");
+    assert!(report["findings"].as_array().unwrap().iter().all(|f| f["severity"] == "advice"), "{report}");
+
+    // And questions asked in it are answered.
+    let notion = world.notion();
+    let source = notion.data_source_id(database).await.unwrap();
+    let properties = serde_json::json!({
+        "Question": notion::page::write::title("Does init work?"),
+        "Status": notion::page::write::select("Pending"),
+    });
+    let page = notion.create_page(&source, properties, vec![]).await.unwrap().id;
+    let mut once = cloud_fn(&world, data.path());
+    once.env("NOTION_DATABASE_ID", database).arg("process-once");
+    let output = run(once).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(world.status(&page), "Answered (offline)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notion_check_says_exactly_what_a_default_notion_database_lacks() {
+    use testkit::notion_sandbox::{PropertyKind, PropertySchema};
+    let world = World::new().await;
+    let data = tempfile::tempdir().unwrap();
+    // What Notion gives a new database with a Status property: Not started, In progress, Done.
+    let (database, _) = world.sandbox.create_database(
+        "My questions",
+        vec![
+            PropertySchema::new("Name", PropertyKind::Title),
+            PropertySchema::new("Status", PropertyKind::Status).with_options(&["Not started", "In progress", "Done"]),
+        ],
+    );
+    let mut check = cloud_fn(&world, data.path());
+    check.env("NOTION_DATABASE_ID", &database).args(["notion", "check"]);
+    let output = run(check).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("questions database \"My questions\""), "{stdout}");
+    assert!(
+        stdout.contains("problem: the status property \"Status\" lacks the options \"Pending\", \"Processing\", \"Answered\", \"Answered (offline)\", \"Failed\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"Not started\"") && stdout.contains("never picked up"), "{stdout}");
+    assert!(stdout.contains("advice: there is no property \"Tags\""), "{stdout}");
+
+    // The questions database the tests use passes.
+    let output = run({
+        let mut check = cloud_fn(&world, data.path());
+        check.args(["notion", "check"]);
+        check
+    })
+    .await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok: title, status"));
+
+    // A database the integration cannot see: the cause, not a panic.
+    let mut missing = cloud_fn(&world, data.path());
+    missing.env("NOTION_DATABASE_ID", "00000000-0000-0000-0000-000000000000").args(["notion", "check"]);
+    let output = run(missing).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("Could not find database"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_says_what_is_wrong_with_the_database_and_which_settings_are_retired() {
+    use std::io::BufRead;
+    use testkit::notion_sandbox::{PropertyKind, PropertySchema};
+    let world = World::new().await;
+    let data = tempfile::tempdir().unwrap();
+    let (database, _) = world.sandbox.create_database("Bare", vec![PropertySchema::new("Name", PropertyKind::Title)]);
+    let mut child = cloud_fn(&world, data.path())
+        .env("NOTION_DATABASE_ID", &database)
+        .env("LOCAL_RAG_SERVICE_URL", "http://192.168.1.20:8000")
+        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-no-auth"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let done = line.contains("questions database:");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(20), lines).await;
+    child.kill().unwrap();
+    let _ = child.wait();
+    let text = lines.expect("serve logs the database check").unwrap().join("\n");
+    assert!(text.contains("LOCAL_RAG_SERVICE_URL is no longer used") && text.contains("CLOUD_URL"), "{text}");
+    assert!(text.contains("questions database: there is no property \"Status\""), "{text}");
+}

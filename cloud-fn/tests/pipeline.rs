@@ -414,3 +414,88 @@ async fn a_run_takes_at_most_its_page_cap_and_leaves_the_rest_for_the_next() {
         assert_eq!((world.status(page).as_str(), world.answers(page)), ("Answered", 1));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_rag_enabled_false_never_asks_the_agent() {
+    use cloud_fn::config::{CloudConfig, Source};
+    let world = World::new().await;
+    let url = world.sandbox.url();
+    let config = |enabled: &str| {
+        let values = [
+            ("NOTION_API_KEY", common::TOKEN),
+            ("NOTION_DATABASE_ID", world.database.as_str()),
+            ("NOTION_API_BASE_URL", url.as_str()),
+            ("LOCAL_RAG_ENABLED", enabled),
+        ];
+        CloudConfig::load(&Source::from_values(values)).unwrap()
+    };
+    // The configured pipeline, as `serve`, `process-once` and the Lambda front build it, with a
+    // live agent as its link.
+    let run = |enabled: &str| {
+        let pipeline = cloud_fn::app::pipeline_with(
+            &config(enabled),
+            world.store.clone(),
+            world.agent.clone(),
+            world.clock.clone(),
+        )
+        .unwrap();
+        async move { pipeline.process_once().await.unwrap() }
+    };
+    let asked = world.ask("With the agent", &[]);
+    run("true").await;
+    assert_eq!(world.status(&asked), "Answered");
+    assert!(world.footers(&asked)[0].contains("mode: full"), "{:?}", world.footers(&asked));
+
+    // The ladder as if the agent were offline: the context the first answer cached.
+    let not_asked = world.ask("Without the agent", &[]);
+    let report = run("false").await;
+    assert!(matches!(&report.pages[0].1, Outcome::Answered { mode: ContextMode::Cached }), "{report:?}");
+    assert_eq!(world.status(&not_asked), "Answered (offline)");
+    assert!(world.footers(&not_asked)[0].contains("mode: cached"), "{:?}", world.footers(&not_asked));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_cost_fill_the_number_properties_a_database_has() {
+    use cloud_fn::config::{CloudConfig, Source};
+    use testkit::{PropertyKind, PropertySchema};
+    let world = World::new().await;
+    let (database, source) = world.sandbox.create_database(
+        "Questions with usage",
+        vec![
+            PropertySchema::new("Question", PropertyKind::Title),
+            PropertySchema::new("Status", PropertyKind::Select),
+            PropertySchema::new("Tokens", PropertyKind::Number),
+            PropertySchema::new("Cost", PropertyKind::Number),
+        ],
+    );
+    let page = world.sandbox.add_page(
+        &source,
+        json!({ "Question": write::title("How much did this cost?"), "Status": write::select("Pending") }),
+        Value::Null,
+    );
+    let (url, llm) = (world.sandbox.url(), world.llm.url());
+    let values = [
+        ("NOTION_API_KEY", common::TOKEN),
+        ("NOTION_DATABASE_ID", database.as_str()),
+        ("NOTION_API_BASE_URL", url.as_str()),
+        ("OPENROUTER_API_KEY", common::KEY),
+        ("OPENROUTER_BASE_URL", llm.as_str()),
+        ("LLM_MODELS", "usage/model"),
+    ];
+    let config = CloudConfig::load(&Source::from_values(values)).unwrap();
+    let pipeline =
+        cloud_fn::app::pipeline_with(&config, world.store.clone(), world.agent.clone(), world.clock.clone()).unwrap();
+    pipeline.process_once().await.unwrap();
+
+    let properties = world.sandbox.page(&page).unwrap()["properties"].clone();
+    assert_eq!(properties["Status"]["select"]["name"], "Answered");
+    let tokens = properties["Tokens"]["number"].as_u64().expect("Tokens filled");
+    let cost = properties["Cost"]["number"].as_f64().expect("Cost filled");
+    // The stand-in bills a millionth of a credit per token, as OpenRouter reports `usage.cost`.
+    assert!(tokens > 0 && (cost - tokens as f64 * 1e-6).abs() < 1e-9, "{properties}");
+    let footer = &world.footers(&page)[0];
+    assert!(
+        footer.contains("model: usage/model · ") && footer.contains(" tokens (") && footer.contains('$'),
+        "{footer}"
+    );
+}

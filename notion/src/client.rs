@@ -176,6 +176,24 @@ impl NotionClient {
         })
     }
 
+    /// `GET /v1/data_sources/{id}`: the data source with its properties' schema (`properties`
+    /// by name, each with its `type` and, for select-like types, its `options`).
+    pub async fn retrieve_data_source(&self, data_source_id: &str) -> Result<Value> {
+        self.call(Method::GET, &format!("/v1/data_sources/{data_source_id}"), None, Repeat::Safe).await
+    }
+
+    /// `POST /v1/databases`: a new database under page `parent_page_id`, its data source having
+    /// `properties` (`{"Question": {"title": {}}, …}`). Not repeated after a lost reply: that
+    /// would make a second database.
+    pub async fn create_database(&self, parent_page_id: &str, title: &str, properties: Value) -> Result<Database> {
+        let body = json!({
+            "parent": { "type": "page_id", "page_id": parent_page_id },
+            "title": [{ "type": "text", "text": { "content": title } }],
+            "initial_data_source": { "properties": properties },
+        });
+        self.call(Method::POST, "/v1/databases", Some(&body), Repeat::OnlyIfRejected).await
+    }
+
     /// One page of `POST /v1/data_sources/{id}/query` results.
     pub async fn query(&self, data_source_id: &str, body: &Value) -> Result<List<Page>> {
         let path = format!("/v1/data_sources/{data_source_id}/query");

@@ -265,7 +265,10 @@ impl Chain {
                     .filter(|b| {
                         b["type"] == "paragraph" && b["paragraph"]["rich_text"][0]["plain_text"] == "notion-llm"
                     })
-                    .map(|b| b["paragraph"]["rich_text"][1]["plain_text"].as_str().unwrap_or_default().to_owned())
+                    .map(|b| {
+                        let items = b["paragraph"]["rich_text"].as_array().cloned().unwrap_or_default();
+                        items.iter().skip(1).filter_map(|item| item["plain_text"].as_str()).collect::<String>()
+                    })
                     .collect();
                 assert_eq!(footers.len(), 1, "exactly one answer on the page");
                 return (status, footers[0].clone(), asked.elapsed());

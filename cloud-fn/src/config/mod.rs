@@ -1,5 +1,8 @@
 //! Configuration by the names of the design's table: environment variables, then an optional
-//! TOML file holding the same names (`NOTION_DATABASE_ID = "…"`), then defaults.
+//! TOML file holding the same names (`NOTION_DATABASE_ID = "…"`), then defaults. [`names`] lists
+//! every name read, and the original system's names that were retired.
+
+pub mod names;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,8 +50,11 @@ pub struct CloudConfig {
     pub dynamodb_table: Option<String>,
     /// `DATA_DIR`: where the embedded store lives.
     pub data_dir: PathBuf,
-    /// `ENABLE_FALLBACK`, `FALLBACK_TIMEOUT`, `CONTEXT_CACHE_TTL`.
+    /// `ENABLE_FALLBACK`, `RAG_REQUEST_TIMEOUT` (or `FALLBACK_TIMEOUT`), `CONTEXT_CACHE_TTL`.
     pub ladder: LadderSettings,
+    /// `LOCAL_RAG_ENABLED`: whether questions ask the agent at all (`false`: cached context and
+    /// templates only, as if it were offline).
+    pub local_rag_enabled: bool,
     /// Leases, attempts, concurrency, and the questions database's names.
     pub pipeline: PipelineSettings,
     /// `POLL_INTERVAL` (seconds) of the self-hosted timer.
@@ -69,6 +75,9 @@ pub struct CloudConfig {
     /// `ALLOW_INSECURE_HTTP`: allow `http://` Notion and OpenRouter base URLs on other
     /// machines (keys would travel unencrypted); off by default.
     pub allow_insecure: bool,
+    /// Lines worth telling whoever starts the process: retired settings that are set, and
+    /// what replaced them; settings that switch a part off.
+    pub notices: Vec<String>,
 }
 
 /// Reads settings from the environment and an optional file of the same names.
@@ -88,11 +97,20 @@ impl Source {
             let table: toml::Table =
                 toml::from_str(&text).map_err(|error| ConfigError(format!("{}: {error}", path.display())))?;
             for (key, value) in table {
+                let key = key.to_uppercase();
+                if !names::is_known(&key) && names::retired(&key).is_none() {
+                    let hint =
+                        names::closest(&key).map(|known| format!(" (did you mean {known}?)")).unwrap_or_default();
+                    return Err(ConfigError(format!(
+                        "{}: unknown setting `{key}`{hint}; README.md lists the settings",
+                        path.display()
+                    )));
+                }
                 let text = match value {
                     toml::Value::String(text) => text,
                     other => other.to_string(),
                 };
-                values.insert(key.to_uppercase(), text);
+                values.insert(key, text);
             }
         }
         Ok(Self { file: values, environment: true })
@@ -104,8 +122,13 @@ impl Source {
         Self { file, environment: false }
     }
 
-    /// The value of a setting, if it is set and not blank.
+    /// The value of a setting, if it is set and not blank. `name` must be in [`names::SETTINGS`].
     pub fn value(&self, name: &str) -> Option<String> {
+        debug_assert!(names::is_known(name), "{name} is read but not listed in config::names::SETTINGS");
+        self.raw(name)
+    }
+
+    fn raw(&self, name: &str) -> Option<String> {
         self.environment
             .then(|| std::env::var(name).ok())
             .flatten()
@@ -120,6 +143,15 @@ impl Source {
 
     fn get(&self, name: &str) -> Option<String> {
         self.value(name)
+    }
+
+    /// The retired settings that are set, each with what replaced it.
+    fn retired_in_use(&self) -> Vec<String> {
+        names::RETIRED
+            .iter()
+            .filter(|(name, _)| self.raw(name).is_some())
+            .map(|(name, replaced_by)| format!("{name} is no longer used: {replaced_by}"))
+            .collect()
     }
 
     fn seconds(&self, name: &str, default: f64) -> Result<Duration, ConfigError> {
@@ -144,6 +176,23 @@ impl Source {
             Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
             Some(v) => Err(ConfigError(format!("{name}={v:?} is not true or false"))),
         }
+    }
+}
+
+/// How long a question waits for the agent: `RAG_REQUEST_TIMEOUT`, the original system's name,
+/// or `FALLBACK_TIMEOUT`, this project's first (5 s). Both set to different values is refused:
+/// one of them would be silently ignored.
+fn agent_deadline(source: &Source) -> Result<Duration, ConfigError> {
+    let default = 5.0;
+    let request = source.seconds("RAG_REQUEST_TIMEOUT", default)?;
+    let fallback = source.seconds("FALLBACK_TIMEOUT", default)?;
+    match (source.get("RAG_REQUEST_TIMEOUT"), source.get("FALLBACK_TIMEOUT")) {
+        (Some(_), Some(_)) if request != fallback => Err(ConfigError(format!(
+            "RAG_REQUEST_TIMEOUT ({request:?}) and FALLBACK_TIMEOUT ({fallback:?}) both set how long to wait for \
+             the agent; set one"
+        ))),
+        (Some(_), _) => Ok(request),
+        _ => Ok(fallback),
     }
 }
 
@@ -195,10 +244,11 @@ impl CloudConfig {
             }),
             ladder: LadderSettings {
                 enable_fallback: source.flag("ENABLE_FALLBACK", true)?,
-                agent_timeout: source.seconds("FALLBACK_TIMEOUT", 5.0)?,
+                agent_timeout: agent_deadline(source)?,
                 cache_ttl: source.seconds("CONTEXT_CACHE_TTL", 7.0 * 86400.0)?,
                 max_results: source.number("RAG_MAX_RESULTS", 5)?,
             },
+            local_rag_enabled: source.flag("LOCAL_RAG_ENABLED", true)?,
             pipeline: PipelineSettings {
                 vocabulary: Vocabulary {
                     status_property: names("NOTION_STATUS_PROPERTY", &vocabulary.status_property),
@@ -238,8 +288,17 @@ impl CloudConfig {
                 ..limits
             },
             allow_insecure: source.flag("ALLOW_INSECURE_HTTP", false)?,
+            notices: source.retired_in_use(),
         };
         config.validate()?;
+        let mut config = config;
+        if !config.local_rag_enabled {
+            config.notices.push(
+                "LOCAL_RAG_ENABLED=false: no agent is asked; answers use cached context and templates \
+                 (and say so)"
+                    .into(),
+            );
+        }
         Ok(config)
     }
 
@@ -262,7 +321,7 @@ impl CloudConfig {
         // A lease must outlast one Notion request attempt (30 s) with room to renew it.
         at_least("JOB_LEASE", Duration::from_secs(self.pipeline.lease_secs.max(0) as u64), Duration::from_secs(60))?;
         at_least("LLM_TIMEOUT", self.llm_timeout, second)?;
-        at_least("FALLBACK_TIMEOUT", self.ladder.agent_timeout, Duration::from_millis(10))?;
+        at_least("RAG_REQUEST_TIMEOUT (or FALLBACK_TIMEOUT)", self.ladder.agent_timeout, Duration::from_millis(10))?;
         at_least("CONTEXT_CACHE_TTL", self.ladder.cache_ttl, second)?;
         at_least("HTTP_HEADER_TIMEOUT", self.http_limits.header_read_timeout, Duration::from_millis(100))?;
         at_least("HTTP_REQUEST_TIMEOUT", self.http_limits.request_timeout, second)?;
@@ -294,9 +353,14 @@ impl CloudConfig {
         Ok(())
     }
 
+    /// The Notion token, or a message saying it is missing.
+    pub fn notion_key(&self) -> Result<&Secret, ConfigError> {
+        self.notion_api_key.as_ref().ok_or_else(|| ConfigError("NOTION_API_KEY is not set".into()))
+    }
+
     /// The questions database and the token, or a message saying which is missing.
     pub fn notion(&self) -> Result<(&Secret, &str), ConfigError> {
-        let key = self.notion_api_key.as_ref().ok_or_else(|| ConfigError("NOTION_API_KEY is not set".into()))?;
+        let key = self.notion_key()?;
         let database = self
             .notion_database_id
             .as_deref()
@@ -361,10 +425,53 @@ mod tests {
             ("HTTP_REQUEST_TIMEOUT", "0"),
             ("HTTP_MAX_CONNECTIONS", "0"),
             ("AGENT_HEARTBEAT", "0"),
+            ("RAG_REQUEST_TIMEOUT", "0"),
+            ("LOCAL_RAG_ENABLED", "maybe"),
         ] {
             let error = load(&[(name, value)]).expect_err(name).to_string();
             assert!(error.contains(name), "{name}={value}: {error}");
         }
+    }
+
+    #[test]
+    fn the_original_systems_settings_are_honoured_or_answered() {
+        let load = |pairs: &[(&str, &str)]| CloudConfig::load(&Source::from_values(pairs.iter().copied()));
+        // Honoured: the agent deadline by either name, the switches.
+        assert_eq!(load(&[("RAG_REQUEST_TIMEOUT", "8")]).unwrap().ladder.agent_timeout, Duration::from_secs(8));
+        assert_eq!(load(&[("FALLBACK_TIMEOUT", "2s")]).unwrap().ladder.agent_timeout, Duration::from_secs(2));
+        let both = load(&[("RAG_REQUEST_TIMEOUT", "8"), ("FALLBACK_TIMEOUT", "2")]).unwrap_err().to_string();
+        assert!(both.contains("RAG_REQUEST_TIMEOUT") && both.contains("FALLBACK_TIMEOUT"), "{both}");
+        assert!(load(&[("RAG_REQUEST_TIMEOUT", "3"), ("FALLBACK_TIMEOUT", "3s")]).is_ok());
+        let defaults = load(&[]).unwrap();
+        assert!(defaults.local_rag_enabled && defaults.ladder.enable_fallback && defaults.notices.is_empty());
+        let off = load(&[("LOCAL_RAG_ENABLED", "false"), ("ENABLE_FALLBACK", "false")]).unwrap();
+        assert!(!off.local_rag_enabled && !off.ladder.enable_fallback);
+        assert!(off.notices.iter().any(|notice| notice.contains("LOCAL_RAG_ENABLED")), "{:?}", off.notices);
+        // Retired: one line each, saying what replaced it.
+        let retired =
+            load(&[("LOCAL_RAG_SERVICE_URL", "http://192.168.1.5:8000"), ("DEPLOYMENT_MODE", "lambda")]).unwrap();
+        assert_eq!(retired.notices.len(), 2, "{:?}", retired.notices);
+        assert!(
+            retired.notices[0].starts_with("LOCAL_RAG_SERVICE_URL is no longer used")
+                && retired.notices[0].contains("CLOUD_URL")
+        );
+        assert!(retired.notices[1].starts_with("DEPLOYMENT_MODE is no longer used"));
+    }
+
+    #[test]
+    fn a_config_file_refuses_names_the_code_does_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cloud.toml");
+        std::fs::write(&path, "NOTION_DATABASE_ID = \"db-1\"\npoll_intervall = 30\n").unwrap();
+        let error = Source::new(Some(&path)).err().expect("an unknown key is refused").to_string();
+        assert!(error.contains("POLL_INTERVALL") && error.contains("did you mean POLL_INTERVAL"), "{error}");
+        std::fs::write(&path, "COLOUR = \"blue\"\n").unwrap();
+        let error = Source::new(Some(&path)).err().expect("an unknown key is refused").to_string();
+        assert!(error.contains("unknown setting `COLOUR`") && !error.contains("did you mean"), "{error}");
+        // A retired name is not an error but a notice.
+        std::fs::write(&path, "LOCAL_RAG_ENDPOINTS = \"http://a,http://b\"\n").unwrap();
+        let config = CloudConfig::load(&Source::new(Some(&path)).unwrap()).unwrap();
+        assert!(config.notices.iter().any(|notice| notice.starts_with("LOCAL_RAG_ENDPOINTS")), "{:?}", config.notices);
     }
 
     #[test]

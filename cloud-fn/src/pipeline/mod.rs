@@ -278,7 +278,7 @@ impl Pipeline {
             Ok(Claim::Finish(job)) => {
                 let finished = match job.status {
                     JobStatus::Failed => self.show_failure(&page, &job).await,
-                    _ => self.set_status(&page, self.final_status(job.status)).await,
+                    _ => self.set_finished(&page, &job).await,
                 };
                 return Ok(match finished {
                     Ok(()) => match job.status {
@@ -383,11 +383,36 @@ impl Pipeline {
 
     async fn set_status(&self, page: &Page, name: &str) -> Result<(), NotionError> {
         let property = &self.settings.vocabulary.status_property;
-        let value = match page.property(property).and_then(|p| p["type"].as_str()) {
+        let value = self.status_value(page, name);
+        self.notion.update_properties(&page.id, json!({ property.as_str(): value })).await.map(|_| ())
+    }
+
+    /// `name` as a value of the page's status property, a status or a select.
+    fn status_value(&self, page: &Page, name: &str) -> serde_json::Value {
+        match page.property(&self.settings.vocabulary.status_property).and_then(|p| p["type"].as_str()) {
             Some("select") => write::select(name),
             _ => write::status(name),
-        };
-        self.notion.update_properties(&page.id, json!({ property.as_str(): value })).await.map(|_| ())
+        }
+    }
+
+    /// The finished job's status, and its usage in the page's `Tokens` and `Cost` number
+    /// properties if it has them (one write either way).
+    async fn set_finished(&self, page: &Page, job: &JobRecord) -> Result<(), NotionError> {
+        let property = &self.settings.vocabulary.status_property;
+        let name = self.final_status(job.status);
+        let mut properties = json!({ property.as_str(): self.status_value(page, name) });
+        let is_number = |name: &str| page.property(name).and_then(|p| p["type"].as_str()) == Some("number");
+        if let Some(usage) = &job.usage {
+            if is_number("Tokens") {
+                properties["Tokens"] = json!({ "number": usage.prompt_tokens + usage.completion_tokens });
+            }
+            if let Some(cost) = usage.cost.filter(|cost| cost.is_finite())
+                && is_number("Cost")
+            {
+                properties["Cost"] = json!({ "number": cost });
+            }
+        }
+        self.notion.update_properties(&page.id, properties).await.map(|_| ())
     }
 
     /// Answers `page`; `crash` is the test hook's step to stop after, if any.
@@ -475,7 +500,7 @@ impl Pipeline {
         self.save(job).await?;
         crash_point(Step::Recorded)?;
 
-        self.set_status(page, self.final_status(job.status)).await?;
+        self.set_finished(page, job).await?;
         crash_point(Step::StatusSet)?;
         Ok(mode)
     }

@@ -60,7 +60,7 @@ pub(super) fn find_answer(blocks: &[Block], page_id: &str, generation: u32) -> A
 }
 
 /// The answer as blocks: a heading carrying the start marker, the answer, a footer carrying the
-/// end marker (mode, model, sources, seconds).
+/// end marker (mode, model, tokens and cost, sources — linked where they are URLs — and seconds).
 pub(super) fn answer_blocks(
     page_id: &str,
     generation: u32,
@@ -80,19 +80,87 @@ pub(super) fn answer_blocks(
         footer.push_str(" (no note matched this question)");
     }
     if let Some(usage) = usage {
-        footer.push_str(&format!(" · model: {}", usage.model));
+        footer.push_str(&format!(" · model: {} · {}", usage.model, usage_text(usage)));
     }
-    if !context.sources.is_empty() {
-        footer.push_str(&format!(" · sources: {}", context.sources.join(", ")));
-    }
-    footer.push_str(&format!(" · {seconds:.1} s"));
     let muted = Style { italic: true, ..Style::default() };
     let signature = Style { italic: true, link: Some(marker(page_id, generation, "end")), ..Style::default() };
-    blocks.push(json!({
-        "type": "paragraph",
-        "paragraph": { "rich_text": [text_item("notion-llm", &signature), text_item(&truncate(&footer, 1900), &muted)], "color": "gray" },
-    }));
+    let mut items = vec![text_item("notion-llm", &signature)];
+    if !context.sources.is_empty() {
+        footer.push_str(" · sources: ");
+        items.push(text_item(&footer, &muted));
+        footer.clear();
+        for (index, source) in context.sources.iter().take(MAX_FOOTER_SOURCES).enumerate() {
+            if index > 0 {
+                items.push(text_item(", ", &muted));
+            }
+            let label = truncate(&source_label(source), 200);
+            let linked = is_web_link(source).then(|| source.clone());
+            items.push(text_item(&label, &Style { link: linked, ..muted.clone() }));
+        }
+        if context.sources.len() > MAX_FOOTER_SOURCES {
+            footer.push_str(&format!(" and {} more", context.sources.len() - MAX_FOOTER_SOURCES));
+        }
+    }
+    footer.push_str(&format!(" · {seconds:.1} s"));
+    items.push(text_item(&truncate(&footer, 1900), &muted));
+    blocks.push(json!({ "type": "paragraph", "paragraph": { "rich_text": items, "color": "gray" } }));
     blocks
+}
+
+/// Sources named in a footer; Notion allows 100 rich-text items in a block.
+const MAX_FOOTER_SOURCES: usize = 20;
+
+/// "1,234 tokens (1,100 in, 134 out) · $0.0012" — the cost when the provider reported it.
+pub(super) fn usage_text(usage: &Usage) -> String {
+    let total = usage.prompt_tokens + usage.completion_tokens;
+    let mut text = format!(
+        "{} tokens ({} in, {} out)",
+        thousands(total),
+        thousands(usage.prompt_tokens),
+        thousands(usage.completion_tokens)
+    );
+    match usage.cost {
+        Some(cost) if !cost.is_finite() || cost < 0.0 => {}
+        Some(0.0) => text.push_str(" · $0"),
+        Some(cost) if cost < 0.0001 => text.push_str(" · < $0.0001"),
+        Some(cost) => text.push_str(&format!(" · ${cost:.4}")),
+        None => {}
+    }
+    text
+}
+
+fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+fn is_web_link(source: &str) -> bool {
+    source.starts_with("https://") || source.starts_with("http://")
+}
+
+/// How a source reads in a footer: a path as it is; a Notion page URL as its title (Notion
+/// writes `https://www.notion.so/Title-Words-<32 hex id>`); another URL as it is.
+fn source_label(source: &str) -> String {
+    if !is_web_link(source) {
+        return source.to_owned();
+    }
+    let path = source.split(['?', '#']).next().unwrap_or_default();
+    let is_notion = path.contains("notion.so/") || path.contains("notion.site/");
+    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+    match last.rsplit_once('-') {
+        Some((title, id)) if is_notion && id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()) => {
+            let title = title.replace('-', " ");
+            if title.trim().is_empty() { source.to_owned() } else { title }
+        }
+        _ => source.to_owned(),
+    }
 }
 
 /// Without a model, the answer is the context itself, introduced as such.
@@ -176,8 +244,40 @@ mod tests {
         assert_eq!(blocks[0]["heading_2"]["rich_text"][0]["text"]["content"], "Answer (offline)");
         assert_eq!(blocks[0]["heading_2"]["rich_text"][0]["text"]["link"]["url"], marker("p-1", 1, "start"));
         let footer = &blocks.last().unwrap()["paragraph"]["rich_text"];
-        assert_eq!(footer[1]["text"]["content"], " · mode: cached · model: m · sources: a.md · 1.3 s");
+        let text: String =
+            footer.as_array().unwrap()[1..].iter().filter_map(|i| i["text"]["content"].as_str()).collect();
+        assert_eq!(text, " · mode: cached · model: m · 0 tokens (0 in, 0 out) · sources: a.md · 1.3 s");
         assert_eq!(footer[0]["text"]["link"]["url"], marker("p-1", 1, "end"));
+    }
+
+    #[test]
+    fn footers_show_tokens_and_cost_and_link_the_sources_that_have_urls() {
+        let notion_page = "https://www.notion.so/team/Weekly-Review-1a2b3c4d5e6f708192a3b4c5d6e7f809";
+        let context = BuiltContext {
+            mode: ContextMode::Full,
+            text: String::new(),
+            sources: vec!["notes/sleep.md".into(), notion_page.into(), "https://example.com/x".into()],
+        };
+        let usage = Usage { model: "m".into(), prompt_tokens: 1200, completion_tokens: 34, cost: Some(0.00123) };
+        let blocks = answer_blocks("p-1", 1, "Hi", &context, Some(&usage), 2.0);
+        let footer = blocks.last().unwrap()["paragraph"]["rich_text"].as_array().unwrap().clone();
+        let text: String = footer[1..].iter().filter_map(|i| i["text"]["content"].as_str()).collect();
+        assert_eq!(
+            text,
+            " · mode: full · model: m · 1,234 tokens (1,200 in, 34 out) · $0.0012 · sources: notes/sleep.md, \
+             Weekly Review, https://example.com/x · 2.0 s"
+        );
+        let link = |label: &str| footer.iter().find(|i| i["text"]["content"] == label).unwrap()["text"]["link"].clone();
+        assert_eq!(link("Weekly Review")["url"], notion_page);
+        assert_eq!(link("https://example.com/x")["url"], "https://example.com/x");
+        assert!(link("notes/sleep.md").is_null(), "a path is not a link");
+
+        let free = Usage { cost: Some(0.0), ..usage.clone() };
+        assert_eq!(usage_text(&free), "1,234 tokens (1,200 in, 34 out) · $0");
+        assert!(usage_text(&Usage { cost: Some(0.00001), ..usage.clone() }).ends_with("< $0.0001"));
+        assert!(!usage_text(&Usage { cost: None, ..usage }).contains('$'));
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
     }
 
     #[test]

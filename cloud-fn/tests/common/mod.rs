@@ -153,11 +153,11 @@ impl World {
         )
     }
 
+    /// The page's Status, a status or a select property.
     pub fn status(&self, page: &str) -> String {
-        self.sandbox.page(page).unwrap()["properties"]["Status"]["status"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        let status = &self.sandbox.page(page).unwrap()["properties"]["Status"];
+        let kind = status["type"].as_str().unwrap_or("status");
+        status[kind]["name"].as_str().unwrap_or_default().to_owned()
     }
 
     /// Answer headings on the page.
@@ -178,7 +178,10 @@ impl World {
             .blocks(page)
             .iter()
             .filter(|b| b["type"] == "paragraph" && b["paragraph"]["rich_text"][0]["plain_text"] == "notion-llm")
-            .map(|b| b["paragraph"]["rich_text"][1]["plain_text"].as_str().unwrap_or_default().to_owned())
+            .map(|b| {
+                let items = b["paragraph"]["rich_text"].as_array().cloned().unwrap_or_default();
+                items.iter().skip(1).filter_map(|item| item["plain_text"].as_str()).collect::<String>()
+            })
             .collect()
     }
 }

@@ -43,6 +43,22 @@ impl PropertyKind {
         }
     }
 
+    /// The kind a schema's type key names (`"multi_select"` → MultiSelect).
+    fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::Title,
+            Self::RichText,
+            Self::Status,
+            Self::Select,
+            Self::MultiSelect,
+            Self::Checkbox,
+            Self::Number,
+            Self::Url,
+        ]
+        .into_iter()
+        .find(|kind| kind.name() == name)
+    }
+
     fn empty(self) -> Value {
         match self {
             Self::Title | Self::RichText | Self::MultiSelect => json!([]),
@@ -91,6 +107,8 @@ pub(crate) struct Database {
     pub title: String,
     pub data_sources: Vec<String>,
     pub created: DateTime<Utc>,
+    /// The page it was created under (`POST /v1/databases`); tests' databases have none.
+    pub parent: Option<String>,
 }
 
 pub(crate) struct DataSource {
@@ -170,6 +188,7 @@ impl Workspace {
                 title: title.to_owned(),
                 data_sources: vec![data_source_id.clone()],
                 created: now,
+                parent: None,
             },
         );
         self.data_sources.insert(
@@ -177,6 +196,90 @@ impl Workspace {
             DataSource { id: data_source_id.clone(), database_id: database_id.clone(), name: title.to_owned(), schema },
         );
         (database_id, data_source_id)
+    }
+
+    /// `POST /v1/databases` (2025-09-03): a database under a page, its properties in
+    /// `initial_data_source.properties` (`{"Name": {"title": {}}, "Status": {"select": {"options": […]}}}`).
+    /// As in Notion, a status property cannot be given options through the API: it gets
+    /// Notion's defaults (Not started, In progress, Done).
+    pub fn create_database_from_request(&mut self, body: &Value) -> Result<Value, ApiError> {
+        let parent = body["parent"]["page_id"]
+            .as_str()
+            .ok_or_else(|| ApiError::validation("body.parent.page_id should be defined"))?;
+        if self.pages.get(parent).is_none_or(|page| page.in_trash) {
+            return Err(ApiError::not_found("page", parent));
+        }
+        let title = read_rich_text(&body["title"]);
+        let title = title.as_array().into_iter().flatten().filter_map(|t| t["plain_text"].as_str()).collect::<String>();
+        let properties = body["initial_data_source"]["properties"]
+            .as_object()
+            .ok_or_else(|| ApiError::validation("body.initial_data_source.properties should be an object"))?;
+        let mut schema = Vec::new();
+        for (name, definition) in properties {
+            let Some((key, config)) = definition.as_object().and_then(|d| d.iter().find(|(k, _)| k.as_str() != "name"))
+            else {
+                return Err(ApiError::validation(format!("{name} should define a property type")));
+            };
+            let kind = PropertyKind::from_name(key).ok_or_else(|| {
+                ApiError::validation(format!("{name}: the sandbox does not model `{key}` properties"))
+            })?;
+            let options: Vec<String> = config["options"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|option| option["name"].as_str().map(str::to_owned))
+                .collect();
+            let options = match kind {
+                PropertyKind::Status if !options.is_empty() => {
+                    return Err(ApiError::validation(format!(
+                        "{name}: the options of a status property cannot be set through the API"
+                    )));
+                }
+                PropertyKind::Status => ["Not started", "In progress", "Done"].map(str::to_owned).to_vec(),
+                _ => options,
+            };
+            schema.push(PropertySchema { name: name.clone(), kind, options });
+        }
+        if schema.iter().filter(|p| p.kind == PropertyKind::Title).count() != 1 {
+            return Err(ApiError::validation("a database must have exactly one title property"));
+        }
+        let (database, _) = self.create_database(&title, schema);
+        if let Some(record) = self.databases.get_mut(&database) {
+            record.parent = Some(parent.to_owned());
+        }
+        self.database_json(&database).ok_or_else(|| ApiError::not_found("database", &database))
+    }
+
+    /// `GET /v1/data_sources/{id}`: the data source with its properties' schema.
+    pub fn data_source_json(&self, id: &str) -> Option<Value> {
+        let source = self.data_sources.get(id)?;
+        let mut properties = Map::new();
+        for property in &source.schema {
+            let options: Vec<Value> = property
+                .options
+                .iter()
+                .map(|name| json!({ "id": short_id(name), "name": name, "color": "default" }))
+                .collect();
+            let config = match property.kind {
+                PropertyKind::Select | PropertyKind::MultiSelect => json!({ "options": options }),
+                PropertyKind::Status => json!({ "options": options, "groups": [] }),
+                PropertyKind::Number => json!({ "format": "number" }),
+                _ => json!({}),
+            };
+            let kind = property.kind.name();
+            properties.insert(
+                property.name.clone(),
+                json!({ "id": property.id(), "name": property.name, "type": kind, kind: config }),
+            );
+        }
+        Some(json!({
+            "object": "data_source",
+            "id": source.id,
+            "name": source.name,
+            "title": read_rich_text(&json!([{ "text": { "content": source.name } }])),
+            "parent": { "type": "database_id", "database_id": source.database_id },
+            "properties": properties,
+        }))
     }
 
     pub fn database_json(&self, id: &str) -> Option<Value> {
@@ -187,9 +290,14 @@ impl Workspace {
             .filter_map(|source| self.data_sources.get(source))
             .map(|source| json!({ "id": source.id, "name": source.name }))
             .collect();
+        let parent = match &database.parent {
+            Some(page) => json!({ "type": "page_id", "page_id": page }),
+            None => json!({ "type": "workspace", "workspace": true }),
+        };
         Some(json!({
             "object": "database",
             "id": database.id,
+            "parent": parent,
             "title": read_rich_text(&json!([{ "text": { "content": database.title } }])),
             "created_time": timestamp(database.created),
             "data_sources": sources,

@@ -5,7 +5,9 @@ use super::*;
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/v1/databases", post(create_database))
         .route("/v1/databases/{id}", get(retrieve_database))
+        .route("/v1/data_sources/{id}", get(retrieve_data_source))
         .route("/v1/data_sources/{id}/query", post(query_data_source))
         .route("/v1/pages", post(create_page))
         .route("/v1/pages/{id}", get(retrieve_page).patch(update_page))
@@ -132,6 +134,15 @@ fn workspace(shared: &Shared) -> MutexGuard<'_, Workspace> {
 
 async fn retrieve_database(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<axum::Json<Value>> {
     workspace(&shared).database_json(&id).map(axum::Json).ok_or_else(|| ApiError::not_found("database", &id))
+}
+
+async fn create_database(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axum::Json<Value>> {
+    let body = parse_body(&body)?;
+    workspace(&shared).create_database_from_request(&body).map(axum::Json)
+}
+
+async fn retrieve_data_source(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<axum::Json<Value>> {
+    workspace(&shared).data_source_json(&id).map(axum::Json).ok_or_else(|| ApiError::not_found("data source", &id))
 }
 
 async fn query_data_source(
