@@ -290,9 +290,9 @@ async fn health(State(state): State<Arc<ServerState>>) -> Json<Value> {
 }
 
 async fn status(State(state): State<Arc<ServerState>>) -> Response {
-    let jobs = match state.store.job_counts().await {
-        Ok(counts) => json!(counts),
-        Err(error) => json!({ "error": error.to_string() }),
+    let (jobs, usage) = match state.store.job_stats(state.clock.now()).await {
+        Ok(stats) => (json!(stats.by_status), json!({ "today": stats.today, "this_month": stats.this_month })),
+        Err(error) => (json!({ "error": error.to_string() }), Value::Null),
     };
     let last = state.runs.try_lock().ok().and_then(|last| last.clone());
     let running = state.runs.try_lock().is_err();
@@ -303,6 +303,7 @@ async fn status(State(state): State<Arc<ServerState>>) -> Response {
         "last_poll": last.map(|(at, report)| json!({ "at": at, "report": report })),
         "last_error": last_error,
         "jobs": jobs,
+        "usage": usage,
         "agent": state.pipeline.context().link().status().await,
         "store": state.store.kind(),
         "notion_requests": state.pipeline.notion().requests_sent(),

@@ -38,8 +38,10 @@ async fn fifty_questions_are_answered_exactly_once() {
         assert!(text.contains("You are a personal knowledge assistant."), "the default template was used");
     }
     assert_eq!(world.llm.requests().len(), 50);
-    let jobs = world.store.job_counts().await.unwrap();
-    assert_eq!(jobs.get("answered"), Some(&50));
+    let stats = world.store.job_stats(cloud_fn::clock::Clock::now(world.clock.as_ref())).await.unwrap();
+    assert_eq!(stats.by_status.get("answered"), Some(&50));
+    assert_eq!(stats.today.answers, 50, "every answer called the LLM today: {stats:?}");
+    assert!(stats.this_month.prompt_tokens >= stats.today.prompt_tokens && stats.today.cost > 0.0, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,7 +296,7 @@ async fn the_pipeline_works_the_same_on_dynamodb() {
     for page in &pages {
         assert_eq!((world.answers(page), world.status(page).as_str()), (1, "Answered"));
     }
-    assert_eq!(world.store.job_counts().await.unwrap().get("answered"), Some(&10));
+    assert_eq!(world.store.job_stats(0).await.unwrap().by_status.get("answered"), Some(&10));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,6 +104,13 @@ async fn manual_runs_and_status_report_what_happened() {
     assert!(status_body["last_poll"]["at"].as_i64().is_some(), "{status_body}");
     assert_eq!(status_body["store"], "embedded");
     assert_eq!(status_body["agent"]["live_agents"], 1);
+    // The LLM's usage, today and this month (the stand-in bills a millionth per token).
+    for period in ["today", "this_month"] {
+        let usage = &status_body["usage"][period];
+        assert_eq!(usage["answers"], 1, "{status_body}");
+        let tokens = usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap();
+        assert!(tokens > 0 && (usage["cost"].as_f64().unwrap() - tokens as f64 * 1e-6).abs() < 1e-9, "{usage}");
+    }
 
     let (_, rag) = server.call(reqwest::Method::GET, "/rag/status", Some(CLOUD_KEY)).await;
     assert_eq!(rag["rag_available"], true);

@@ -8,7 +8,7 @@
 //! (which every request to the agent would otherwise pay), and each connection is still
 //! written, touched and removed by its own atomic `UpdateItem`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,9 +21,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AgentConnection, CachedContext, ConnectionRegistry, ContextStore, JobLedger, JobRecord, JobWrite, Mailbox, Store,
-    StoreError, StoreResult, Template, TemplateStore, WEBHOOK_TOKEN_KEY, WebhookLog, connection_key, context_key,
-    event_key, job_key, reply_key, template_key,
+    AgentConnection, CachedContext, ConnectionRegistry, ContextStore, JobLedger, JobRecord, JobStats, JobWrite,
+    Mailbox, Store, StoreError, StoreResult, Template, TemplateStore, WEBHOOK_TOKEN_KEY, WebhookLog, connection_key,
+    context_key, event_key, job_key, reply_key, template_key,
 };
 
 /// Key of the item holding every agent connection.
@@ -201,12 +201,8 @@ impl JobLedger for DynamoStore {
         })
     }
 
-    async fn job_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
-        let mut counts = BTreeMap::new();
-        for job in self.scan::<JobRecord>("job#").await? {
-            *counts.entry(job.status.as_str().to_owned()).or_default() += 1;
-        }
-        Ok(counts)
+    async fn job_stats(&self, now: i64) -> StoreResult<JobStats> {
+        Ok(JobStats::of(&self.scan::<JobRecord>("job#").await?, now))
     }
 }
 

@@ -3,7 +3,6 @@
 //! token stored once, a connection touched only if it exists) is a read and a write in one
 //! write transaction (`EmbeddedStore::modify`).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,9 +12,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AgentConnection, CachedContext, ConnectionRegistry, ContextStore, JobLedger, JobRecord, JobWrite, Mailbox, Store,
-    StoreError, StoreResult, Template, TemplateStore, WEBHOOK_TOKEN_KEY, WebhookLog, connection_key, context_key,
-    event_key, job_key, reply_key, template_key,
+    AgentConnection, CachedContext, ConnectionRegistry, ContextStore, JobLedger, JobRecord, JobStats, JobWrite,
+    Mailbox, Store, StoreError, StoreResult, Template, TemplateStore, WEBHOOK_TOKEN_KEY, WebhookLog, connection_key,
+    context_key, event_key, job_key, reply_key, template_key,
 };
 
 /// A reply as the embedded store keeps it.
@@ -177,15 +176,8 @@ impl JobLedger for EmbeddedStore {
         })
     }
 
-    async fn job_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
-        self.blocking(|db| {
-            let mut counts = BTreeMap::new();
-            for job in Self::scan::<JobRecord>(db, "job#")? {
-                *counts.entry(job.status.as_str().to_owned()).or_default() += 1;
-            }
-            Ok(counts)
-        })
-        .await
+    async fn job_stats(&self, now: i64) -> StoreResult<JobStats> {
+        self.blocking(move |db| Ok(JobStats::of(&Self::scan::<JobRecord>(db, "job#")?, now))).await
     }
 }
 

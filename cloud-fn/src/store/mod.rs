@@ -45,6 +45,63 @@ impl JobStatus {
     }
 }
 
+/// LLM usage summed over answers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UsageTotals {
+    /// Answers that called the LLM.
+    pub answers: u64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Cost in credits (USD on OpenRouter), of the answers whose cost was reported.
+    pub cost: f64,
+}
+
+impl UsageTotals {
+    fn add(&mut self, usage: &Usage) {
+        self.answers += 1;
+        self.prompt_tokens += usage.prompt_tokens;
+        self.completion_tokens += usage.completion_tokens;
+        self.cost += usage.cost.filter(|cost| cost.is_finite()).unwrap_or(0.0);
+    }
+}
+
+/// The job ledger summed up (`/status`): jobs by status, and the LLM usage of the answers
+/// finished today and this month (UTC).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct JobStats {
+    /// Number of jobs by status name.
+    pub by_status: BTreeMap<String, u64>,
+    /// Usage of answers finished since midnight UTC.
+    pub today: UsageTotals,
+    /// Usage of answers finished since the first of the month, UTC.
+    pub this_month: UsageTotals,
+}
+
+impl JobStats {
+    /// Sums `jobs` as of `now` (seconds since the epoch).
+    pub fn of<'a>(jobs: impl IntoIterator<Item = &'a JobRecord>, now: i64) -> Self {
+        use chrono::Datelike;
+        let day_start = now - now.rem_euclid(86_400);
+        let month_start = chrono::DateTime::from_timestamp(day_start, 0)
+            .map_or(day_start, |day| day_start - i64::from(day.day0()) * 86_400);
+        let mut stats = Self::default();
+        for job in jobs {
+            *stats.by_status.entry(job.status.as_str().to_owned()).or_default() += 1;
+            if let (Some(usage), Some(finished)) = (&job.usage, job.finished_at) {
+                if finished >= month_start && finished <= now {
+                    stats.this_month.add(usage);
+                }
+                if finished >= day_start && finished <= now {
+                    stats.today.add(usage);
+                }
+            }
+        }
+        stats
+    }
+}
+
 /// Tokens and cost of one LLM call.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
@@ -195,8 +252,8 @@ pub trait JobLedger: Send + Sync {
     /// writer got there first: the caller no longer owns the job, and nothing was written.
     async fn put_job(&self, job: &mut JobRecord) -> StoreResult<JobWrite>;
 
-    /// Number of jobs by status name.
-    async fn job_counts(&self) -> StoreResult<BTreeMap<String, u64>>;
+    /// Jobs by status and the LLM usage of today's and this month's answers, as of `now`.
+    async fn job_stats(&self, now: i64) -> StoreResult<JobStats>;
 }
 
 /// Context per tag for the offline fallback (see `context::cache::ContextCache`, its one user).
@@ -323,6 +380,43 @@ pub fn template_key(name: &str) -> String {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_summed_by_utc_day_and_calendar_month() {
+        let now = 1_796_378_400; // 2026-12-04 10:00 UTC
+        let answered = |page: &str, finished: Option<i64>, cost: Option<f64>| {
+            let mut job = JobRecord::fresh(page, 1, "run", 0);
+            job.status = JobStatus::Answered;
+            job.finished_at = finished;
+            job.usage = Some(Usage { model: "m".into(), prompt_tokens: 10, completion_tokens: 5, cost });
+            job
+        };
+        let jobs = [
+            answered("today", Some(1_796_342_400), Some(0.25)), // 2026-12-04 00:00
+            answered("first of the month", Some(1_796_083_200), Some(0.5)), // 2026-12-01 00:00
+            answered("last month", Some(1_796_083_199), Some(1.0)), // 2026-11-30 23:59:59
+            answered("cost not reported", Some(now), None),
+            JobRecord::fresh("working", 1, "run", 0),
+        ];
+        let stats = JobStats::of(&jobs, now);
+        assert_eq!(stats.by_status.get("answered"), Some(&4));
+        assert_eq!(stats.by_status.get("working"), Some(&1));
+        assert_eq!(
+            stats.today,
+            UsageTotals { answers: 2, prompt_tokens: 20, completion_tokens: 10, cost: 0.25 },
+            "today counts from midnight UTC"
+        );
+        assert_eq!(
+            stats.this_month,
+            UsageTotals { answers: 3, prompt_tokens: 30, completion_tokens: 15, cost: 0.75 },
+            "the month from its first day"
+        );
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod contract {
     //! The behaviour every adapter must have; run against each of them.
 
@@ -358,9 +452,9 @@ pub(crate) mod contract {
         assert_eq!(read.status, JobStatus::Answered);
 
         assert_eq!(store.put_job(&mut job("p2")).await.unwrap(), JobWrite::Written);
-        let counts = store.job_counts().await.unwrap();
-        assert_eq!(counts.get("answered"), Some(&1));
-        assert_eq!(counts.get("working"), Some(&1));
+        let stats = store.job_stats(1_000).await.unwrap();
+        assert_eq!(stats.by_status.get("answered"), Some(&1));
+        assert_eq!(stats.by_status.get("working"), Some(&1));
     }
 
     pub async fn concurrent_claims_have_one_winner(store: std::sync::Arc<dyn Store>) {

@@ -223,9 +223,9 @@ impl JobLedger for CountingStore {
         self.inner.put_job(job).await
     }
 
-    async fn job_counts(&self) -> cloud_fn::store::StoreResult<std::collections::BTreeMap<String, u64>> {
+    async fn job_stats(&self, now: i64) -> cloud_fn::store::StoreResult<cloud_fn::store::JobStats> {
         self.read();
-        self.inner.job_counts().await
+        self.inner.job_stats(now).await
     }
 }
 
