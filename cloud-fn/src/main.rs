@@ -174,7 +174,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Notion { action: NotionAction::Init { parent, title } } => {
-            let parent_id = questions_database::page_id_from(&parent)
+            let parent_id = notion::link::page_id(&parent)
                 .with_context(|| format!("--parent {parent:?} is not a Notion page link or id (32 hex digits)"))?;
             let notion = app::notion_client(&config)?;
             let vocabulary = &config.pipeline.vocabulary;

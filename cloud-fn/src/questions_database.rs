@@ -161,7 +161,7 @@ pub fn check_properties(properties: &Map<String, Value>, vocabulary: &Vocabulary
 /// Checks the database `database_id` through `notion`.
 pub async fn check(notion: &NotionClient, database_id: &str, vocabulary: &Vocabulary) -> Result<Report, NotionError> {
     let database = notion.retrieve_database(database_id).await?;
-    let title = plain_text(&database.title);
+    let title = notion::rich_text::plain_text(&database.title);
     let Some(source) = database.data_sources.first() else {
         let finding = Finding::problem("the database has no data source the integration can see");
         return Ok(Report { database_id: database.id, title, findings: vec![finding] });
@@ -200,22 +200,6 @@ pub async fn create(
     properties.insert(vocabulary.tags_property.clone(), json!({ "multi_select": { "options": [] } }));
     let database = notion.create_database(parent_page_id, title, Value::Object(properties)).await?;
     Ok(database.id)
-}
-
-/// The id in a Notion page link or id as people paste it: `https://www.notion.so/Home-1a2b…`,
-/// `1a2b…` (32 hex digits) or the dashed UUID form.
-pub fn page_id_from(link: &str) -> Option<String> {
-    let path = link.trim().split(['?', '#']).next().unwrap_or_default();
-    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
-    let hex: String = last.chars().filter(|c| *c != '-').collect();
-    let tail = hex.get(hex.len().checked_sub(32)?..)?;
-    tail.chars().all(|c| c.is_ascii_hexdigit()).then(|| {
-        format!("{}-{}-{}-{}-{}", &tail[..8], &tail[8..12], &tail[12..16], &tail[16..20], &tail[20..]).to_lowercase()
-    })
-}
-
-fn plain_text(rich_text: &Value) -> String {
-    rich_text.as_array().into_iter().flatten().filter_map(|item| item["plain_text"].as_str()).collect()
 }
 
 #[cfg(test)]
@@ -284,23 +268,5 @@ mod tests {
         let findings = check_properties(&properties, &vocabulary);
         assert!(findings.iter().all(|f| f.severity == Severity::Advice), "{findings:?}");
         assert!(findings.iter().any(|f| f.message.contains("no option \"Pending\"")), "{findings:?}");
-    }
-
-    #[test]
-    fn page_links_and_ids_are_read_as_people_paste_them() {
-        let id = "1a2b3c4d5e6f708192a3b4c5d6e7f809";
-        let dashed = "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809";
-        for link in [
-            id.to_owned(),
-            dashed.to_owned(),
-            format!("https://www.notion.so/my-team/Home-{id}"),
-            format!("https://www.notion.so/Home-{id}?pvs=4"),
-            format!("  https://notion.so/{}/ ", id.to_uppercase()),
-        ] {
-            assert_eq!(page_id_from(&link).as_deref(), Some(dashed), "{link}");
-        }
-        assert_eq!(page_id_from("https://www.notion.so/Home"), None);
-        assert_eq!(page_id_from(""), None);
-        assert_eq!(page_id_from("zz2b3c4d5e6f708192a3b4c5d6e7f809"), None);
     }
 }

@@ -271,7 +271,7 @@ async fn the_offline_link_answers_from_templates_with_the_offline_status() {
     let world = World::new().await;
     let page = world.ask("Nobody home", &[]);
     let report = world.pipeline(Some(world.llm(&["m"])), Arc::new(OfflineLink)).process_once().await.unwrap();
-    assert!(matches!(&report.pages[0].1, Outcome::Answered { mode: ContextMode::Template }));
+    assert!(matches!(&report.pages[0].1, Outcome::Answered { mode: ContextMode::Template, .. }));
     assert_eq!(world.status(&page), "Answered (offline)");
 }
 
@@ -419,28 +419,11 @@ async fn a_run_takes_at_most_its_page_cap_and_leaves_the_rest_for_the_next() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_rag_enabled_false_never_asks_the_agent() {
-    use cloud_fn::config::{CloudConfig, Source};
     let world = World::new().await;
-    let url = world.sandbox.url();
-    let config = |enabled: &str| {
-        let values = [
-            ("NOTION_API_KEY", common::TOKEN),
-            ("NOTION_DATABASE_ID", world.database.as_str()),
-            ("NOTION_API_BASE_URL", url.as_str()),
-            ("LOCAL_RAG_ENABLED", enabled),
-        ];
-        CloudConfig::load(&Source::from_values(values)).unwrap()
-    };
     // The configured pipeline, as `serve`, `process-once` and the Lambda front build it, with a
     // live agent as its link.
     let run = |enabled: &str| {
-        let pipeline = cloud_fn::app::pipeline_with(
-            &config(enabled),
-            world.store.clone(),
-            world.agent.clone(),
-            world.clock.clone(),
-        )
-        .unwrap();
+        let pipeline = world.configured_pipeline(&world.database, &[("LOCAL_RAG_ENABLED", enabled)]);
         async move { pipeline.process_once().await.unwrap() }
     };
     let asked = world.ask("With the agent", &[]);
@@ -451,14 +434,13 @@ async fn local_rag_enabled_false_never_asks_the_agent() {
     // The ladder as if the agent were offline: the context the first answer cached.
     let not_asked = world.ask("Without the agent", &[]);
     let report = run("false").await;
-    assert!(matches!(&report.pages[0].1, Outcome::Answered { mode: ContextMode::Cached }), "{report:?}");
+    assert!(matches!(&report.pages[0].1, Outcome::Answered { mode: ContextMode::Cached, .. }), "{report:?}");
     assert_eq!(world.status(&not_asked), "Answered (offline)");
     assert!(world.footers(&not_asked)[0].contains("mode: cached"), "{:?}", world.footers(&not_asked));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_cost_fill_the_number_properties_a_database_has() {
-    use cloud_fn::config::{CloudConfig, Source};
     use testkit::{PropertyKind, PropertySchema};
     let world = World::new().await;
     let (database, source) = world.sandbox.create_database(
@@ -475,18 +457,10 @@ async fn tokens_and_cost_fill_the_number_properties_a_database_has() {
         json!({ "Question": write::title("How much did this cost?"), "Status": write::select("Pending") }),
         Value::Null,
     );
-    let (url, llm) = (world.sandbox.url(), world.llm.url());
-    let values = [
-        ("NOTION_API_KEY", common::TOKEN),
-        ("NOTION_DATABASE_ID", database.as_str()),
-        ("NOTION_API_BASE_URL", url.as_str()),
-        ("OPENROUTER_API_KEY", common::KEY),
-        ("OPENROUTER_BASE_URL", llm.as_str()),
-        ("LLM_MODELS", "usage/model"),
-    ];
-    let config = CloudConfig::load(&Source::from_values(values)).unwrap();
-    let pipeline =
-        cloud_fn::app::pipeline_with(&config, world.store.clone(), world.agent.clone(), world.clock.clone()).unwrap();
+    let llm = world.llm.url();
+    let settings =
+        [("OPENROUTER_API_KEY", common::KEY), ("OPENROUTER_BASE_URL", llm.as_str()), ("LLM_MODELS", "usage/model")];
+    let pipeline = world.configured_pipeline(&database, &settings);
     pipeline.process_once().await.unwrap();
 
     let properties = world.sandbox.page(&page).unwrap()["properties"].clone();

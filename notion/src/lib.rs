@@ -7,6 +7,7 @@
 //! - [`page`] and [`block`]: the objects read back, with accessors for property values and a
 //!   renderer from blocks to Markdown-like text;
 //! - [`markdown`]: Markdown (an LLM's answer) to blocks; [`rich_text`]: rich text both ways;
+//!   [`link`]: page ids and titles in the links people paste;
 //! - [`error`]: Notion's error objects, typed.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -15,6 +16,7 @@ pub mod append;
 pub mod block;
 pub mod client;
 pub mod error;
+pub mod link;
 pub mod markdown;
 pub mod page;
 pub mod rich_text;

@@ -145,22 +145,9 @@ fn is_web_link(source: &str) -> bool {
     source.starts_with("https://") || source.starts_with("http://")
 }
 
-/// How a source reads in a footer: a path as it is; a Notion page URL as its title (Notion
-/// writes `https://www.notion.so/Title-Words-<32 hex id>`); another URL as it is.
+/// How a source reads in a footer: a Notion page URL as its title, anything else as it is.
 fn source_label(source: &str) -> String {
-    if !is_web_link(source) {
-        return source.to_owned();
-    }
-    let path = source.split(['?', '#']).next().unwrap_or_default();
-    let is_notion = path.contains("notion.so/") || path.contains("notion.site/");
-    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
-    match last.rsplit_once('-') {
-        Some((title, id)) if is_notion && id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()) => {
-            let title = title.replace('-', " ");
-            if title.trim().is_empty() { source.to_owned() } else { title }
-        }
-        _ => source.to_owned(),
-    }
+    notion::link::page_title(source).unwrap_or_else(|| source.to_owned())
 }
 
 /// Without a model, the answer is the context itself, introduced as such.

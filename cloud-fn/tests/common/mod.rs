@@ -140,6 +140,18 @@ impl World {
         Arc::new(Pipeline::new(self.notion(), self.database.clone(), llm, self.store.clone(), context, clock, settings))
     }
 
+    /// The pipeline as `cloud-fn` builds it from settings (`app::pipeline_with`), for questions
+    /// database `database`, on this world's sandbox, store, clock and agent; `settings` are added
+    /// to the sandbox's address and token.
+    pub fn configured_pipeline(&self, database: &str, settings: &[(&str, &str)]) -> Arc<Pipeline> {
+        use cloud_fn::config::{CloudConfig, Source};
+        let url = self.sandbox.url();
+        let values =
+            [("NOTION_API_KEY", TOKEN), ("NOTION_DATABASE_ID", database), ("NOTION_API_BASE_URL", url.as_str())];
+        let config = CloudConfig::load(&Source::from_values(values.iter().chain(settings).copied())).unwrap();
+        cloud_fn::app::pipeline_with(&config, self.store.clone(), self.agent.clone(), self.clock.clone()).unwrap()
+    }
+
     pub fn default_pipeline(&self) -> Arc<Pipeline> {
         self.pipeline(Some(self.llm(&["primary/model"])), self.agent.clone())
     }
