@@ -19,6 +19,7 @@ use crate::server::{self, ApiAccess, ServerSettings, ServerState};
 use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{Store, StoreError};
+use crate::telemetry::webhook::{AlertError, Alerts, WebhookNotifier};
 use crate::tunnel::hub::Hub;
 use crate::tunnel::websocket::{AgentSettings, agent_endpoint};
 
@@ -37,6 +38,9 @@ pub enum BuildError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The alert webhook cannot be used.
+    #[error(transparent)]
+    Alerts(#[from] AlertError),
 }
 
 /// The Notion client the configuration describes.
@@ -119,7 +123,13 @@ pub struct SelfHosted {
     pub state: Arc<ServerState>,
     /// Everything the server answers: the API and `/agent`.
     pub router: Router,
+    /// Alerts to a webhook, when one is configured.
+    pub alerts: Option<Arc<Alerts>>,
+    pipeline: Arc<Pipeline>,
 }
+
+/// How often `serve` looks at the agents and the alert conditions.
+const ALERT_CHECK_INTERVAL: Duration = Duration::from_secs(15);
 
 impl SelfHosted {
     /// Built from the configuration, with the configured store and the system clock; `access`
@@ -128,17 +138,31 @@ impl SelfHosted {
         let store = store(config).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let (hub, agents) = agent_endpoint(&AgentSettings::from_config(config), store.clone(), clock.clone());
-        let pipeline = pipeline_with(config, store, hub.clone(), clock)?;
+        let pipeline = pipeline_with(config, store, hub.clone(), clock.clone())?;
         let settings = ServerSettings { access, ..ServerSettings::from_config(config) };
-        Ok(Self::around(hub, agents, pipeline, settings))
+        let service = Self::around(hub, agents, pipeline, settings);
+        Ok(match &config.alert_webhook_url {
+            Some(url) => {
+                let notifier = Arc::new(WebhookNotifier::new(url.clone(), config.allow_insecure)?);
+                service.alerted_by(Alerts::new(config.alert_rules.clone(), notifier, clock))
+            }
+            None => service,
+        })
     }
 
     /// Around a pipeline built elsewhere (tests build theirs on the Notion sandbox). `hub` and
     /// `agents` come from [`agent_endpoint`], and `hub` must be the pipeline's link.
     pub fn around(hub: Arc<Hub>, agents: Router, pipeline: Arc<Pipeline>, settings: ServerSettings) -> Self {
-        let state = ServerState::new(pipeline, settings);
+        let state = ServerState::new(pipeline.clone(), settings);
         let router = server::router(state.clone()).merge(agents);
-        Self { hub, state, router }
+        Self { hub, state, router, alerts: None, pipeline }
+    }
+
+    /// Sends `alerts` what every run does, and (while serving) the live agents.
+    pub fn alerted_by(mut self, alerts: Arc<Alerts>) -> Self {
+        self.pipeline.observe_runs(alerts.clone());
+        self.alerts = Some(alerts);
+        self
     }
 
     /// Serves on `listener` (plain or TLS), answering questions every `poll_interval`, until
@@ -152,6 +176,14 @@ impl SelfHosted {
     where
         L: axum::serve::Listener,
     {
-        server::serve(listener, self.router, self.state, poll_interval, shutdown).await
+        let watch = self.alerts.map(|alerts| {
+            let hub = self.hub.clone();
+            tokio::spawn(alerts.watch(ALERT_CHECK_INTERVAL, move || hub.agents().len()))
+        });
+        let served = server::serve(listener, self.router, self.state, poll_interval, shutdown).await;
+        if let Some(watch) = watch {
+            watch.abort();
+        }
+        served
     }
 }

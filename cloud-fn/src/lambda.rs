@@ -34,6 +34,7 @@ use crate::secrets::{self, MissingParameter, ParameterStore, SecretsError};
 use crate::server::{self, ApiAccess, ServerSettings, ServerState};
 use crate::store::Store;
 use crate::store::dynamo::DynamoStore;
+use crate::telemetry::emf::Emf;
 use crate::tunnel::api_gateway::Tunnel;
 
 /// The kinds of event the function receives.
@@ -114,6 +115,7 @@ pub struct Services {
     pipeline: Arc<Pipeline>,
     tunnel: Arc<Tunnel>,
     router: Router,
+    metrics: Arc<Emf>,
 }
 
 impl Services {
@@ -146,6 +148,9 @@ impl Services {
             config.ladder.cache_ttl,
         );
         let pipeline = app::pipeline_with(config, store, tunnel.clone(), clock).map_err(FrontError::permanent)?;
+        // Every run's figures as CloudWatch metrics, which template.yaml's alarms read.
+        let metrics = Arc::new(Emf::new(config.lambda_function_name.clone().unwrap_or_else(|| "cloud-fn".into())));
+        pipeline.observe_runs(metrics.clone());
         let reason = match missing.iter().find(|missing| missing.setting == "CLOUD_API_KEY") {
             Some(missing) => {
                 format!("CLOUD_API_KEY is not set: the SSM parameter {} does not exist", missing.parameter)
@@ -157,7 +162,7 @@ impl Services {
             ..ServerSettings::from_config(config)
         };
         let router = server::router(ServerState::new(pipeline.clone(), settings));
-        Ok(Self { pipeline, tunnel, router })
+        Ok(Self { pipeline, tunnel, router, metrics })
     }
 }
 
@@ -226,7 +231,13 @@ impl LambdaFront {
                 let request: ApiGatewayWebsocketProxyRequest =
                     serde_json::from_value(payload).map_err(FrontError::permanent)?;
                 let services = self.services().await?;
-                to_value(services.tunnel.handle(&request).await)
+                let response = services.tunnel.handle(&request).await;
+                // An agent's hello or heartbeat, accepted: the metric the offline alarm reads.
+                let route = request.request_context.route_key.as_deref();
+                if matches!(route, Some("hello" | "heartbeat")) && response.status_code == 200 {
+                    services.metrics.heartbeat();
+                }
+                to_value(response)
             }
         }
     }

@@ -13,7 +13,7 @@
 //!
 //! [`pipeline`] is the job itself (`process_once`), [`context`] the fallback ladder,
 //! [`templates`] the prompts, [`questions_database`] the database's shape (checked and
-//! created); [`server`] is the self-hosted HTTP front, [`app`] the wiring and
+//! created); [`telemetry`] what operators are told (metrics, alerts); [`server`] is the self-hosted HTTP front, [`app`] the wiring and
 //! [`config`] the settings.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -30,6 +30,7 @@ pub mod questions_database;
 pub mod secrets;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod templates;
 pub mod tunnel;
 pub mod webhook;

@@ -75,6 +75,14 @@ pub struct CloudConfig {
     /// `ALLOW_INSECURE_HTTP`: allow `http://` Notion and OpenRouter base URLs on other
     /// machines (keys would travel unencrypted); off by default.
     pub allow_insecure: bool,
+    /// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda): the dimension of the function's metrics.
+    pub lambda_function_name: Option<String>,
+    /// `ALERT_WEBHOOK_URL`: where `serve` posts alerts (a secret: chat webhook URLs are
+    /// credentials); none = no alerts.
+    pub alert_webhook_url: Option<Secret>,
+    /// When `serve` alerts: `ALERT_AGENT_OFFLINE` (300 s; 0 = never), `ALERT_ERRORS` (10),
+    /// `ALERT_SLOW_ANSWER` (15 s), `ALERT_FALLBACK_ANSWERS` (3), `ALERT_QUIET` (600 s).
+    pub alert_rules: crate::telemetry::alerts::Rules,
     /// Lines worth telling whoever starts the process: retired settings that are set, and
     /// what replaced them; settings that switch a part off.
     pub notices: Vec<String>,
@@ -196,6 +204,20 @@ fn agent_deadline(source: &Source) -> Result<Duration, ConfigError> {
     }
 }
 
+/// The alert rules: the seed's thresholds unless set.
+fn alert_rules(source: &Source) -> Result<crate::telemetry::alerts::Rules, ConfigError> {
+    let defaults = crate::telemetry::alerts::Rules::default();
+    let default_offline = defaults.agent_offline.map_or(0.0, |limit| limit.as_secs_f64());
+    let offline = source.seconds("ALERT_AGENT_OFFLINE", default_offline)?;
+    Ok(crate::telemetry::alerts::Rules {
+        agent_offline: (!offline.is_zero()).then_some(offline),
+        errors: source.number("ALERT_ERRORS", defaults.errors)?,
+        slow_answer: source.seconds("ALERT_SLOW_ANSWER", defaults.slow_answer.as_secs_f64())?,
+        degraded_answers: source.number("ALERT_FALLBACK_ANSWERS", defaults.degraded_answers)?,
+        quiet: source.seconds("ALERT_QUIET", defaults.quiet.as_secs_f64())?,
+    })
+}
+
 /// Seconds, or a number with `ms`, `s`, `m`, `h` or `d`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
@@ -225,7 +247,7 @@ impl CloudConfig {
             .map(|model| model.trim().to_owned())
             .filter(|model| !model.is_empty())
             .collect();
-        let config = Self {
+        let mut config = Self {
             notion_api_key: source.get("NOTION_API_KEY").map(Secret::new),
             notion_database_id: source.get("NOTION_DATABASE_ID"),
             notion_templates_database_id: source.get("NOTION_TEMPLATES_DATABASE_ID"),
@@ -288,11 +310,15 @@ impl CloudConfig {
                 ..limits
             },
             allow_insecure: source.flag("ALLOW_INSECURE_HTTP", false)?,
+            lambda_function_name: source.get("AWS_LAMBDA_FUNCTION_NAME"),
+            alert_webhook_url: source.get("ALERT_WEBHOOK_URL").map(Secret::new),
+            alert_rules: alert_rules(source)?,
             notices: source.retired_in_use(),
         };
         config.validate()?;
-        let mut config = config;
         if !config.local_rag_enabled {
+            // No agent is ever asked, so none being connected is no incident.
+            config.alert_rules.agent_offline = None;
             config.notices.push(
                 "LOCAL_RAG_ENABLED=false: no agent is asked; answers use cached context and templates \
                  (and say so)"

@@ -50,6 +50,14 @@ pub const SETTINGS: &[&str] = &[
     "HTTP_REQUEST_TIMEOUT",
     "HTTP_MAX_CONNECTIONS",
     "ALLOW_INSECURE_HTTP",
+    "ALERT_WEBHOOK_URL",
+    "ALERT_AGENT_OFFLINE",
+    "ALERT_ERRORS",
+    "ALERT_SLOW_ANSWER",
+    "ALERT_FALLBACK_ANSWERS",
+    "ALERT_QUIET",
+    // Set by Lambda: the dimension of the function's CloudWatch metrics.
+    "AWS_LAMBDA_FUNCTION_NAME",
     // On AWS: where each secret is read from (crate::secrets::SECRET_SETTINGS), and the SSM
     // endpoint the tests point at a stand-in.
     "NOTION_API_KEY_PARAMETER",

@@ -30,12 +30,13 @@ use self::lease::LeaseFence;
 use self::page::{
     AnswerOnPage, answer_blocks, extractive_answer, failure_callout, find_answer, has_link, is_answer_block,
 };
-pub use self::report::{Outcome, PipelineError, RunReport, Step};
+pub use self::report::{Cause, Outcome, PipelineError, RunReport, Step};
 pub use self::settings::{PipelineSettings, Vocabulary};
 use crate::clock::Clock;
 use crate::context::{ContextBuilder, ContextError, ContextMode};
 use crate::llm::{Llm, LlmError};
 use crate::store::{JobRecord, JobStatus, JobWrite, Store, StoreError};
+use crate::telemetry::RunObserver;
 use crate::templates::{Templates, build_prompt};
 
 /// Failure of one attempt at one page.
@@ -56,6 +57,16 @@ enum StepError {
 }
 
 impl StepError {
+    fn cause(&self) -> Cause {
+        match self {
+            Self::Notion(_) => Cause::Notion,
+            Self::Llm(_) => Cause::Llm,
+            Self::Context(_) => Cause::Context,
+            // A lost lease and a crash never become an outcome's cause (see `process_page`).
+            Self::Store(_) | Self::LostLease | Self::Crashed(_) => Cause::Store,
+        }
+    }
+
     fn retryable(&self) -> bool {
         match self {
             Self::Notion(error) => error.is_retryable(),
@@ -77,6 +88,7 @@ pub struct Pipeline {
     settings: PipelineSettings,
     crashes: Crashes,
     run_counter: std::sync::atomic::AtomicU64,
+    observers: std::sync::Mutex<Vec<Arc<dyn RunObserver>>>,
 }
 
 impl Pipeline {
@@ -102,7 +114,21 @@ impl Pipeline {
             settings,
             crashes: Crashes::Never,
             run_counter: Default::default(),
+            observers: Default::default(),
         }
+    }
+
+    /// Tells `observer` how every later run ended (metrics on AWS, alerts self-hosted).
+    pub fn observe_runs(&self, observer: Arc<dyn RunObserver>) {
+        self.observers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(observer);
+    }
+
+    fn observed(&self, result: Result<RunReport, PipelineError>) -> Result<RunReport, PipelineError> {
+        let observers = self.observers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        for observer in observers {
+            observer.run_ended(&result);
+        }
+        result
     }
 
     /// Test hook: stop every page's processing right after `step`, as a killed process would
@@ -150,6 +176,11 @@ impl Pipeline {
 
     /// One run: every pending (or stuck processing) page, oldest first, a few at a time.
     pub async fn process_once(self: &Arc<Self>) -> Result<RunReport, PipelineError> {
+        let result = self.find_and_process().await;
+        self.observed(result)
+    }
+
+    async fn find_and_process(self: &Arc<Self>) -> Result<RunReport, PipelineError> {
         let started = Instant::now();
         let source = self.data_source().await?.to_owned();
         let vocabulary = &self.settings.vocabulary;
@@ -176,6 +207,11 @@ impl Pipeline {
     /// way in); anything else — another database's page, a trashed or answered one, a page
     /// that no longer exists — is left alone, so a repeated or forged event changes nothing.
     pub async fn process_pages(self: &Arc<Self>, page_ids: &[String]) -> Result<RunReport, PipelineError> {
+        let result = self.read_and_process(page_ids).await;
+        self.observed(result)
+    }
+
+    async fn read_and_process(self: &Arc<Self>, page_ids: &[String]) -> Result<RunReport, PipelineError> {
         let started = Instant::now();
         let source = self.data_source().await?.to_owned();
         let vocabulary = &self.settings.vocabulary;
@@ -244,7 +280,7 @@ impl Pipeline {
                 }
             };
             match &outcome {
-                Outcome::Answered { mode } if mode.agent_answered() => report.answered += 1,
+                Outcome::Answered { mode, .. } if mode.agent_answered() => report.answered += 1,
                 Outcome::Answered { .. } => report.answered_offline += 1,
                 Outcome::Failed { .. } => report.failed += 1,
                 Outcome::Skipped { .. } => report.skipped += 1,
@@ -269,6 +305,8 @@ impl Pipeline {
 
     /// Answers one page; `Err` only for an injected crash.
     async fn process_page(&self, page: Page, run_id: &str, templates: &Templates) -> Result<Outcome, Step> {
+        let started = Instant::now();
+        let seconds = || started.elapsed().as_secs_f64();
         let now = self.clock.now();
         let mut job = match self.claim(&page, run_id, now).await {
             Ok(Claim::Work(job)) => job,
@@ -282,13 +320,13 @@ impl Pipeline {
                 };
                 return Ok(match finished {
                     Ok(()) => match job.status {
-                        JobStatus::Failed => Outcome::Failed { reason: job.error.unwrap_or_default() },
-                        _ => Outcome::Answered { mode: job.mode.unwrap_or(ContextMode::Full) },
+                        JobStatus::Failed => Outcome::Failed { reason: job.error.unwrap_or_default(), cause: None },
+                        _ => Outcome::Answered { mode: job.mode.unwrap_or(ContextMode::Full), seconds: seconds() },
                     },
-                    Err(error) => Outcome::WillRetry { error: error.to_string() },
+                    Err(error) => Outcome::WillRetry { error: error.to_string(), cause: Cause::Notion },
                 });
             }
-            Err(error) => return Ok(Outcome::WillRetry { error: error.to_string() }),
+            Err(error) => return Ok(Outcome::WillRetry { error: error.to_string(), cause: error.cause() }),
         };
         let crash = self.crashes.pick();
         if crash == Some(Step::Claimed) {
@@ -297,21 +335,21 @@ impl Pipeline {
         if job.attempts > self.settings.max_attempts {
             let last = job.error.clone().unwrap_or_else(|| "unknown".into());
             let reason = format!("{} attempts did not finish; the last: {last}", job.attempts - 1);
-            return Ok(self.give_up(&page, job, reason).await);
+            return Ok(self.give_up(&page, job, reason, None).await);
         }
         match self.answer(&page, &mut job, templates, crash).await {
-            Ok(mode) => Ok(Outcome::Answered { mode }),
+            Ok(mode) => Ok(Outcome::Answered { mode, seconds: seconds() }),
             Err(StepError::Crashed(step)) => Err(step),
             Err(StepError::LostLease) => Ok(Outcome::Skipped { reason: "another run took the job over".into() }),
             Err(error) => {
-                let reason = error.to_string();
+                let (reason, cause) = (error.to_string(), error.cause());
                 tracing::warn!(page = %page.id, attempt = job.attempts, %reason, "attempt failed");
                 if !error.retryable() {
-                    return Ok(self.give_up(&page, job, reason).await);
+                    return Ok(self.give_up(&page, job, reason, Some(cause)).await);
                 }
                 if job.attempts >= self.settings.max_attempts {
                     let reason = format!("{} attempts did not finish; the last: {reason}", job.attempts);
-                    return Ok(self.give_up(&page, job, reason).await);
+                    return Ok(self.give_up(&page, job, reason, Some(cause)).await);
                 }
                 job.error = Some(reason.clone());
                 job.lease_until = self.clock.now() + self.settings.retry_delay_secs;
@@ -323,7 +361,7 @@ impl Pipeline {
                     // The lease runs out as it would have; the next run retries sooner.
                     Err(error) => tracing::warn!(%error, "could not record the failed attempt"),
                 }
-                Ok(Outcome::WillRetry { error: reason })
+                Ok(Outcome::WillRetry { error: reason, cause })
             }
         }
     }
@@ -517,7 +555,7 @@ impl Pipeline {
 
     /// Records the job as failed, then shows it on the page. The job write comes first and is
     /// conditional: a run that lost the job must not mark failed a question another run answered.
-    async fn give_up(&self, page: &Page, mut job: JobRecord, reason: String) -> Outcome {
+    async fn give_up(&self, page: &Page, mut job: JobRecord, reason: String, cause: Option<Cause>) -> Outcome {
         job.status = JobStatus::Failed;
         job.error = Some(reason.clone());
         job.finished_at = Some(self.clock.now());
@@ -527,14 +565,14 @@ impl Pipeline {
             Err(error) => {
                 // Nothing is shown: the lease runs out and the next run gives up again.
                 tracing::warn!(%error, page = %page.id, "could not record the failure; the next run tries again");
-                return Outcome::WillRetry { error: error.to_string() };
+                return Outcome::WillRetry { error: error.to_string(), cause: Cause::Store };
             }
         }
         if let Err(error) = self.show_failure(page, &job).await {
             // The job is finished: the next run finds the page still Processing and finishes this.
             tracing::warn!(%error, page = %page.id, "could not mark the question failed; the next run tries again");
         }
-        Outcome::Failed { reason }
+        Outcome::Failed { reason, cause }
     }
 
     /// The failure callout (once per generation, found by its marker) and the Failed status.

@@ -51,11 +51,16 @@ pub enum Outcome {
     Answered {
         /// Which rung of the context ladder the answer's context came from.
         mode: ContextMode,
+        /// Seconds this run spent on the page, from its claim to its final status.
+        seconds: f64,
     },
     /// Given up; the reason is on the page.
     Failed {
         /// Why.
         reason: String,
+        /// Where the last attempt failed, when this run saw it fail.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cause: Option<Cause>,
     },
     /// Not this run's to answer (owned by another run, or no longer pending).
     Skipped {
@@ -66,7 +71,35 @@ pub enum Outcome {
     WillRetry {
         /// Why.
         error: String,
+        /// Where it failed.
+        cause: Cause,
     },
+}
+
+/// The part of the system an attempt failed in: what metrics and alerts count (an LLM that
+/// keeps failing is a different incident from a Notion outage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// The Notion API.
+    Notion,
+    /// The job ledger or the context cache.
+    Store,
+    /// The LLM (every model in `LLM_MODELS`).
+    Llm,
+    /// The context ladder (no rung could give a context).
+    Context,
+}
+
+impl Outcome {
+    /// Where the page's attempt failed, if it did.
+    pub fn cause(&self) -> Option<Cause> {
+        match self {
+            Self::Failed { cause, .. } => *cause,
+            Self::WillRetry { cause, .. } => Some(*cause),
+            Self::Answered { .. } | Self::Skipped { .. } => None,
+        }
+    }
 }
 
 /// What one `process_once` did.
