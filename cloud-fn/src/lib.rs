@@ -23,6 +23,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod context;
+pub mod doctor;
 pub mod lambda;
 pub mod llm;
 pub mod pipeline;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use cloud_fn::app::SelfHosted;
 use cloud_fn::config::{CloudConfig, Source};
+use cloud_fn::doctor::{self, Verdict};
 use cloud_fn::questions_database::{self, Severity};
 use cloud_fn::server::ApiAccess;
 use cloud_fn::tunnel::tls::{self, TlsListener};
@@ -51,6 +52,17 @@ enum Command {
     Notion {
         #[command(subcommand)]
         action: NotionAction,
+    },
+    /// Check everything an answer needs: Notion and the database, OpenRouter and its credits,
+    /// the clock, and from the running server its store, webhook and agents; exits 1 if a
+    /// check fails.
+    Doctor {
+        /// The running server: `serve`'s address, or the function URL on AWS.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -186,6 +198,25 @@ async fn run(cli: Cli) -> Result<()> {
                 "its \"{}\" is a select (Notion's API cannot give a status property options): set a question to \"{}\" to have it answered",
                 vocabulary.status_property, vocabulary.pending
             );
+            Ok(())
+        }
+        Command::Doctor { server, json } => {
+            let report = doctor::run(&config, &server).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for check in &report.checks {
+                    let label = match check.verdict {
+                        Verdict::Ok => "ok  ",
+                        Verdict::Warn => "warn",
+                        Verdict::Fail => "FAIL",
+                    };
+                    println!("{label} {:<10} {}", check.name, check.detail);
+                }
+            }
+            if !report.is_healthy() {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Notion { action: NotionAction::Check { json } } => {

@@ -210,3 +210,97 @@ async fn serve_says_what_is_wrong_with_the_database_and_which_settings_are_retir
     assert!(text.contains("LOCAL_RAG_SERVICE_URL is no longer used") && text.contains("CLOUD_URL"), "{text}");
     assert!(text.contains("questions database: there is no property \"Status\""), "{text}");
 }
+
+/// `doctor --json`'s verdicts by check name.
+fn verdicts(output: &std::process::Output) -> std::collections::BTreeMap<String, (String, String)> {
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&output.stdout)));
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|check| {
+            let text = |field: &str| check[field].as_str().unwrap().to_owned();
+            (text("name"), (text("verdict"), text("detail")))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_each_part_and_asks_the_running_server_for_the_rest() {
+    use std::io::BufRead;
+    let world = World::new().await;
+    world.llm.set_credits_left(Some(4.5));
+    let data = tempfile::tempdir().unwrap();
+    let with_key = |command: &mut Command| {
+        command.env("CLOUD_API_KEY", "doctor-test-key").env("AGENT_TOKEN", "agent-token");
+    };
+
+    // No server yet: Notion, OpenRouter and the clock from here, the store directly.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut command = cloud_fn(&world, data.path());
+    with_key(&mut command);
+    command.args(["doctor", "--json", "--server", &format!("http://{closed}")]);
+    let output = run(command).await;
+    assert!(output.status.success(), "warnings only: {}", String::from_utf8_lossy(&output.stdout));
+    let found = verdicts(&output);
+    assert_eq!(found["notion"].0, "ok", "{found:?}");
+    assert_eq!(found["clock"].0, "ok", "{found:?}");
+    assert_eq!(found["openrouter"].0, "ok");
+    assert!(found["openrouter"].1.contains("$4.50 left"), "{found:?}");
+    assert_eq!(found["server"].0, "warn");
+    assert!(found["server"].1.contains("start `cloud-fn serve`"), "{found:?}");
+    assert_eq!(found["store"], ("ok".into(), "embedded, reachable".into()));
+    assert_eq!(found["webhook"].0, "warn");
+    assert_eq!(found["agents"].0, "warn");
+
+    // A running server answers for its store, webhook and agents.
+    let mut serve = cloud_fn(&world, data.path());
+    with_key(&mut serve);
+    let mut child = serve
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let address = line.trim().trim_start_matches("listening on http://").split(';').next().unwrap().to_owned();
+    let doctor = |extra: &[(&str, &str)]| {
+        let mut command = cloud_fn(&world, data.path());
+        with_key(&mut command);
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        command.args(["doctor", "--json", "--server", &format!("http://{address}")]);
+        command
+    };
+    let output = run(doctor(&[])).await;
+    let found = verdicts(&output);
+    assert_eq!(found["server"].0, "ok", "{found:?}");
+    assert_eq!(found["store"], ("ok".into(), "embedded, reachable from the server".into()));
+    assert!(found["agents"].1.starts_with("none connected"), "{found:?}");
+
+    // What fails is named, and the exit code says so.
+    world.llm.set_credits_left(Some(0.0));
+    let output = run(doctor(&[])).await;
+    assert_eq!(output.status.code(), Some(1));
+    let found = verdicts(&output);
+    assert_eq!(found["openrouter"].0, "fail");
+    assert!(found["openrouter"].1.starts_with("no credits left"), "{found:?}");
+    let output = run(doctor(&[("OPENROUTER_API_KEY", "sk-or-wrong"), ("NOTION_API_KEY", "ntn_wrong")])).await;
+    let found = verdicts(&output);
+    assert!(found["openrouter"].1.contains("refuses OPENROUTER_API_KEY"), "{found:?}");
+    assert!(found["notion"].1.contains("refuses NOTION_API_KEY"), "{found:?}");
+    let output = run(doctor(&[("CLOUD_API_KEY", "not-the-key")])).await;
+    assert!(verdicts(&output)["server"].1.contains("refuses this CLOUD_API_KEY"));
+    child.kill().unwrap();
+    let _ = child.wait();
+
+    // The human form: one line per check.
+    let mut command = cloud_fn(&world, data.path());
+    command.args(["doctor", "--server", &format!("http://{closed}")]);
+    let output = run(command).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.lines().any(|line| line.starts_with("FAIL openrouter")), "{text}");
+}

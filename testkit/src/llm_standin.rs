@@ -62,6 +62,8 @@ struct Shared {
     log: Mutex<Vec<LlmRequest>>,
     /// Markdown to answer with instead of the echo (long tables, deep lists…).
     canned: Mutex<Option<String>>,
+    /// The key's spending limit left, as `GET /key` reports it (`None`: no limit).
+    credits_left: Mutex<Option<f64>>,
 }
 
 /// A running stand-in; stops when dropped.
@@ -84,10 +86,14 @@ impl LlmStandIn {
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             canned: Mutex::new(None),
+            credits_left: Mutex::new(None),
         });
         let listener = tokio::net::TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
-        let app = Router::new().route("/{*path}", post(complete)).with_state(shared.clone());
+        let app = Router::new()
+            .route("/api/v1/key", axum::routing::get(key_info))
+            .route("/{*path}", post(complete))
+            .with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -125,6 +131,11 @@ impl LlmStandIn {
     pub fn answer_with(&self, markdown: Option<&str>) {
         *lock(&self.shared.canned) = markdown.map(str::to_owned);
     }
+
+    /// What `GET /key` reports as the key's limit left (`None`: no limit, OpenRouter's `null`).
+    pub fn set_credits_left(&self, left: Option<f64>) {
+        *lock(&self.shared.credits_left) = left;
+    }
 }
 
 impl Drop for LlmStandIn {
@@ -141,6 +152,21 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": { "code": status.as_u16(), "message": message } }))).into_response()
+}
+
+/// OpenRouter's `GET /api/v1/key`: the key's label, limit, what is left of it and its usage.
+async fn key_info(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let presented = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if presented != Some(shared.key.as_str()) {
+        return error(StatusCode::UNAUTHORIZED, "No auth credentials found");
+    }
+    let left = *lock(&shared.credits_left);
+    let usage = lock(&shared.log).iter().filter(|request| request.status == 200).count() as f64 * 0.0001;
+    let limit = left.map(|left| left + usage);
+    axum::Json(serde_json::json!({ "data": {
+        "label": "stand-in", "limit": limit, "limit_remaining": left, "usage": usage, "is_free_tier": false,
+    }}))
+    .into_response()
 }
 
 async fn complete(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
