@@ -50,6 +50,7 @@ pub fn notion_client(config: &CloudConfig) -> Result<NotionClient, BuildError> {
         base_url: config.notion_base_url.clone(),
         version: config.notion_version.clone(),
         requests_per_second: config.notion_rate_limit,
+        burst: config.notion_rate_burst,
         allow_insecure: config.allow_insecure,
         ..ClientOptions::default()
     };

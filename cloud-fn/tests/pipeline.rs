@@ -475,3 +475,47 @@ async fn tokens_and_cost_fill_the_number_properties_a_database_has() {
         "{footer}"
     );
 }
+
+/// The fake agent, noting when it was first asked.
+struct TimedAgent {
+    inner: Arc<common::FakeAgent>,
+    asked: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+#[async_trait::async_trait]
+impl cloud_fn::agent::AgentLink for TimedAgent {
+    async fn is_live(&self) -> bool {
+        self.inner.is_live().await
+    }
+
+    async fn search(
+        &self,
+        request: &protocol::SearchRequest,
+        deadline: std::time::Duration,
+    ) -> Result<protocol::SearchResponse, cloud_fn::agent::LinkError> {
+        self.asked.lock().unwrap().get_or_insert_with(std::time::Instant::now);
+        self.inner.search(request, deadline).await
+    }
+
+    async fn status(&self) -> cloud_fn::agent::LinkStatus {
+        self.inner.status().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_searches_while_notion_is_being_written() {
+    let world = World::new().await;
+    let page = world.ask("Searched while Processing is being set?", &["health"]);
+    // Setting Processing (the first page write) takes Notion a while.
+    let slow = std::time::Duration::from_millis(800);
+    world.sandbox.inject(Some("PATCH"), "/v1/pages/", Fault::Delay(slow), 1);
+    let agent = Arc::new(TimedAgent { inner: world.agent.clone(), asked: Default::default() });
+    let pipeline = world.pipeline(Some(world.llm(&["primary/model"])), agent.clone());
+    let started = std::time::Instant::now();
+    let report = pipeline.process_once().await.unwrap();
+    assert_eq!(report.answered, 1, "{report:?}");
+    assert_eq!(world.answers(&page), 1);
+    let asked = agent.asked.lock().unwrap().expect("the agent was asked");
+    // In sequence the search would start only after the slow write and the block read.
+    assert!(asked.duration_since(started) < slow, "the search waited {:?} for Notion", asked.duration_since(started));
+}

@@ -239,3 +239,70 @@ async fn silent_sockets_are_closed_and_do_not_starve_the_server() {
     }
     server.stop().await;
 }
+
+/// Notion's signature of a delivery (see `cloud_fn::webhook`).
+fn signed(token: &str, body: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_and_the_schedule_never_answer_a_question_twice() {
+    const WEBHOOK_TOKEN: &str = "secret_webhook_for_tests";
+    let world = World::new().await;
+    let settings = ServerSettings {
+        access: ApiAccess::Key(Secret::new(CLOUD_KEY)),
+        webhook_token: Some(Secret::new(WEBHOOK_TOKEN)),
+        ..ServerSettings::default()
+    };
+    // A schedule that fires all the time, racing every delivery.
+    let server = Running::start_with(&world, settings, Duration::from_millis(15)).await;
+    let pages: Vec<String> = (0..12).map(|i| world.ask(&format!("Raced question {i}"), &[])).collect();
+    let client = reqwest::Client::new();
+    let mut deliveries = tokio::task::JoinSet::new();
+    for (i, page) in pages.iter().enumerate() {
+        // Notion may deliver a page both as created and as updated, each maybe twice.
+        for (kind, event_type) in [("created", "page.created"), ("updated", "page.properties_updated")] {
+            let event = json!({
+                "id": format!("evt-{kind}-{i}"),
+                "type": event_type,
+                "entity": { "id": page, "type": "page" },
+                "data": { "parent": { "id": world.database, "type": "database" } },
+            })
+            .to_string();
+            for _ in 0..2 {
+                let request = client
+                    .post(format!("{}/webhooks/notion", server.url))
+                    .header("content-type", "application/json")
+                    .header(cloud_fn::webhook::SIGNATURE_HEADER, signed(WEBHOOK_TOKEN, &event))
+                    .body(event.clone());
+                deliveries.spawn(async move { request.send().await.unwrap().status() });
+            }
+        }
+    }
+    let statuses = deliveries.join_all().await;
+    assert!(statuses.iter().all(|status| status.is_success()), "{statuses:?}");
+    for page in &pages {
+        for _ in 0..200 {
+            if world.status(page) == "Answered" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    server.stop().await;
+    for page in &pages {
+        assert_eq!((world.status(page).as_str(), world.answers(page)), ("Answered", 1), "page {page}");
+        assert_eq!(world.store.get_job(page).await.unwrap().unwrap().generation, 1, "one generation: {page}");
+    }
+    let appends = world
+        .sandbox
+        .requests()
+        .iter()
+        .filter(|logged| logged.method == "PATCH" && logged.path.ends_with("/children"))
+        .count();
+    assert_eq!(appends, pages.len(), "one append per question");
+}

@@ -24,7 +24,7 @@ async fn main() -> Result<()> {
     let (pages, rate) = if full { (120, 3) } else { (12, 1000) };
     let sandbox = NotionSandbox::start(TOKEN).await?;
     if full {
-        sandbox.set_rate_limit(Some(rate));
+        sandbox.set_rate_limit_with_burst(rate, notion::DEFAULT_BURST);
     }
     let (database, source) = sandbox.create_database(
         "Knowledge",

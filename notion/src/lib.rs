@@ -22,6 +22,6 @@ pub mod page;
 pub mod rich_text;
 
 pub use block::{Block, Rendered, render};
-pub use client::{ClientOptions, Fence, NotionClient, RetryPolicy, Unfenced};
+pub use client::{ClientOptions, DEFAULT_BURST, Fence, NotionClient, RetryPolicy, Unfenced};
 pub use error::{NotionError, Result};
 pub use page::{Database, List, Page};

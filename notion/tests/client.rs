@@ -164,15 +164,25 @@ async fn an_append_that_may_have_been_applied_is_not_repeated_blindly() {
     assert_eq!(sandbox.page_text(&id).matches("Only once.").count(), 2);
 }
 
+/// A client at Notion's documented rate, with the default burst.
+fn paced_client(sandbox: &NotionSandbox) -> NotionClient {
+    NotionClient::new(TOKEN, ClientOptions { base_url: sandbox.url(), ..ClientOptions::default() }).unwrap()
+}
+
 #[tokio::test]
-async fn the_client_stays_under_notions_rate_limit() {
+async fn a_long_run_never_exceeds_the_sustained_rate() {
     let sandbox = NotionSandbox::start(TOKEN).await.unwrap();
     let (_, source) = questions(&sandbox);
     let id = question(&sandbox, &source, "Why?", "Pending");
-    sandbox.set_rate_limit(Some(3));
-    let notion = client_with(&sandbox, TOKEN, 3);
+    // The sandbox keeps the client's bucket, one token deeper for arrival jitter (the burst's
+    // first request opens a connection, a later one reuses it and may arrive early): a client
+    // sending more than `burst + 3 × t` in a span `t` would be answered 429.
+    sandbox.set_rate_limit_with_burst(3, notion::DEFAULT_BURST + 1);
+    let notion = paced_client(&sandbox);
+    let requests = notion::DEFAULT_BURST as usize + 9;
     let started = Instant::now();
-    let reads: Vec<_> = (0..9)
+    // Concurrent callers, as concurrent questions are: clones share one budget.
+    let reads: Vec<_> = (0..requests)
         .map(|_| {
             let (notion, id) = (notion.clone(), id.clone());
             tokio::spawn(async move { notion.retrieve_page(&id).await })
@@ -182,7 +192,31 @@ async fn the_client_stays_under_notions_rate_limit() {
         read.await.unwrap().unwrap();
     }
     assert!(sandbox.requests().iter().all(|r| r.status == 200), "no 429: {:?}", sandbox.requests());
-    assert!(started.elapsed() >= Duration::from_millis(1800), "9 requests at 3/s take about 2 s");
+    assert_eq!(notion.requests_sent(), requests as u64, "nothing was retried");
+    // The burst leaves at once; the 9 after it at 3 a second.
+    assert!(started.elapsed() >= Duration::from_millis(2900), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn one_question_is_not_paced() {
+    let sandbox = NotionSandbox::start(TOKEN).await.unwrap();
+    let (_, source) = questions(&sandbox);
+    let id = question(&sandbox, &source, "Why?", "Pending");
+    sandbox.set_rate_limit_with_burst(3, notion::DEFAULT_BURST);
+    let notion = paced_client(&sandbox);
+    let started = Instant::now();
+    // A question's requests: read the page, Processing, read its blocks, append, Answered.
+    notion.retrieve_page(&id).await.unwrap();
+    notion.update_properties(&id, json!({ "Status": write::status("Processing") })).await.unwrap();
+    notion.children(&id).await.unwrap();
+    notion
+        .append_children(&id, vec![json!({ "paragraph": { "rich_text": [{ "text": { "content": "An answer." } }] } })])
+        .await
+        .unwrap();
+    notion.update_properties(&id, json!({ "Status": write::status("Answered") })).await.unwrap();
+    // Evenly spaced at 3 a second, these five would take 1.33 s.
+    assert!(started.elapsed() < Duration::from_millis(700), "paced: {:?}", started.elapsed());
+    assert!(sandbox.requests().iter().all(|r| r.status == 200), "no 429: {:?}", sandbox.requests());
 }
 
 #[tokio::test]

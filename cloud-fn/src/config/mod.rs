@@ -33,6 +33,9 @@ pub struct CloudConfig {
     pub notion_version: String,
     /// `NOTION_RATE_LIMIT`: requests per second (Notion allows about 3).
     pub notion_rate_limit: u32,
+    /// `NOTION_RATE_BURST`: requests that may leave at once before pacing at the rate sets in
+    /// ([`notion::DEFAULT_BURST`]).
+    pub notion_rate_burst: u32,
     /// `OPENROUTER_API_KEY`; without it answers are extractive.
     pub openrouter_api_key: Option<Secret>,
     /// `OPENROUTER_BASE_URL`.
@@ -254,6 +257,7 @@ impl CloudConfig {
             notion_base_url: names("NOTION_API_BASE_URL", notion::client::DEFAULT_BASE_URL),
             notion_version: names("NOTION_VERSION", notion::client::DEFAULT_VERSION),
             notion_rate_limit: source.number("NOTION_RATE_LIMIT", 3)?,
+            notion_rate_burst: source.number("NOTION_RATE_BURST", notion::DEFAULT_BURST)?,
             openrouter_api_key: source.get("OPENROUTER_API_KEY").map(Secret::new),
             openrouter_base_url: names("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1"),
             llm_models,
@@ -359,6 +363,7 @@ impl CloudConfig {
             ("CONCURRENCY", self.pipeline.concurrency),
             ("MAX_PAGES_PER_RUN", self.pipeline.max_pages_per_run),
             ("NOTION_RATE_LIMIT", self.notion_rate_limit as usize),
+            ("NOTION_RATE_BURST", self.notion_rate_burst as usize),
             ("HTTP_MAX_CONNECTIONS", self.http_limits.max_connections),
             ("RAG_MAX_RESULTS", self.ladder.max_results),
         ];
@@ -441,6 +446,7 @@ mod tests {
             ("CONCURRENCY", "0"),
             ("MAX_PAGES_PER_RUN", "0"),
             ("NOTION_RATE_LIMIT", "0"),
+            ("NOTION_RATE_BURST", "0"),
             ("FALLBACK_TIMEOUT", "0"),
             ("LLM_TIMEOUT", "0"),
             ("CONTEXT_CACHE_TTL", "0"),

@@ -25,6 +25,7 @@ use notion::page::write;
 use notion::{Block, NotionClient, NotionError, Page};
 use serde_json::json;
 use tokio::sync::{OnceCell, Semaphore};
+use tracing::{Instrument, info_span};
 
 use self::lease::LeaseFence;
 use self::page::{
@@ -217,7 +218,7 @@ impl Pipeline {
         let vocabulary = &self.settings.vocabulary;
         let mut pages = Vec::new();
         for id in page_ids {
-            let page = match self.notion.retrieve_page(id).await {
+            let page = match self.notion.retrieve_page(id).instrument(info_span!("read_page")).await {
                 Ok(page) => page,
                 Err(error) if error.is_not_found() => continue,
                 Err(error) => return Err(error.into()),
@@ -245,7 +246,7 @@ impl Pipeline {
             // The common case of a scheduled run: no store request at all.
             return Ok(RunReport { seconds: started.elapsed().as_secs_f64(), ..RunReport::default() });
         }
-        let templates = Arc::new(Templates::load(self.store.as_ref()).await?);
+        let templates = Arc::new(Templates::load(self.store.as_ref()).instrument(info_span!("templates")).await?);
         let found = pages.len();
         pages.truncate(self.settings.max_pages_per_run.max(1));
         let mut report = RunReport { found, deferred: found - pages.len(), ..RunReport::default() };
@@ -260,7 +261,8 @@ impl Pipeline {
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 let id = page.id.clone();
-                (id, pipeline.process_page(page, &run_id, &templates).await)
+                let span = info_span!("question", page = %id);
+                (id, pipeline.process_page(page, &run_id, &templates).instrument(span).await)
             });
         }
         let mut crashed = None;
@@ -308,7 +310,7 @@ impl Pipeline {
         let started = Instant::now();
         let seconds = || started.elapsed().as_secs_f64();
         let now = self.clock.now();
-        let mut job = match self.claim(&page, run_id, now).await {
+        let mut job = match self.claim(&page, run_id, now).instrument(info_span!("claim")).await {
             Ok(Claim::Work(job)) => job,
             Ok(Claim::Skip) => {
                 return Ok(Outcome::Skipped { reason: "owned by another run, or no longer pending".into() });
@@ -464,14 +466,30 @@ impl Pipeline {
         let crash_point = |step: Step| if crash == Some(step) { Err(StepError::Crashed(step)) } else { Ok(()) };
         let started = Instant::now();
         let vocabulary = &self.settings.vocabulary;
-        self.set_status(page, &vocabulary.processing).await?;
-        crash_point(Step::MarkedProcessing)?;
-
-        let tree = self.notion.block_tree(&page.id, 6).await?;
-        let existing = find_answer(&tree, &page.id, job.generation);
         let question = page.title();
         let question = if question.trim().is_empty() { "(untitled question)".to_owned() } else { question };
         let tags = page.multi_select(&vocabulary.tags_property);
+        let template = templates.select(&tags);
+        let search = || self.context.build(&question, &tags, template).instrument(info_span!("agent_search"));
+        let notion_reads = async {
+            self.set_status(page, &vocabulary.processing).instrument(info_span!("mark_processing")).await?;
+            crash_point(Step::MarkedProcessing)?;
+            let tree = self.notion.block_tree(&page.id, 6).instrument(info_span!("read_blocks")).await?;
+            Ok::<_, StepError>(tree)
+        };
+        // Retrieval needs only the title and tags, so it runs while Processing is set and the
+        // blocks are read: the agent's search and Notion's round trips overlap. Only a job that
+        // recorded an answer already (its page most likely holds it) skips the early search. A
+        // search whose result goes unused changes nothing but the tag's cached context, which
+        // it would have refreshed anyway.
+        let (tree, early_context) = if job.mode.is_none() {
+            // A failed read (or an injected crash) drops the search, as a stopped run would.
+            let (tree, context) = tokio::try_join!(notion_reads, async { Ok(search().await) })?;
+            (tree, Some(context))
+        } else {
+            (notion_reads.await?, None)
+        };
+        let existing = find_answer(&tree, &page.id, job.generation);
         // The page body, up to the first answer written by a previous generation.
         let own: Vec<Block> = tree.iter().take_while(|block| !is_answer_block(block, &page.id)).cloned().collect();
         let details = notion::render(&own).text;
@@ -481,13 +499,16 @@ impl Pipeline {
             // The answer of this generation is already complete: only the status is missing.
             (AnswerOnPage::Complete, Some(mode)) => *mode,
             _ => {
-                let template = templates.select(&tags);
-                let context = self.context.build(&question, &tags, template).await?;
+                let context = match early_context {
+                    Some(context) => context?,
+                    None => search().await?,
+                };
                 crash_point(Step::BuiltContext)?;
                 let (markdown, usage) = match &self.llm {
                     Some(llm) => {
-                        let prompt = build_prompt(template, &context, &question, &details);
-                        let completion = llm.complete(&prompt).await?;
+                        let prompt =
+                            info_span!("prompt").in_scope(|| build_prompt(template, &context, &question, &details));
+                        let completion = llm.complete(&prompt).instrument(info_span!("llm")).await?;
                         (completion.text, Some(completion.usage))
                     }
                     None => (extractive_answer(&context), None),
@@ -497,7 +518,7 @@ impl Pipeline {
                 // Renewing the lease here, conditionally, means a run whose lease lapsed during a
                 // slow LLM call learns it before appending, not after (then another run owns it).
                 job.lease_until = self.clock.now() + self.settings.lease_secs;
-                self.save(job).await?;
+                self.save(job).instrument(info_span!("record_answer")).await?;
                 crash_point(Step::Answered)?;
 
                 // Every delete and append attempt first renews the lease (see `LeaseFence`):
@@ -522,6 +543,7 @@ impl Pipeline {
                     }
                     Ok::<(), StepError>(())
                 }
+                .instrument(info_span!("append"))
                 .await;
                 *job = fence.into_job();
                 written?;
@@ -535,10 +557,10 @@ impl Pipeline {
         job.status = if mode.agent_answered() { JobStatus::Answered } else { JobStatus::AnsweredOffline };
         job.finished_at = Some(self.clock.now());
         job.error = None;
-        self.save(job).await?;
+        self.save(job).instrument(info_span!("record")).await?;
         crash_point(Step::Recorded)?;
 
-        self.set_finished(page, job).await?;
+        self.set_finished(page, job).instrument(info_span!("status")).await?;
         crash_point(Step::StatusSet)?;
         Ok(mode)
     }

@@ -122,6 +122,7 @@ pub struct Logged {
 
 struct TokenBucket {
     rate: f64,
+    capacity: f64,
     tokens: f64,
     at: Instant,
 }
@@ -129,7 +130,7 @@ struct TokenBucket {
 impl TokenBucket {
     fn take(&mut self) -> bool {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate);
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.capacity);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -338,8 +339,17 @@ impl NotionSandbox {
     /// Answers 429 (`Retry-After: 1`) to requests beyond an average of `per_second` (a token
     /// bucket holding `per_second` tokens); `None` removes the limit.
     pub fn set_rate_limit(&self, per_second: Option<u32>) {
-        *lock(&self.shared.rate_limit) =
-            per_second.map(|rate| TokenBucket { rate: f64::from(rate), tokens: f64::from(rate), at: Instant::now() });
+        match per_second {
+            Some(rate) => self.set_rate_limit_with_burst(rate, rate),
+            None => *lock(&self.shared.rate_limit) = None,
+        }
+    }
+
+    /// Like [`Self::set_rate_limit`], with a bucket of `burst` tokens (requests that may arrive at
+    /// once), refilled at `per_second`.
+    pub fn set_rate_limit_with_burst(&self, per_second: u32, burst: u32) {
+        let (rate, capacity) = (f64::from(per_second), f64::from(burst.max(1)));
+        *lock(&self.shared.rate_limit) = Some(TokenBucket { rate, capacity, tokens: capacity, at: Instant::now() });
     }
 
     /// Every request so far.
