@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use cloud_fn::app::SelfHosted;
 use cloud_fn::config::{CloudConfig, Source};
 use cloud_fn::doctor::{self, Verdict};
+use cloud_fn::pipeline::Outcome;
 use cloud_fn::questions_database::{self, Severity};
 use cloud_fn::server::ApiAccess;
 use cloud_fn::tunnel::tls::{self, TlsListener};
@@ -154,11 +155,11 @@ async fn run(cli: Cli) -> Result<()> {
             match &config.tls {
                 Some((cert, key)) => {
                     let listener = TlsListener::new(listener, tls::server_config(cert, key)?)?;
-                    println!("listening on https://{address}; agents connect to wss://{address}/agent");
+                    protocol::outln!("listening on https://{address}; agents connect to wss://{address}/agent");
                     service.serve(listener, interval, shutdown_signal()).await?;
                 }
                 None => {
-                    println!("listening on http://{address}; agents connect to ws://{address}/agent");
+                    protocol::outln!("listening on http://{address}; agents connect to ws://{address}/agent");
                     service.serve(listener, interval, shutdown_signal()).await?;
                 }
             }
@@ -167,8 +168,22 @@ async fn run(cli: Cli) -> Result<()> {
         Command::ProcessOnce => {
             let pipeline = app::pipeline(&config, None).await?;
             let report = pipeline.process_once().await?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(())
+            protocol::outln!("{}", serde_json::to_string_pretty(&report)?);
+            // A cron job or a script should see a question that was not answered.
+            let unanswered: Vec<String> = report
+                .pages
+                .iter()
+                .filter_map(|(page, outcome)| match outcome {
+                    Outcome::Failed { reason, .. } => Some(format!("{page} failed: {reason}")),
+                    Outcome::WillRetry { error, .. } => Some(format!("{page} will be retried: {error}")),
+                    Outcome::Answered { .. } | Outcome::Skipped { .. } => None,
+                })
+                .collect();
+            match unanswered.len() {
+                0 => Ok(()),
+                1 => bail!("1 question was not answered: {}", unanswered[0]),
+                count => bail!("{count} questions were not answered:\n  {}", unanswered.join("\n  ")),
+            }
         }
         Command::Templates { direction } => {
             let database = config
@@ -182,7 +197,7 @@ async fn run(cli: Cli) -> Result<()> {
                 SyncDirection::SyncFromNotion => templates::sync_from_notion(&notion, &source, store.as_ref()).await?,
                 SyncDirection::SyncToNotion => templates::sync_to_notion(&notion, &source, store.as_ref()).await?,
             };
-            println!("{count} templates synced");
+            protocol::outln!("{count} templates synced");
             Ok(())
         }
         Command::Notion { action: NotionAction::Init { parent, title } } => {
@@ -193,17 +208,18 @@ async fn run(cli: Cli) -> Result<()> {
             let id = questions_database::create(&notion, &parent_id, &title, vocabulary).await.with_context(|| {
                 format!("cannot create the database under page {parent_id} (is the page shared with the integration?)")
             })?;
-            println!("created the questions database \"{title}\": NOTION_DATABASE_ID={id}");
-            println!(
+            protocol::outln!("created the questions database \"{title}\": NOTION_DATABASE_ID={id}");
+            protocol::outln!(
                 "its \"{}\" is a select (Notion's API cannot give a status property options): set a question to \"{}\" to have it answered",
-                vocabulary.status_property, vocabulary.pending
+                vocabulary.status_property,
+                vocabulary.pending
             );
             Ok(())
         }
         Command::Doctor { server, json } => {
             let report = doctor::run(&config, &server).await;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                protocol::outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 for check in &report.checks {
                     let label = match check.verdict {
@@ -211,7 +227,7 @@ async fn run(cli: Cli) -> Result<()> {
                         Verdict::Warn => "warn",
                         Verdict::Fail => "FAIL",
                     };
-                    println!("{label} {:<10} {}", check.name, check.detail);
+                    protocol::outln!("{label} {:<10} {}", check.name, check.detail);
                 }
             }
             if !report.is_healthy() {
@@ -226,18 +242,18 @@ async fn run(cli: Cli) -> Result<()> {
                 .await
                 .with_context(|| format!("cannot read the questions database {database}"))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                protocol::outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                println!("questions database \"{}\" ({})", report.title, report.database_id);
+                protocol::outln!("questions database \"{}\" ({})", report.title, report.database_id);
                 for finding in &report.findings {
                     let label = match finding.severity {
                         Severity::Problem => "problem",
                         Severity::Advice => "advice",
                     };
-                    println!("  {label}: {}", finding.message);
+                    protocol::outln!("  {label}: {}", finding.message);
                 }
                 if report.findings.is_empty() {
-                    println!("  ok: title, status with its five options, tags");
+                    protocol::outln!("  ok: title, status with its five options, tags");
                 }
             }
             if !report.is_usable() {

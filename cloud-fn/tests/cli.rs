@@ -42,6 +42,29 @@ async fn process_once_answers_and_prints_a_report() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_once_fails_when_a_question_was_not_answered() {
+    let world = World::new().await;
+    let pages = [world.ask("One of these is answered", &[]), world.ask("and one is not", &[])];
+    // The model refuses one question for good (402: no credits), whichever comes first.
+    world.llm.inject(None, testkit::LlmFault::Status(402), 1);
+    let data = tempfile::tempdir().unwrap();
+    let output = tokio::task::spawn_blocking({
+        let mut command = cloud_fn(&world, data.path());
+        move || command.env("CONCURRENCY", "1").arg("process-once").output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((report["failed"].as_u64(), report["answered_offline"].as_u64()), (Some(1), Some(1)), "{report}");
+    let failed: Vec<&String> = pages.iter().filter(|page| world.status(page) == "Failed").collect();
+    assert_eq!(failed.len(), 1);
+    assert!(stderr.contains(&format!("1 question was not answered: {} failed", failed[0])), "{stderr}");
+    assert!(stderr.contains("credits"), "the reason is given: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_settings_are_named() {
     let world = World::new().await;
     let data = tempfile::tempdir().unwrap();

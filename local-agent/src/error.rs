@@ -12,6 +12,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What can go wrong in the agent library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A file with a note's extension that holds no text: a binary (a NUL byte near its start)
+    /// or mostly bytes that are not UTF-8 (a legacy encoding such as GBK); indexing it would
+    /// only add noise to every search.
+    #[error("{} is not text ({reason}); skipped", path.display())]
+    NotText {
+        /// The file.
+        path: PathBuf,
+        /// What gave it away.
+        reason: &'static str,
+    },
     /// The ONNX Runtime shared library is not where we looked.
     #[error(
         "ONNX Runtime library not found at {}; run scripts/setup.sh or set ORT_DYLIB_PATH",

@@ -20,6 +20,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub mod cleartext;
+pub mod console;
 pub mod private_fs;
 mod secret;
 pub mod tunnel;

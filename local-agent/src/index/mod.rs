@@ -98,6 +98,9 @@ pub struct IndexReport {
     pub elapsed: Duration,
     /// Of which spent in the model.
     pub embedding_time: Duration,
+    /// Files with a note's extension that hold no text (binaries, other encodings), left out of
+    /// the index (see [`crate::Error::NotText`]), by id.
+    pub not_text: Vec<String>,
     /// Documents (or whole sources) that could not be read this time; what the index held of
     /// them is kept as it was.
     pub unreadable: Vec<Unreadable>,

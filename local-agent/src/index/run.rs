@@ -236,6 +236,15 @@ impl IndexRun {
             });
             let ReadDocument { raw, document, url } = match read {
                 Ok(read) => read,
+                Err(Error::NotText { .. }) => {
+                    // Not a note: left out, and out of the index if an earlier run took it in.
+                    report.not_text.push(item.id.clone());
+                    if let Some(entry) = before {
+                        deleted_chunks.extend(entry.chunks.iter().map(|c| c.id));
+                        report.removed += 1;
+                    }
+                    continue;
+                }
                 Err(error) => {
                     // The document vanished or became unreadable since the scan: keep what we had.
                     tracing::warn!(%error, id = item.id, "skipping an unreadable document");

@@ -266,14 +266,29 @@ fn file_stem(id: &str) -> String {
     Path::new(name).file_stem().and_then(|stem| stem.to_str()).unwrap_or(name).to_owned()
 }
 
-/// Reads a file as text; invalid UTF-8 is replaced rather than refused, so one odd byte does
-/// not hide a whole note.
+/// How far into a file a NUL byte marks it as binary (what `git` and `grep` look at).
+const BINARY_SNIFF_BYTES: usize = 8 * 1024;
+
+/// Reads a file as text. A stray invalid byte is replaced rather than refused, so one odd byte
+/// does not hide a whole note; a file that is not text at all is [`Error::NotText`].
 pub fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(Error::io(path))?;
-    Ok(match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
-    })
+    if bytes[..bytes.len().min(BINARY_SNIFF_BYTES)].contains(&0) {
+        return Err(Error::NotText { path: path.to_owned(), reason: "binary: it holds NUL bytes" });
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(error) => {
+            let text = String::from_utf8_lossy(error.as_bytes()).into_owned();
+            // More than one replaced byte in a hundred is an encoding, not a typo.
+            let replaced = text.matches(char::REPLACEMENT_CHARACTER).count();
+            if replaced > 2 && replaced * 100 > text.chars().count() {
+                let reason = "not UTF-8: convert it, e.g. `iconv -f GBK -t UTF-8`";
+                return Err(Error::NotText { path: path.to_owned(), reason });
+            }
+            Ok(text)
+        }
+    }
 }
 
 /// A folder of Markdown and text notes.

@@ -43,6 +43,15 @@ fn index_search_and_status_from_the_command_line() {
     let output = agent(&workspace).arg("status").output().unwrap();
     let (stdout, _) = text(&output);
     assert!(stdout.contains("10 documents") && stdout.contains("index check:   ok"), "{stdout}");
+
+    // `local-agent search … | head -1`: the reader is gone before the first line is written.
+    for args in [&["search", "sourdough"][..], &["status"]] {
+        let mut child = agent(&workspace).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let (_, stderr) = text(&output);
+        assert!(output.status.success() && !stderr.contains("panicked"), "{args:?} with stdout closed: {stderr}");
+    }
 }
 
 #[test]

@@ -63,6 +63,33 @@ fn a_renamed_note_is_not_embedded_again() {
 }
 
 #[test]
+fn files_that_are_not_text_are_skipped_and_counted() {
+    let workspace = Workspace::with_sample_notes();
+    // A program copied in with a note's name, and a note saved in a legacy Chinese encoding
+    // (GBK bytes of "睡眠质量很重要，每天要睡够八个小时" repeated).
+    let executable = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    std::fs::write(workspace.notes().join("ls.md"), &executable[..executable.len().min(200_000)]).unwrap();
+    let gbk: Vec<u8> = b"\xcb\xaf\xc3\xdf\xd6\xca\xc1\xbf\xba\xdc\xd6\xd8\xd2\xaa".repeat(50);
+    std::fs::write(workspace.notes().join("life/gbk.txt"), gbk).unwrap();
+    // One odd byte in a real note does not hide it.
+    let mut odd = b"# Tea\n\nGreen tea wants water at 80 degrees ".to_vec();
+    odd.extend_from_slice(b"\xff and two minutes.\n");
+    std::fs::write(workspace.notes().join("life/tea.md"), odd).unwrap();
+
+    let report = workspace.index();
+    let mut skipped = report.not_text.clone();
+    skipped.sort();
+    assert_eq!(skipped, ["life/gbk.txt", "ls.md"]);
+    assert_eq!((report.added, report.documents), (11, 11), "the ten sample notes and the tea note");
+    assert_eq!(sources(&workspace.engine(), &query("green tea water temperature"))[0], "life/tea.md");
+
+    // A note that turns into a binary leaves the index.
+    std::fs::write(workspace.notes().join("life/tea.md"), [0u8, 1, 2, 3]).unwrap();
+    let report = workspace.index();
+    assert_eq!((report.removed, report.documents, report.not_text.len()), (1, 10, 3));
+}
+
+#[test]
 fn a_missing_folder_is_an_error_and_the_index_is_kept() {
     let workspace = Workspace::with_sample_notes();
     workspace.index();

@@ -91,7 +91,7 @@ async fn sync(config: &AgentConfig, full: bool, json: bool) -> Result<()> {
     let embedder = Arc::new(tokio::task::block_in_place(|| Embedder::load(&config.embedder))?);
     let report = NotionSync::new(settings, &config.data_dir)?.run(embedder, &config.index, full).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        protocol::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         output::print_sync_report(&report);
     }
@@ -104,7 +104,7 @@ fn search(config: &AgentConfig, request: &SearchRequest, json: bool) -> Result<(
         Engine::open(&config.data_dir, embedder, SearchSettings { cache_capacity: 0, ..config.search.clone() })?;
     let response = engine.search(request)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&response)?);
+        protocol::outln!("{}", serde_json::to_string_pretty(&response)?);
     } else {
         output::print_results(&response);
     }
@@ -132,7 +132,7 @@ async fn serve(config: AgentConfig, listen: SocketAddr) -> Result<()> {
         "serving the HTTP API"
     );
     // Scripts and tests read the bound address (port 0 picks a free one) from this line.
-    println!("listening on http://{address}");
+    protocol::outln!("listening on http://{address}");
     agent.run(listener, local_agent::agent::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
@@ -142,10 +142,14 @@ fn status(config: &AgentConfig) -> Result<()> {
     let present = |path: &Path| if path.exists() { "ok" } else { "MISSING (run scripts/setup.sh)" };
     let runtime = &config.embedder.runtime_library;
     let model = config.embedder.model_dir.join("model.onnx");
-    println!("data dir:      {}", config.data_dir.display());
-    println!("ONNX Runtime:  {} [{}]", runtime.display(), present(runtime));
-    println!("model:         {} [{}]", config.embedder.model_dir.display(), present(&model));
-    println!("HTTP API:      {}{}", config.listen, if config.api_key.is_some() { " (API key required)" } else { "" });
+    protocol::outln!("data dir:      {}", config.data_dir.display());
+    protocol::outln!("ONNX Runtime:  {} [{}]", runtime.display(), present(runtime));
+    protocol::outln!("model:         {} [{}]", config.embedder.model_dir.display(), present(&model));
+    protocol::outln!(
+        "HTTP API:      {}{}",
+        config.listen,
+        if config.api_key.is_some() { " (API key required)" } else { "" }
+    );
     // The running agent, if there is one: its health and its link to the cloud (connected,
     // refused, …), as `/stats` reports them.
     let running = tokio::runtime::Builder::new_current_thread()
@@ -154,10 +158,10 @@ fn status(config: &AgentConfig) -> Result<()> {
         .context("cannot start the async runtime")?
         .block_on(client::report(config.listen, config.api_key.as_ref()));
     match running {
-        Ok(report) => client::describe(&report, now()).iter().for_each(|line| println!("{line}")),
-        Err(error) => println!("agent:         not running ({error})"),
+        Ok(report) => client::describe(&report, now()).iter().for_each(|line| protocol::outln!("{line}")),
+        Err(error) => protocol::outln!("agent:         not running ({error})"),
     }
-    status::describe_index(&config.data_dir).iter().for_each(|line| println!("{line}"));
+    status::describe_index(&config.data_dir).iter().for_each(|line| protocol::outln!("{line}"));
     Ok(())
 }
 
@@ -184,7 +188,7 @@ fn service(config: &AgentConfig, overrides: &Overrides, action: ServiceAction, n
         ServiceAction::Restart => service.restart()?,
         ServiceAction::Status => return service_status(&service, config),
     };
-    notes.iter().for_each(|note| println!("{note}"));
+    notes.iter().for_each(|note| protocol::outln!("{note}"));
     Ok(())
 }
 
@@ -192,7 +196,7 @@ fn service(config: &AgentConfig, overrides: &Overrides, action: ServiceAction, n
 async fn service_status(service: &Service, config: &AgentConfig) -> Result<()> {
     let (state, note) = service.state()?;
     if let Some(note) = note {
-        println!("{note}");
+        protocol::outln!("{note}");
     }
     let running = matches!(state, RunState::Running(_));
     let shown = match state {
@@ -200,16 +204,16 @@ async fn service_status(service: &Service, config: &AgentConfig) -> Result<()> {
         RunState::Running(None) => "running".into(),
         RunState::Stopped(detail) => format!("not running: {detail}"),
     };
-    println!("service:      {shown} — {}", service.describe_backend());
-    println!("logs:         {}", service.spec.log_dir().display());
+    protocol::outln!("service:      {shown} — {}", service.describe_backend());
+    protocol::outln!("logs:         {}", service.spec.log_dir().display());
     match client::report(config.listen, config.api_key.as_ref()).await {
         Ok(report) => {
-            println!("HTTP API:     http://{}", client::loopback_address(config.listen));
-            client::describe(&report, now()).iter().for_each(|line| println!("{line}"));
+            protocol::outln!("HTTP API:     http://{}", client::loopback_address(config.listen));
+            client::describe(&report, now()).iter().for_each(|line| protocol::outln!("{line}"));
         }
-        Err(error) => println!("HTTP API:     {error}"),
+        Err(error) => protocol::outln!("HTTP API:     {error}"),
     }
-    println!("Notion sync:  {}", status::describe_last_sync(&config.data_dir));
+    protocol::outln!("Notion sync:  {}", status::describe_last_sync(&config.data_dir));
     if !running {
         // As `systemctl status` does, so scripts can tell.
         std::process::exit(3);
@@ -224,9 +228,9 @@ async fn doctor(overrides: &Overrides, json: bool) -> Result<()> {
         loaded.as_ref().ok().and_then(|config| NotionTarget::from_config(config, |name| std::env::var(name).ok()));
     let report = local_agent::ops::doctor::diagnose(loaded.as_ref(), notion.as_ref()).await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        protocol::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report.to_text());
+        protocol::out!("{}", report.to_text());
     }
     if !report.ok {
         std::process::exit(1);

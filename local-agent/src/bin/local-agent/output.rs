@@ -44,12 +44,17 @@ pub fn init_logging(filter: EnvFilter, log_dir: Option<&std::path::Path>) {
 }
 
 pub fn print_report(report: &IndexReport) {
-    println!(
+    protocol::outln!(
         "{} added, {} changed, {} removed, {} unchanged — {} documents, {} chunks in the index",
-        report.added, report.changed, report.removed, report.unchanged, report.documents, report.chunks
+        report.added,
+        report.changed,
+        report.removed,
+        report.unchanged,
+        report.documents,
+        report.chunks
     );
     if report.published {
-        println!(
+        protocol::outln!(
             "wrote {} chunks ({} embedded, {} from cache) as generation {} in {:.1} s",
             report.chunks_written,
             report.embedded,
@@ -58,25 +63,32 @@ pub fn print_report(report: &IndexReport) {
             report.elapsed.as_secs_f64()
         );
     } else {
-        println!("nothing changed; the index is up to date (generation {})", report.generation);
+        protocol::outln!("nothing changed; the index is up to date (generation {})", report.generation);
     }
     /// Unreadable documents listed one by one; more than this are counted.
     const LISTED: usize = 10;
+    if !report.not_text.is_empty() {
+        let count = report.not_text.len();
+        let files = if count == 1 { "1 file" } else { &format!("{count} files") };
+        let shown: Vec<&str> = report.not_text.iter().take(LISTED).map(String::as_str).collect();
+        let more = if count > LISTED { format!(" and {} more", count - LISTED) } else { String::new() };
+        protocol::outln!("{files} skipped as not text (binary, or not UTF-8): {}{more}", shown.join(", "));
+    }
     if !report.unreadable.is_empty() {
-        println!("{} could not be read (the index keeps what it had of them):", report.unreadable.len());
+        protocol::outln!("{} could not be read (the index keeps what it had of them):", report.unreadable.len());
         for failed in report.unreadable.iter().take(LISTED) {
             let at = if failed.id.is_empty() { failed.source.to_string() } else { failed.id.clone() };
-            println!("  {at}: {}", failed.reason);
+            protocol::outln!("  {at}: {}", failed.reason);
         }
         if report.unreadable.len() > LISTED {
-            println!("  … and {} more (see the log)", report.unreadable.len() - LISTED);
+            protocol::outln!("  … and {} more (see the log)", report.unreadable.len() - LISTED);
         }
     }
 }
 
 /// One line: what a Notion sync listed and did.
 pub fn print_sync_report(report: &SyncReport) {
-    println!(
+    protocol::outln!(
         "{} pages listed{}: {} added, {} updated, {} removed, {} unchanged, {} unreadable; \
          {} blocks skipped; {} Notion requests in {:.1} s",
         report.listed,
@@ -94,18 +106,18 @@ pub fn print_sync_report(report: &SyncReport) {
 
 pub fn print_results(response: &SearchResponse) {
     if response.results.is_empty() {
-        println!("No results.");
+        protocol::outln!("No results.");
         return;
     }
     for (rank, hit) in response.results.iter().enumerate() {
         let kind =
             serde_json::to_value(hit.source_type).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        println!("{}. {} ({})  score {:.3}, {kind}", rank + 1, hit.title, hit.source, hit.similarity_score);
+        protocol::outln!("{}. {} ({})  score {:.3}, {kind}", rank + 1, hit.title, hit.source, hit.similarity_score);
         let snippet: String = hit.content_snippet.split_whitespace().collect::<Vec<_>>().join(" ");
-        println!("   {snippet}\n");
+        protocol::outln!("   {snippet}\n");
     }
-    println!("--- context ---\n{}", response.context);
-    println!("--- {:.1} ms ---", response.processing_time * 1e3);
+    protocol::outln!("--- context ---\n{}", response.context);
+    protocol::outln!("--- {:.1} ms ---", response.processing_time * 1e3);
 }
 
 /// Progress bars on stderr (hidden when stderr is not a terminal).

@@ -1,0 +1,39 @@
+//! What the command lines print on stdout, a line at a time. Rust ignores `SIGPIPE`, so a
+//! reader that goes away (`local-agent search … | head -1`) turns `println!` into a panic
+//! (exit 101); through [`outln!`](crate::outln) the program ends quietly with success instead,
+//! as Unix tools do, and any other write error is reported once with exit status 1.
+
+use std::fmt;
+use std::io::{self, Write};
+
+/// Prints a line on stdout like `println!`, ending the program quietly if stdout was closed.
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::console::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::console::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Prints on stdout like `print!`, ending the program quietly if stdout was closed.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::console::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// Writes `text` to stdout and flushes it; see the module's documentation.
+pub fn write_stdout(text: fmt::Arguments<'_>) {
+    let mut stdout = io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+        if error.kind() == io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        // stderr may be gone as well; there is nothing else to tell.
+        let _ = writeln!(io::stderr(), "error: cannot write to stdout: {error}");
+        std::process::exit(1);
+    }
+}
