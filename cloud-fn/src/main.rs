@@ -111,7 +111,7 @@ fn main() {
         }
     };
     if let Err(error) = runtime.block_on(run(cli)) {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", protocol::console::error_chain(error.as_ref()));
         std::process::exit(1);
     }
 }

@@ -37,3 +37,42 @@ pub fn write_stdout(text: fmt::Arguments<'_>) {
         std::process::exit(1);
     }
 }
+
+/// `error` and its causes, each told once: `cannot index /x: No such file or directory`, not
+/// the same words again for every layer that both quotes its cause and names it as its source
+/// (which `thiserror`'s `{source}` messages and `anyhow`'s `{:#}` would print).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut told = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !text.is_empty() && !told.contains(&text) {
+            told.push_str(": ");
+            told.push_str(&text);
+        }
+        cause = inner.source();
+    }
+    told
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot index /notes: {source}")]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the run failed")]
+    struct Naming(#[source] Quoting);
+
+    #[test]
+    fn each_cause_is_told_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        let error = Naming(Quoting { source: io });
+        assert_eq!(error_chain(&error), "the run failed: cannot index /notes: No such file or directory (os error 2)");
+    }
+}

@@ -55,6 +55,28 @@ fn index_search_and_status_from_the_command_line() {
 }
 
 #[test]
+fn an_error_tells_each_cause_once() {
+    let workspace = Workspace::with_sample_notes();
+    let missing = workspace.dir.path().join("no-such-folder");
+    let output = agent(&workspace).arg("index").arg(&missing).output().unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+    assert!(stderr.contains(&missing.display().to_string()), "the folder is named: {stderr}");
+
+    // A bad flag is named as the user typed it, not as the HTTP API's field.
+    for (flag, value) in [("--top-k", "0"), ("--top-k", "101"), ("--threshold", "1.5")] {
+        let output = agent(&workspace).args(["search", "x", flag, value]).output().unwrap();
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(flag) && !stderr.contains("max_results") && !stderr.contains("similarity_threshold"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
 fn a_missing_runtime_or_model_says_what_to_do() {
     let workspace = Workspace::with_sample_notes();
     let output = agent(&workspace)

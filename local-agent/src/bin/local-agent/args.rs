@@ -38,11 +38,11 @@ pub enum Command {
         /// Notes with one of these tags first (comma-separated); the others fill the rest.
         #[arg(long, value_delimiter = ',')]
         tags: Vec<String>,
-        /// Number of results.
-        #[arg(long, default_value_t = 5)]
+        /// Number of results (1 to 100).
+        #[arg(long, default_value_t = 5, value_parser = top_k)]
         top_k: usize,
-        /// Drop results scoring below this similarity (0..1).
-        #[arg(long, default_value_t = 0.0)]
+        /// Drop results scoring below this similarity (0 to 1).
+        #[arg(long, default_value_t = 0.0, value_parser = threshold)]
         threshold: f32,
         /// Which retrievers to use.
         #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
@@ -120,5 +120,22 @@ impl From<Mode> for SearchMode {
             Mode::Keyword => SearchMode::Keyword,
             Mode::Semantic => SearchMode::Semantic,
         }
+    }
+}
+
+/// `--top-k`: checked here so the message names the flag, not the HTTP API's `max_results`.
+fn top_k(text: &str) -> Result<usize, String> {
+    let most = protocol::limits::MAX_RESULTS;
+    match text.parse::<usize>() {
+        Ok(count) if (1..=most).contains(&count) => Ok(count),
+        _ => Err(format!("must be a whole number from 1 to {most}")),
+    }
+}
+
+/// `--threshold`: a similarity from 0 to 1.
+fn threshold(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err("must be a number from 0 to 1".to_owned()),
     }
 }

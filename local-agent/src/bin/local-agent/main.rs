@@ -38,7 +38,7 @@ fn main() {
     };
     output::init_logging(filter, log_dir.as_deref());
     if let Err(error) = run(cli) {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", protocol::console::error_chain(error.as_ref()));
         std::process::exit(1);
     }
 }
