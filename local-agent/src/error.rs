@@ -93,6 +93,19 @@ pub enum Error {
         /// Model configured now.
         configured: String,
     },
+    /// Another `serve` runs on this data dir.
+    #[error(
+        "another local-agent serve {} uses the data dir {}; stop it first (`local-agent service stop` \
+         if it runs as the service) or give this one another --data-dir",
+        running.map_or_else(|| "(starting)".to_owned(), |r| format!("(pid {}, http://{})", r.pid, r.address)),
+        data_dir.display()
+    )]
+    AlreadyServing {
+        /// The data dir.
+        data_dir: PathBuf,
+        /// What the running server recorded, if it has yet.
+        running: Option<crate::ops::running::ServerRecord>,
+    },
     /// Another process is writing the index.
     #[error("another indexing run holds {}; wait for it to finish", path.display())]
     IndexBusy {

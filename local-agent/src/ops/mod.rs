@@ -1,6 +1,8 @@
 //! Running the agent day to day: as a service ([`service`]), checking everything it depends
-//! on ([`doctor`]), and describing the data dir ([`status`]).
+//! on ([`doctor`]), describing the data dir ([`status`]), and one server per data dir
+//! ([`running`]).
 
 pub mod doctor;
+pub mod running;
 pub mod service;
 pub mod status;

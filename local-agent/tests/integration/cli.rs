@@ -3,6 +3,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
+use local_agent::ops::running;
+
 use crate::Workspace;
 
 fn agent(workspace: &Workspace) -> Command {
@@ -117,10 +119,22 @@ fn serve_binds_loopback_answers_and_stops_on_sigterm() {
         runtime.block_on(async { reqwest::get(format!("{url}/health")).await.unwrap().json().await.unwrap() });
     assert_eq!(health["status"], "healthy");
 
+    // `status` finds the server where it really listens (port 0 picked one), not at the setting.
+    let output = agent(&workspace).arg("status").output().unwrap();
+    let (stdout, _) = text(&output);
+    let address = url.trim_start_matches("http://");
+    assert!(stdout.contains(&format!("HTTP API:      {address}")) && !stdout.contains("not running"), "{stdout}");
+    // A second server on the same data dir is refused, and told where the first one is.
+    let output = agent(&workspace).args(["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}, {url}", child.id())) && stderr.contains("--data-dir"), "{stderr}");
+
     let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+    assert!(running::find(&workspace.data()).is_none(), "the stopped server's record is gone");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use local_agent::index::{self, IndexSettings};
 use local_agent::ops::doctor::NotionTarget;
 use local_agent::ops::service::unit::{self, ServiceSpec};
 use local_agent::ops::service::{RunState, Service};
-use local_agent::ops::status;
+use local_agent::ops::{running, status};
 use local_agent::search::{Engine, SearchSettings};
 use local_agent::sources::notion_sync::NotionSync;
 use protocol::SearchRequest;
@@ -117,6 +117,8 @@ async fn serve(config: AgentConfig, listen: SocketAddr) -> Result<()> {
     // Before anything is loaded: an exposed API without a key is refused, not warned about.
     local_agent::api::check_exposure(listen, config.api_key.as_ref())?;
     let data_dir = config.data_dir.clone();
+    // One server per data dir: two would both watch, index and answer from the same files.
+    let claim = running::claim(&data_dir)?;
     let agent = tokio::task::block_in_place(|| Agent::load(config))?;
     let stats = agent.engine().stats();
     if stats.generation == 0 {
@@ -124,6 +126,7 @@ async fn serve(config: AgentConfig, listen: SocketAddr) -> Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
+    claim.publish(address)?;
     tracing::info!(
         %address,
         documents = stats.documents,
@@ -134,6 +137,7 @@ async fn serve(config: AgentConfig, listen: SocketAddr) -> Result<()> {
     // Scripts and tests read the bound address (port 0 picks a free one) from this line.
     protocol::outln!("listening on http://{address}");
     agent.run(listener, local_agent::agent::shutdown_signal()).await?;
+    drop(claim);
     tracing::info!("stopped");
     Ok(())
 }
@@ -145,18 +149,16 @@ fn status(config: &AgentConfig) -> Result<()> {
     protocol::outln!("data dir:      {}", config.data_dir.display());
     protocol::outln!("ONNX Runtime:  {} [{}]", runtime.display(), present(runtime));
     protocol::outln!("model:         {} [{}]", config.embedder.model_dir.display(), present(&model));
-    protocol::outln!(
-        "HTTP API:      {}{}",
-        config.listen,
-        if config.api_key.is_some() { " (API key required)" } else { "" }
-    );
+    // Where a running server really listens (`--listen` may have moved it), else the setting.
+    let listen = running::find(&config.data_dir).map_or(config.listen, |server| server.address);
+    protocol::outln!("HTTP API:      {listen}{}", if config.api_key.is_some() { " (API key required)" } else { "" });
     // The running agent, if there is one: its health and its link to the cloud (connected,
     // refused, …), as `/stats` reports them.
     let running = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(client::report(config.listen, config.api_key.as_ref()));
+        .block_on(client::report(listen, config.api_key.as_ref()));
     match running {
         Ok(report) => client::describe(&report, now()).iter().for_each(|line| protocol::outln!("{line}")),
         Err(error) => protocol::outln!("agent:         not running ({error})"),
@@ -198,6 +200,7 @@ async fn service_status(service: &Service, config: &AgentConfig) -> Result<()> {
     if let Some(note) = note {
         protocol::outln!("{note}");
     }
+    let listen = running::find(&config.data_dir).map_or(config.listen, |server| server.address);
     let running = matches!(state, RunState::Running(_));
     let shown = match state {
         RunState::Running(Some(pid)) => format!("running (pid {pid})"),
@@ -206,9 +209,9 @@ async fn service_status(service: &Service, config: &AgentConfig) -> Result<()> {
     };
     protocol::outln!("service:      {shown} — {}", service.describe_backend());
     protocol::outln!("logs:         {}", service.spec.log_dir().display());
-    match client::report(config.listen, config.api_key.as_ref()).await {
+    match client::report(listen, config.api_key.as_ref()).await {
         Ok(report) => {
-            protocol::outln!("HTTP API:     http://{}", client::loopback_address(config.listen));
+            protocol::outln!("HTTP API:     http://{}", client::loopback_address(listen));
             client::describe(&report, now()).iter().for_each(|line| protocol::outln!("{line}"));
         }
         Err(error) => protocol::outln!("HTTP API:     {error}"),

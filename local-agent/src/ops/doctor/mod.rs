@@ -184,7 +184,9 @@ pub async fn diagnose(config: Result<&AgentConfig, &Error>, notion: Option<&Noti
     if let Some(clock) = check_clock(&clock_sources).await {
         checks.push(clock);
     }
-    checks.push(check_port(config.listen).await);
+    // A running server's real address (`serve --listen` may differ from the setting).
+    let listen = super::running::find(&config.data_dir).map_or(config.listen, |server| server.address);
+    checks.push(check_port(listen).await);
     Report::new(checks)
 }
 
