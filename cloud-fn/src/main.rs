@@ -30,6 +30,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print a completion script for your shell, e.g. `cloud-fn completions bash >
+    /// ~/.local/share/bash-completion/completions/cloud-fn`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Serve the HTTP API and answer new questions every poll interval.
     Serve {
         /// Address to listen on.
@@ -117,11 +123,19 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Command::Completions { shell } = cli.command {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "cloud-fn", &mut script);
+        protocol::out!("{}", String::from_utf8_lossy(&script));
+        return Ok(());
+    }
     let config = CloudConfig::load(&Source::new(cli.config.as_deref())?)?;
     for notice in &config.notices {
         tracing::warn!("{notice}");
     }
     match cli.command {
+        // Printed before the configuration was read.
+        Command::Completions { .. } => Ok(()),
         Command::Serve { listen, poll_interval, insecure_no_auth } => {
             let access = match (config.cloud_api_key.clone(), insecure_no_auth) {
                 (Some(key), _) => ApiAccess::Key(key),

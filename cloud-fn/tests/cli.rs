@@ -64,6 +64,17 @@ async fn process_once_fails_when_a_question_was_not_answered() {
     assert!(stderr.contains("credits"), "the reason is given: {stderr}");
 }
 
+#[test]
+fn completions_need_no_settings() {
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_cloud-fn")).env_clear().args(["completions", "zsh"]).output().unwrap();
+    let script = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && script.contains("#compdef cloud-fn") && script.contains("process-once"),
+        "{script}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_settings_are_named() {
     let world = World::new().await;

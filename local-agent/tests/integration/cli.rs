@@ -66,6 +66,12 @@ fn an_error_tells_each_cause_once() {
     assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
     assert!(stderr.contains(&missing.display().to_string()), "the folder is named: {stderr}");
 
+    // Completions need no configuration, runtime or model.
+    let output =
+        agent(&workspace).args(["completions", "bash"]).env("ORT_DYLIB_PATH", "/nonexistent").output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success() && stdout.contains("local-agent") && stdout.contains("--top-k"), "{stderr}");
+
     // A bad flag is named as the user typed it, not as the HTTP API's field.
     for (flag, value) in [("--top-k", "0"), ("--top-k", "101"), ("--threshold", "1.5")] {
         let output = agent(&workspace).args(["search", "x", flag, value]).output().unwrap();

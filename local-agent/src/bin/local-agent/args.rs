@@ -22,6 +22,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print a completion script for your shell, e.g. `local-agent completions bash >
+    /// ~/.local/share/bash-completion/completions/local-agent`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Index folders of Markdown and text notes (only what changed since the last run).
     Index {
         /// Folders to index [default: the folders indexed before, or `folders` in the config].

@@ -44,6 +44,12 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Command::Completions { shell } = cli.command {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "local-agent", &mut script);
+        protocol::out!("{}", String::from_utf8_lossy(&script));
+        return Ok(());
+    }
     let overrides = Overrides { data_dir: cli.data_dir, config: cli.config };
     // The doctor reports a broken configuration as one of its checks.
     if let Command::Doctor { json } = cli.command {
@@ -56,6 +62,8 @@ fn run(cli: Cli) -> Result<()> {
             .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
     }
     match cli.command {
+        // Printed before the configuration was read.
+        Command::Completions { .. } => Ok(()),
         Command::Index { folders, rebuild } => {
             let folders = if folders.is_empty() { config.folders.clone() } else { folders };
             let settings = IndexSettings { rebuild, ..config.index.clone() };
