@@ -25,6 +25,11 @@ python=python3
 export SAM_CLI_TELEMETRY=${SAM_CLI_TELEMETRY:-0}
 
 # --- What the arguments and samconfig.toml say --------------------------------------------------
+# samconfig.toml holds the user's answers and is not in git; it starts as the repository's example.
+if [ ! -f "$repo/samconfig.toml" ]; then
+  cp "$repo/samconfig.example.toml" "$repo/samconfig.toml"
+  say "created samconfig.toml from samconfig.example.toml (your answers go there; git ignores it)"
+fi
 # sam build compiles for the Architecture parameter it is given, not for the one `sam deploy`
 # later receives, so find the value the deploy will use and build for that.
 config_env=default guided=0 arg_stack='' arg_region='' arg_profile='' arg_overrides=''
