@@ -1,8 +1,9 @@
 //! Running the agent day to day: as a service ([`service`]), checking everything it depends
-//! on ([`doctor`]), describing the data dir ([`status`]), and one server per data dir
+//! on ([`doctor`]), its log ([`logs`]), describing the data dir ([`status`]), and one server per data dir
 //! ([`running`]).
 
 pub mod doctor;
+pub mod logs;
 pub mod running;
 pub mod service;
 pub mod status;

@@ -1,6 +1,6 @@
 //! The `local-agent` command line, run as a user would.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
 
 use local_agent::ops::running;
@@ -82,6 +82,46 @@ fn an_error_tells_each_cause_once() {
             "{stderr}"
         );
     }
+}
+
+#[test]
+fn logs_shows_the_service_log_and_follows_it() {
+    let workspace = Workspace::with_sample_notes();
+    let output = agent(&workspace).arg("logs").output().unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("no logs in") && stderr.contains("service install"), "{stderr}");
+
+    let logs = workspace.data().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(logs.join("local-agent.2026-12-05.log"), "yesterday\n").unwrap();
+    let today = logs.join("local-agent.2026-12-06.log");
+    std::fs::write(&today, "first\nsecond\nthird\n").unwrap();
+    let output = agent(&workspace).args(["logs", "-n", "2"]).output().unwrap();
+    assert_eq!(text(&output).0, "second\nthird\n");
+
+    let mut child = agent(&workspace).args(["logs", "-f", "-n", "1"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    // A follower that stops printing must fail the test, not hang it.
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        let _ = Command::new("kill").arg(pid).status();
+    });
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "third\n");
+    std::fs::OpenOptions::new().append(true).open(&today).unwrap().write_all(b"fourth\n").unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "fourth\n", "what is written is followed");
+    // The next day's file takes over.
+    std::fs::write(logs.join("local-agent.2026-12-07.log"), "tomorrow\n").unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "tomorrow\n");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]

@@ -69,6 +69,15 @@ pub enum Command {
     },
     /// Show where things are and what is indexed.
     Status,
+    /// Show the service's log (`<data-dir>/logs`, written by `serve --log-dir`).
+    Logs {
+        /// Keep printing what is written, as `tail -f` does (Ctrl-C stops).
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines to show first.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+    },
     /// Keep `serve` running: a systemd user unit, a launchd agent, or else a background
     /// process with a pid file.
     Service {

@@ -7,9 +7,9 @@ mod output;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Parser;
 use local_agent::agent::Agent;
 use local_agent::api::client;
@@ -19,7 +19,7 @@ use local_agent::index::{self, IndexSettings};
 use local_agent::ops::doctor::NotionTarget;
 use local_agent::ops::service::unit::{self, ServiceSpec};
 use local_agent::ops::service::{RunState, Service};
-use local_agent::ops::{running, status};
+use local_agent::ops::{logs as ops_logs, running, status};
 use local_agent::search::{Engine, SearchSettings};
 use local_agent::sources::notion_sync::NotionSync;
 use protocol::SearchRequest;
@@ -84,6 +84,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve { listen, .. } => serve(config.clone(), listen.unwrap_or(config.listen)),
         Command::Status => status(&config),
+        Command::Logs { follow, lines } => logs(&config, follow, lines),
         Command::Service { action, no_service_manager } => service(&config, &overrides, action, no_service_manager),
         Command::Doctor { json } => doctor(&overrides, json),
         Command::Sync { full, json } => sync(&config, full, json),
@@ -147,6 +148,33 @@ async fn serve(config: AgentConfig, listen: SocketAddr) -> Result<()> {
     agent.run(listener, local_agent::agent::shutdown_signal()).await?;
     drop(claim);
     tracing::info!("stopped");
+    Ok(())
+}
+
+fn logs(config: &AgentConfig, follow: bool, lines: usize) -> Result<()> {
+    let dir = unit::log_dir(&config.data_dir);
+    let Some(mut path) = ops_logs::latest(&dir) else {
+        bail!(
+            "no logs in {} yet: the service writes them there (`local-agent service install`); \
+             a `serve` started in a terminal logs to the terminal",
+            dir.display()
+        );
+    };
+    let (text, mut offset) = ops_logs::tail(&path, lines).with_context(|| format!("cannot read {}", path.display()))?;
+    protocol::out!("{text}");
+    while follow {
+        std::thread::sleep(Duration::from_millis(250));
+        // Past midnight the service writes to the next day's file.
+        if let Some(newer) = ops_logs::latest(&dir).filter(|newer| *newer != path) {
+            (path, offset) = (newer, 0);
+        }
+        let (text, end) =
+            ops_logs::read_from(&path, offset).with_context(|| format!("cannot read {}", path.display()))?;
+        if !text.is_empty() {
+            protocol::out!("{text}");
+        }
+        offset = end;
+    }
     Ok(())
 }
 
