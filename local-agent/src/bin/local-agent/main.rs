@@ -162,7 +162,10 @@ fn logs(config: &AgentConfig, follow: bool, lines: usize) -> Result<()> {
     };
     let (text, mut offset) = ops_logs::tail(&path, lines).with_context(|| format!("cannot read {}", path.display()))?;
     protocol::out!("{text}");
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         std::thread::sleep(Duration::from_millis(250));
         // Past midnight the service writes to the next day's file.
         if let Some(newer) = ops_logs::latest(&dir).filter(|newer| *newer != path) {
@@ -175,7 +178,6 @@ fn logs(config: &AgentConfig, follow: bool, lines: usize) -> Result<()> {
         }
         offset = end;
     }
-    Ok(())
 }
 
 fn status(config: &AgentConfig) -> Result<()> {
