@@ -41,6 +41,12 @@ fn index_search_and_status_from_the_command_line() {
     let (stdout, _) = text(&output);
     assert!(stdout.starts_with("1. Sourdough bread (life/sourdough.md)"), "{stdout}");
     assert!(stdout.contains("--- context ---\n[1] Sourdough bread"), "{stdout}");
+    let output = agent(&workspace).args(["search", "sourdough", "--no-context"]).output().unwrap();
+    let (stdout, _) = text(&output);
+    assert!(stdout.starts_with("1. Sourdough bread") && !stdout.contains("--- context ---"), "{stdout}");
+    let output = agent(&workspace).args(["search", "zzzqqq", "--threshold", "0.99"]).output().unwrap();
+    let (stdout, _) = text(&output);
+    assert!(stdout.contains("No results: none of the 10 indexed notes matches"), "{stdout}");
 
     let output = agent(&workspace).arg("status").output().unwrap();
     let (stdout, _) = text(&output);

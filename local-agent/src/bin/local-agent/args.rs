@@ -56,6 +56,9 @@ pub enum Command {
         /// Print the HTTP API's JSON response instead of text.
         #[arg(long)]
         json: bool,
+        /// Leave out the context block (what a prompt would get): only the ranked notes.
+        #[arg(long, conflicts_with = "json")]
+        no_context: bool,
     },
     /// Serve the HTTP API (loopback by default).
     Serve {

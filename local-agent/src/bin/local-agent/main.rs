@@ -77,10 +77,10 @@ fn run(cli: Cli) -> Result<()> {
             )?);
             Ok(())
         }
-        Command::Search { query, tags, top_k, threshold, mode, json } => {
+        Command::Search { query, tags, top_k, threshold, mode, json, no_context } => {
             let request =
                 SearchRequest { query, tags, max_results: top_k, similarity_threshold: threshold, mode: mode.into() };
-            search(&config, &request, json)
+            search(&config, &request, json, !no_context)
         }
         Command::Serve { listen, .. } => serve(config.clone(), listen.unwrap_or(config.listen)),
         Command::Status => status(&config),
@@ -107,7 +107,7 @@ async fn sync(config: &AgentConfig, full: bool, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn search(config: &AgentConfig, request: &SearchRequest, json: bool) -> Result<()> {
+fn search(config: &AgentConfig, request: &SearchRequest, json: bool, with_context: bool) -> Result<()> {
     let embedder = Arc::new(Embedder::load(&config.embedder)?);
     let engine =
         Engine::open(&config.data_dir, embedder, SearchSettings { cache_capacity: 0, ..config.search.clone() })?;
@@ -115,7 +115,7 @@ fn search(config: &AgentConfig, request: &SearchRequest, json: bool) -> Result<(
     if json {
         protocol::outln!("{}", serde_json::to_string_pretty(&response)?);
     } else {
-        output::print_results(&response);
+        output::print_results(&response, with_context, engine.stats().documents);
     }
     Ok(())
 }

@@ -104,9 +104,18 @@ pub fn print_sync_report(report: &SyncReport) {
     );
 }
 
-pub fn print_results(response: &SearchResponse) {
+/// `indexed`: documents in the index, to tell an empty index from a search that found nothing.
+pub fn print_results(response: &SearchResponse, with_context: bool, indexed: usize) {
     if response.results.is_empty() {
-        protocol::outln!("No results.");
+        match indexed {
+            0 => protocol::outln!("No results: nothing is indexed yet; run `local-agent index <FOLDER>`."),
+            1 => {
+                protocol::outln!("No results: the one indexed note does not match (try other words, or --threshold 0).")
+            }
+            count => protocol::outln!(
+                "No results: none of the {count} indexed notes matches (try other words, or --threshold 0)."
+            ),
+        }
         return;
     }
     for (rank, hit) in response.results.iter().enumerate() {
@@ -116,7 +125,9 @@ pub fn print_results(response: &SearchResponse) {
         let snippet: String = hit.content_snippet.split_whitespace().collect::<Vec<_>>().join(" ");
         protocol::outln!("   {snippet}\n");
     }
-    protocol::outln!("--- context ---\n{}", response.context);
+    if with_context {
+        protocol::outln!("--- context ---\n{}", response.context);
+    }
     protocol::outln!("--- {:.1} ms ---", response.processing_time * 1e3);
 }
 
