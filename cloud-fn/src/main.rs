@@ -146,10 +146,15 @@ async fn run(cli: Cli) -> Result<()> {
                     );
                     ApiAccess::Open
                 }
-                (None, false) => bail!(
-                    "CLOUD_API_KEY must be set to serve: every endpoint but /health and the webhook requires it \
-                     (for a local demo only, --insecure-no-auth serves without it)"
-                ),
+                (None, false) => {
+                    let mut missing = config.missing_for_notion();
+                    missing.push("CLOUD_API_KEY");
+                    bail!(
+                        "CLOUD_API_KEY must be set to serve: every endpoint but /health and the webhook requires it \
+                         (for a local demo only, --insecure-no-auth serves without it); not set: {}",
+                        missing.join(", ")
+                    )
+                }
             };
             let interval = match poll_interval {
                 Some(seconds) if !(seconds.is_finite() && seconds >= 1.0) => {

@@ -82,6 +82,26 @@ async fn missing_settings_are_named() {
     let output = cloud_fn(&world, data.path()).env_remove("NOTION_DATABASE_ID").arg("process-once").output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("NOTION_DATABASE_ID (the questions database) is not set"));
+    // Every missing setting at once, not one per attempt.
+    let output = cloud_fn(&world, data.path())
+        .env_remove("NOTION_DATABASE_ID")
+        .env_remove("NOTION_API_KEY")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("not set: NOTION_API_KEY (the integration's token), NOTION_DATABASE_ID (the questions database), CLOUD_API_KEY"),
+        "{stderr}"
+    );
+    let output = cloud_fn(&world, data.path())
+        .env_remove("NOTION_DATABASE_ID")
+        .env_remove("NOTION_API_KEY")
+        .arg("process-once")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("NOTION_API_KEY (the integration's token) and NOTION_DATABASE_ID"), "{stderr}");
     let output = cloud_fn(&world, data.path()).env("MAX_ATTEMPTS", "lots").arg("process-once").output().unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("MAX_ATTEMPTS=\"lots\" is not a number"));
     let output = cloud_fn(&world, data.path()).env("POLL_INTERVAL", "0").arg("process-once").output().unwrap();

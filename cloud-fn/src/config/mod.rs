@@ -389,14 +389,29 @@ impl CloudConfig {
         self.notion_api_key.as_ref().ok_or_else(|| ConfigError("NOTION_API_KEY is not set".into()))
     }
 
-    /// The questions database and the token, or a message saying which is missing.
+    /// The questions database and the token, or a message naming every one that is missing.
     pub fn notion(&self) -> Result<(&Secret, &str), ConfigError> {
-        let key = self.notion_key()?;
-        let database = self
-            .notion_database_id
-            .as_deref()
-            .ok_or_else(|| ConfigError("NOTION_DATABASE_ID (the questions database) is not set".into()))?;
-        Ok((key, database))
+        match (&self.notion_api_key, self.notion_database_id.as_deref()) {
+            (Some(key), Some(database)) => Ok((key, database)),
+            _ => {
+                let missing = self.missing_for_notion();
+                let verb = if missing.len() == 1 { "is" } else { "are" };
+                Err(ConfigError(format!("{} {verb} not set", missing.join(" and "))))
+            }
+        }
+    }
+
+    /// What answering questions needs and the settings do not say (empty when nothing is
+    /// missing), so that a user learns all of it at once rather than one run at a time.
+    pub fn missing_for_notion(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if self.notion_api_key.is_none() {
+            missing.push("NOTION_API_KEY (the integration's token)");
+        }
+        if self.notion_database_id.is_none() {
+            missing.push("NOTION_DATABASE_ID (the questions database)");
+        }
+        missing
     }
 }
 
