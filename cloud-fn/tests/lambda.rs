@@ -16,10 +16,8 @@ use cloud_fn::config::Source;
 use cloud_fn::lambda::LambdaFront;
 use cloud_fn::store::dynamo::DynamoStore;
 use common::{KEY, TOKEN, World};
-use hmac::{Hmac, KeyInit, Mac};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use testkit::{ApiGatewayEmulator, Dynalite, EmulatorOptions, ParameterStoreStandIn, WebSocketBackend};
 
 const CLOUD_KEY: &str = "cloud-key-from-ssm";
@@ -130,13 +128,6 @@ impl Deployment {
     }
 }
 
-fn sign(token: &str, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
-}
-
 fn page_created(deployment: &Deployment, page: &str, event_id: &str) -> String {
     let mut event = fixture("notion-page-created.json");
     event["id"] = json!(event_id);
@@ -208,7 +199,8 @@ async fn without_the_api_key_parameter_the_function_url_fails_closed() {
     let page = deployment.world.ask("Still answered?", &[]);
     assert_eq!(deployment.http("POST", "/webhooks/notion", &[], None).await.0, 200, "handshake");
     let event = page_created(&deployment, &page, "evt-closed");
-    let (status, body) = deployment.deliver(&event, Some(sign("secret_fixture", &event))).await;
+    let (status, body) =
+        deployment.deliver(&event, Some(testkit::notion_webhook::signature("secret_fixture", &event))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(deployment.world.status(&page), "Answered (offline)");
 }
@@ -223,7 +215,8 @@ async fn a_stored_webhook_token_is_replaced_only_with_the_api_key() {
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("already_verified")), "{body}");
     let page = deployment.world.ask("Whose key?", &[]);
     let event = page_created(&deployment, &page, "evt-forged");
-    let (status, _) = deployment.deliver(&event, Some(sign("secret_attacker", &event))).await;
+    let (status, _) =
+        deployment.deliver(&event, Some(testkit::notion_webhook::signature("secret_attacker", &event))).await;
     assert_eq!(status, 401, "events signed with the forged token are refused");
     assert_eq!(deployment.world.status(&page), "Pending");
 
@@ -236,7 +229,8 @@ async fn a_stored_webhook_token_is_replaced_only_with_the_api_key() {
     assert_eq!((status, body["forgotten"].as_bool()), (200, Some(true)), "{body}");
     let renewed = r#"{"verification_token":"secret_renewed"}"#;
     assert_eq!(deployment.http("POST", "/webhooks/notion", &[], Some(renewed)).await.0, 200);
-    let (status, _) = deployment.deliver(&event, Some(sign("secret_renewed", &event))).await;
+    let (status, _) =
+        deployment.deliver(&event, Some(testkit::notion_webhook::signature("secret_renewed", &event))).await;
     assert_eq!(status, 200);
     assert_eq!(deployment.world.status(&page), "Answered (offline)");
 }
@@ -291,7 +285,8 @@ async fn webhooks_verify_then_process_signed_events_once() {
     let event = page_created(&deployment, &page, "evt-1");
 
     // Before the handshake nothing can be checked: refused, nothing processed.
-    let (status, _) = deployment.deliver(&event, Some(sign("secret_fixture", &event))).await;
+    let (status, _) =
+        deployment.deliver(&event, Some(testkit::notion_webhook::signature("secret_fixture", &event))).await;
     assert_eq!(status, 401);
 
     // The handshake (the fixture's body) stores the token; the user reads it with the API key.
@@ -303,17 +298,20 @@ async fn webhooks_verify_then_process_signed_events_once() {
     assert_eq!(verification["verification_token"], "secret_fixture");
 
     // Bad or missing signatures: 401, the page stays pending.
-    for signature in [None, Some(sign("secret_other", &event)), Some("sha256=00".into())] {
+    for signature in [None, Some(testkit::notion_webhook::signature("secret_other", &event)), Some("sha256=00".into())]
+    {
         let (status, body) = deployment.deliver(&event, signature).await;
         assert_eq!(status, 401, "{body}");
     }
     assert_eq!(deployment.world.status(&page), "Pending");
 
     // The signed event answers the page at once; its redelivery is a duplicate.
-    let (status, body) = deployment.deliver(&event, Some(sign("secret_fixture", &event))).await;
+    let (status, body) =
+        deployment.deliver(&event, Some(testkit::notion_webhook::signature("secret_fixture", &event))).await;
     assert_eq!((status, body["report"]["answered_offline"].as_u64()), (200, Some(1)), "{body}");
     assert_eq!(deployment.world.status(&page), "Answered (offline)");
-    let (status, body) = deployment.deliver(&event, Some(sign("secret_fixture", &event))).await;
+    let (status, body) =
+        deployment.deliver(&event, Some(testkit::notion_webhook::signature("secret_fixture", &event))).await;
     assert_eq!((status, body["duplicate"].as_str()), (200, Some("evt-1")), "{body}");
     assert_eq!(deployment.world.answers(&page), 1);
 
@@ -324,7 +322,8 @@ async fn webhooks_verify_then_process_signed_events_once() {
         Value::Null,
     );
     let other = page_created(&deployment, &stranger, "evt-2");
-    let (status, body) = deployment.deliver(&other, Some(sign("secret_fixture", &other))).await;
+    let (status, body) =
+        deployment.deliver(&other, Some(testkit::notion_webhook::signature("secret_fixture", &other))).await;
     assert_eq!((status, body["report"]["found"].as_u64()), (200, Some(0)), "{body}");
     assert_eq!(deployment.world.status(&stranger), "Pending");
 }
@@ -336,9 +335,11 @@ async fn a_pinned_webhook_token_is_never_replaced_by_a_handshake() {
     assert_eq!(status, 200);
     let page = deployment.world.ask("Pinned?", &[]);
     let event = page_created(&deployment, &page, "evt-3");
-    let (status, _) = deployment.deliver(&event, Some(sign("secret_fixture", &event))).await;
+    let (status, _) =
+        deployment.deliver(&event, Some(testkit::notion_webhook::signature("secret_fixture", &event))).await;
     assert_eq!(status, 401, "the handshake's token is not the key");
-    let (status, _) = deployment.deliver(&event, Some(sign("secret_pinned", &event))).await;
+    let (status, _) =
+        deployment.deliver(&event, Some(testkit::notion_webhook::signature("secret_pinned", &event))).await;
     assert_eq!(status, 200);
     assert_eq!(deployment.world.status(&page), "Answered (offline)");
 }

@@ -90,20 +90,11 @@ const WEBHOOK_TOKEN: &str = "secret_webhook_for_the_runtime_test";
 
 /// A function-URL request carrying Notion's signed `page.created` delivery for `page`.
 fn webhook_event(page: &str, database: &str) -> Value {
-    use hmac::{Hmac, KeyInit, Mac};
-    let body = serde_json::json!({
-        "id": format!("evt-{page}"),
-        "type": "page.created",
-        "entity": { "id": page, "type": "page" },
-        "data": { "parent": { "id": database, "type": "database" } },
-    })
-    .to_string();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_TOKEN.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let body = testkit::notion_webhook::page_event("page.created", &format!("evt-{page}"), page, database);
+    let signature = testkit::notion_webhook::signature(WEBHOOK_TOKEN, &body);
     let fixture = workspace().join("cloud-fn/tests/fixtures/lambda/url-post-webhook.json");
     let mut event: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
-    event["headers"]["x-notion-signature"] = Value::String(format!("sha256={hex}"));
+    event["headers"]["x-notion-signature"] = Value::String(signature);
     event["body"] = Value::String(body);
     event
 }

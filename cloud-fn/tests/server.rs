@@ -240,15 +240,6 @@ async fn silent_sockets_are_closed_and_do_not_starve_the_server() {
     server.stop().await;
 }
 
-/// Notion's signature of a delivery (see `cloud_fn::webhook`).
-fn signed(token: &str, body: &str) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_and_the_schedule_never_answer_a_question_twice() {
     const WEBHOOK_TOKEN: &str = "secret_webhook_for_tests";
@@ -266,18 +257,16 @@ async fn the_webhook_and_the_schedule_never_answer_a_question_twice() {
     for (i, page) in pages.iter().enumerate() {
         // Notion may deliver a page both as created and as updated, each maybe twice.
         for (kind, event_type) in [("created", "page.created"), ("updated", "page.properties_updated")] {
-            let event = json!({
-                "id": format!("evt-{kind}-{i}"),
-                "type": event_type,
-                "entity": { "id": page, "type": "page" },
-                "data": { "parent": { "id": world.database, "type": "database" } },
-            })
-            .to_string();
+            let event =
+                testkit::notion_webhook::page_event(event_type, &format!("evt-{kind}-{i}"), page, &world.database);
             for _ in 0..2 {
                 let request = client
                     .post(format!("{}/webhooks/notion", server.url))
                     .header("content-type", "application/json")
-                    .header(cloud_fn::webhook::SIGNATURE_HEADER, signed(WEBHOOK_TOKEN, &event))
+                    .header(
+                        cloud_fn::webhook::SIGNATURE_HEADER,
+                        testkit::notion_webhook::signature(WEBHOOK_TOKEN, &event),
+                    )
                     .body(event.clone());
                 deliveries.spawn(async move { request.send().await.unwrap().status() });
             }

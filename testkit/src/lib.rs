@@ -2,7 +2,7 @@
 //! a test machine:
 //!
 //! - [`notion_sandbox`]: a Notion-API-compatible server (in-process, or the `notion-sandbox`
-//!   binary for demos);
+//!   binary for demos), and [`notion_webhook`]: the events and signatures Notion delivers;
 //! - [`llm_standin`]: an OpenAI-compatible chat-completions server whose answers reveal their
 //!   inputs (in-process, or the `llm-standin` binary);
 //! - [`dynalite`]: a launcher for dynalite, the DynamoDB stand-in;
@@ -26,6 +26,7 @@ pub mod aws;
 pub mod dynalite;
 pub mod llm_standin;
 pub mod notion_sandbox;
+pub mod notion_webhook;
 pub mod parameter_store;
 
 #[cfg(feature = "aws")]

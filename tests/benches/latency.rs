@@ -25,9 +25,7 @@ use std::time::{Duration, Instant};
 use cloud_fn::app::SelfHosted;
 use cloud_fn::config::{CloudConfig, Secret, Source};
 use cloud_fn::server::ApiAccess;
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use testkit::{LlmStandIn, NotionSandbox};
 use tracing::span;
 use tracing_subscriber::Layer;
@@ -290,20 +288,12 @@ impl World {
 
     /// Delivers a signed `page.created` event for `page`, as Notion does.
     async fn deliver(&self, page: &str, event_id: &str) {
-        let event = json!({
-            "id": event_id,
-            "timestamp": "2026-12-06T10:00:00.000Z",
-            "type": "page.created",
-            "attempt_number": 1,
-            "entity": { "id": page, "type": "page" },
-            "data": { "parent": { "id": self.database, "type": "database" } },
-        })
-        .to_string();
+        let event = testkit::notion_webhook::page_event("page.created", event_id, page, &self.database);
         let response = self
             .http
             .post(format!("http://{}/webhooks/notion", self.address))
             .header("content-type", "application/json")
-            .header(cloud_fn::webhook::SIGNATURE_HEADER, sign(WEBHOOK_TOKEN, &event))
+            .header(cloud_fn::webhook::SIGNATURE_HEADER, testkit::notion_webhook::signature(WEBHOOK_TOKEN, &event))
             .body(event)
             .send()
             .await
@@ -346,14 +336,6 @@ impl World {
         let _ = self.stop.send(());
         drop(self.agent);
     }
-}
-
-/// Notion's signature of a delivery: `sha256=` and the HMAC-SHA256 of the body, in hex.
-fn sign(token: &str, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).expect("HMAC takes any key");
-    mac.update(body.as_bytes());
-    let hex: String = mac.finalize().into_bytes().iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("sha256={hex}")
 }
 
 fn percentile(values: &[Duration], quantile: f64) -> Duration {
