@@ -99,7 +99,7 @@ pub struct NotionSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelSection {
-    /// A model `scripts/setup.sh --model NAME` installs: `default` or `multilingual`.
+    /// A model `local-agent setup --model NAME` installs: `default` or `multilingual`.
     pub name: Option<String>,
     /// Model folder (`model.onnx` + `tokenizer.json`); wins over `name`.
     pub dir: Option<PathBuf>,
@@ -131,15 +131,15 @@ impl ModelSection {
     }
 }
 
-/// The models `scripts/setup.sh --model NAME` installs: (name, folder under `<runtime>/models`).
+/// The models `local-agent setup --model NAME` installs: (name, folder under `<runtime>/models`).
 pub const MODELS: [(&str, &str); 2] = [("default", DEFAULT_MODEL), ("multilingual", MULTILINGUAL_MODEL)];
 
 /// The command that installs the model expected in `model_dir`: the multilingual model has a
 /// flag of its own, so `model = "multilingual"` without it is told the right command.
 pub fn setup_command(model_dir: &Path) -> &'static str {
     match model_dir.file_name().and_then(|name| name.to_str()) {
-        Some(MULTILINGUAL_MODEL) => "scripts/setup.sh --model multilingual",
-        _ => "scripts/setup.sh",
+        Some(MULTILINGUAL_MODEL) => "`local-agent setup --model multilingual`",
+        _ => "`local-agent setup`",
     }
 }
 
@@ -276,7 +276,7 @@ impl AgentConfig {
         let runtime_library = env("ORT_DYLIB_PATH")
             .map(PathBuf::from)
             .or_else(|| file.model.ort_dylib_path.clone().map(resolve))
-            .unwrap_or_else(|| runtime.join("onnxruntime").join(ORT_LIBRARY_NAME));
+            .unwrap_or_else(|| runtime_library_in(&runtime));
         let named_dir = match file.model.name.as_deref() {
             None => None,
             Some(name) => Some(runtime.join("models").join(named_model(name).ok_or_else(|| Error::Config {
@@ -438,9 +438,9 @@ impl AgentConfig {
 /// 36 chunks/s at 1–2, 30 at 4, 27 at 16) and keep memory low: attention grows with the batch.
 pub const DEFAULT_BATCH_SIZE: usize = 2;
 
-/// The model `scripts/setup.sh` installs.
+/// The model `local-agent setup` installs by default.
 pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
-/// Folder of the multilingual model (`scripts/setup.sh --model multilingual`): 100 languages,
+/// Folder of the multilingual model (`local-agent setup --model multilingual`): 100 languages,
 /// Chinese among them, at about twice the default model's cost per text.
 pub const MULTILINGUAL_MODEL: &str = "multilingual-e5-small";
 
@@ -451,9 +451,14 @@ const ORT_LIBRARY_NAME: &str = "onnxruntime.dll";
 #[cfg(not(any(target_os = "macos", windows)))]
 const ORT_LIBRARY_NAME: &str = "libonnxruntime.so.1.31.1";
 
-/// Where `scripts/setup.sh` put the runtime: `$NOTION_LLM_RUNTIME`, else the nearest
-/// `.runtime/` above the executable or the working directory (a checkout), else the user's
-/// data directory.
+/// The ONNX Runtime library in a runtime folder, where `local-agent setup` puts it.
+pub fn runtime_library_in(runtime: &Path) -> PathBuf {
+    runtime.join("onnxruntime").join(ORT_LIBRARY_NAME)
+}
+
+/// Where the runtime is (and where `local-agent setup` puts it): `$NOTION_LLM_RUNTIME`, else the
+/// nearest `.runtime/` above the executable or the working directory (a checkout, set up by
+/// `scripts/setup.sh`), else `runtime` in the user's data directory (an installed agent).
 pub fn default_runtime_dir() -> PathBuf {
     if let Some(dir) = env("NOTION_LLM_RUNTIME") {
         return PathBuf::from(dir);
@@ -554,9 +559,9 @@ mod tests {
         assert_eq!(folder("[model]\nname = \"multilingual\"\ndir = \"mine\"\n").unwrap(), "mine", "a folder wins");
         assert_eq!(
             setup_command(Path::new("/r/models").join(MULTILINGUAL_MODEL).as_path()),
-            "scripts/setup.sh --model multilingual"
+            "`local-agent setup --model multilingual`"
         );
-        assert_eq!(setup_command(Path::new("/r/models").join(DEFAULT_MODEL).as_path()), "scripts/setup.sh");
+        assert_eq!(setup_command(Path::new("/r/models").join(DEFAULT_MODEL).as_path()), "`local-agent setup`");
         let error = folder("model = \"bge-large-zh\"\n").unwrap_err().to_string();
         assert!(error.contains("bge-large-zh") && error.contains("\"multilingual\""), "{error}");
         let error = folder("[model]\nnmae = \"multilingual\"\n").unwrap_err().to_string();

@@ -24,7 +24,7 @@ pub enum Error {
     },
     /// The ONNX Runtime shared library is not where we looked.
     #[error(
-        "ONNX Runtime library not found at {}; run scripts/setup.sh or set ORT_DYLIB_PATH",
+        "ONNX Runtime library not found at {}; run `local-agent setup` or set ORT_DYLIB_PATH",
         path.display()
     )]
     RuntimeMissing {
@@ -33,8 +33,8 @@ pub enum Error {
     },
     /// The ONNX Runtime library exists but could not be loaded.
     #[error(
-        "could not load ONNX Runtime from {}: {message}; run scripts/setup.sh or set \
-         ORT_DYLIB_PATH to ONNX Runtime 1.31 or newer",
+        "could not load ONNX Runtime from {}: {message}; run `local-agent setup` or \
+         set ORT_DYLIB_PATH to ONNX Runtime 1.31 or newer",
         path.display()
     )]
     RuntimeLoad {
@@ -56,6 +56,14 @@ pub enum Error {
         missing: &'static str,
         /// The command that installs this model ([`crate::config::setup_command`]).
         install: &'static str,
+    },
+    /// Installing the runtime (`local-agent setup`) failed; the installer said why above.
+    #[error("cannot install the runtime in {}: {message}", dir.display())]
+    Setup {
+        /// The runtime folder.
+        dir: PathBuf,
+        /// What failed.
+        message: String,
     },
     /// The model or tokenizer failed to load or to run.
     #[error("embedding model in {}: {message}", dir.display())]

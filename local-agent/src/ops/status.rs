@@ -42,6 +42,50 @@ pub fn describe_index(data_dir: &Path) -> Vec<String> {
     lines
 }
 
+/// A tag and how many indexed documents carry it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TagCount {
+    /// As the first note carrying it spells it (tags match whatever their case).
+    pub tag: String,
+    /// Documents carrying it.
+    pub documents: usize,
+}
+
+/// The tags of the live index, the most used first; empty when nothing is indexed. Read from
+/// the manifest alone: no model is loaded.
+pub fn tags(data_dir: &Path) -> crate::Result<Vec<TagCount>> {
+    let index_dir = IndexDir::new(data_dir);
+    let Some(generation) = index_dir.current()? else { return Ok(Vec::new()) };
+    let manifest = index_dir.read_manifest(generation)?;
+    let mut counts: Vec<TagCount> = Vec::new();
+    let mut positions = std::collections::HashMap::new();
+    for document in &manifest.documents {
+        let mut seen = std::collections::HashSet::new();
+        for tag in &document.tags {
+            let key = tag.to_lowercase();
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            let at = *positions.entry(key).or_insert_with(|| {
+                counts.push(TagCount { tag: tag.clone(), documents: 0 });
+                counts.len() - 1
+            });
+            counts[at].documents += 1;
+        }
+    }
+    counts.sort_by(|a, b| b.documents.cmp(&a.documents).then_with(|| a.tag.cmp(&b.tag)));
+    Ok(counts)
+}
+
+/// The asked-for tags that no indexed note carries (compared as search compares them).
+pub fn unknown_tags<'a>(asked: &'a [String], known: &[TagCount]) -> Vec<&'a str> {
+    asked
+        .iter()
+        .map(|tag| tag.trim())
+        .filter(|tag| !tag.is_empty() && !known.iter().any(|known| known.tag.to_lowercase() == tag.to_lowercase()))
+        .collect()
+}
+
 /// "3 min ago: 120 pages listed, 2 updated…", or why there is nothing to say.
 pub fn describe_last_sync(data_dir: &Path) -> String {
     match notion_sync::last_sync(data_dir) {

@@ -37,10 +37,27 @@ fn index_search_and_status_from_the_command_line() {
     assert_eq!(response["results"][0]["source"], "productivity/pomodoro.md");
     assert!(response["results"].as_array().unwrap().len() <= 2);
 
-    let output = agent(&workspace).args(["search", "sourdough", "--tags", "cooking,life"]).output().unwrap();
+    let output = agent(&workspace).args(["search", "sourdough", "--tags", "Cooking"]).output().unwrap();
     let (stdout, _) = text(&output);
     assert!(stdout.starts_with("1. Sourdough bread (life/sourdough.md)"), "{stdout}");
     assert!(stdout.contains("--- context ---\n[1] Sourdough bread"), "{stdout}");
+    // A tag no note carries still gets the best of all notes, and says which tags there are.
+    let output = agent(&workspace).args(["search", "sourdough", "--tags", "cooking,cookng"]).output().unwrap();
+    let (stdout, _) = text(&output);
+    assert!(
+        stdout.starts_with(
+            "Note: no note is tagged \"cookng\"; these are the best of all notes. Known tags: AI效率, Rust,"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("and 1 more (`local-agent tags`).\n\n1. Sourdough bread"), "{stdout}");
+    let output = agent(&workspace).arg("tags").output().unwrap();
+    let (stdout, _) = text(&output);
+    assert!(stdout.starts_with("   3 notes  AI效率\n") && stdout.contains("    1 note  cooking\n"), "{stdout}");
+    let output = agent(&workspace).args(["tags", "--json"]).output().unwrap();
+    let tags: serde_json::Value = serde_json::from_str(&text(&output).0).unwrap();
+    assert_eq!(tags.as_array().unwrap().len(), 11);
+    assert_eq!(tags[0], serde_json::json!({"tag": "AI效率", "documents": 3}));
     let output = agent(&workspace).args(["search", "sourdough", "--no-context"]).output().unwrap();
     let (stdout, _) = text(&output);
     assert!(stdout.starts_with("1. Sourdough bread") && !stdout.contains("--- context ---"), "{stdout}");
@@ -142,13 +159,13 @@ fn a_missing_runtime_or_model_says_what_to_do() {
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr.contains("ONNX Runtime library not found at /nonexistent/libonnxruntime.so; run scripts/setup.sh or set ORT_DYLIB_PATH"),
+        stderr.contains("ONNX Runtime library not found at /nonexistent/libonnxruntime.so; run `local-agent setup` or set ORT_DYLIB_PATH"),
         "{stderr}"
     );
     let output = agent(&workspace).args(["search", "x"]).env("MODEL_DIR", workspace.dir.path()).output().unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr.contains("model.onnx is missing; run scripts/setup.sh or set MODEL_DIR"), "{stderr}");
+    assert!(stderr.contains("model.onnx is missing; run `local-agent setup` or set MODEL_DIR"), "{stderr}");
 
     let output = agent(&workspace).args(["search", "x"]).output().unwrap();
     let (_, stderr) = text(&output);
@@ -249,4 +266,77 @@ fn the_data_dir_is_private_to_its_owner() {
     std::fs::set_permissions(workspace.data(), std::fs::Permissions::from_mode(0o755)).unwrap();
     assert!(agent(&workspace).arg("index").output().unwrap().status.success());
     assert_eq!(mode(&workspace.data()), 0o700, "an existing data dir is tightened");
+}
+
+#[test]
+fn init_writes_a_private_config_the_agent_then_runs_on() {
+    let workspace = Workspace::with_sample_notes();
+    let config = workspace.data().join("config.toml");
+    let init = |args: &[&str]| {
+        let mut command = agent(&workspace);
+        command
+            .arg("init")
+            .args(args)
+            .env_remove("NOTION_API_KEY")
+            .env_remove("AGENT_TOKEN")
+            .env_remove("CLOUD_URL")
+            .stdin(Stdio::null());
+        command
+    };
+    let folder = workspace.notes();
+    let folder = folder.to_str().unwrap();
+
+    // A cloud without its token, and asked nothing: refused, and nothing is written.
+    let output =
+        init(&["--folder", folder, "--cloud-url", "wss://cloud.example.com/agent", "--no-input"]).output().unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not written") && stderr.contains("AGENT_TOKEN"), "{stderr}");
+    assert!(!config.exists());
+    let output = init(&["--folder", "/nonexistent/notes"]).output().unwrap();
+    assert!(text(&output).1.contains("--folder /nonexistent/notes: not a folder"), "{:?}", text(&output));
+
+    // Tokens come from the environment, never from a flag, and are never printed.
+    let output = init(&[
+        "--folder",
+        folder,
+        "--cloud-url",
+        "wss://cloud.example.com/agent",
+        "--notion-database",
+        "https://www.notion.so/me/Knowledge-1a2b3c4d5e6f708192a3b4c5d6e7f809?v=9",
+    ])
+    .env("AGENT_TOKEN", "agent-token-from-env")
+    .env("NOTION_API_KEY", "ntn_token_from_env")
+    .output()
+    .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("Wrote") && stdout.contains("local-agent service install"), "{stdout}");
+    assert!(
+        !stdout.contains("from_env") && !stdout.contains("from-env") && !stderr.contains("from_env"),
+        "{stdout}{stderr}"
+    );
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(written.contains("databases = [\"1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809\"]"), "{written}");
+    assert!(written.contains("token = \"agent-token-from-env\"") && written.contains("# api_key"), "{written}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    // Again without --force: refused, the file is untouched.
+    let output = init(&["--no-input"]).output().unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("exists already") && stderr.contains("--force"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
+
+    // The agent reads it: `index` with no folder indexes the configured one.
+    let output = agent(&workspace).arg("index").output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("10 added"), "{stdout}");
+    let output = agent(&workspace).arg("status").output().unwrap();
+    assert!(text(&output).0.contains(&format!("config:        {}\n", config.display())), "{:?}", text(&output));
 }

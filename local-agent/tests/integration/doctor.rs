@@ -66,15 +66,15 @@ async fn a_missing_model_fails_with_the_way_to_install_it() {
     let model = report.check("model").unwrap();
     assert_eq!(model.status, Status::Fail);
     assert!(model.detail.contains("model.onnx is missing"), "{model:?}");
-    assert!(model.fix.as_deref().unwrap().contains("scripts/setup.sh"));
+    assert!(model.fix.as_deref().unwrap().contains("local-agent setup"));
     assert!(!report.ok);
 
     // `model = "multilingual"` before the model is installed: the fix names its own flag.
     config.embedder.model_dir = dir.path().join(local_agent::config::MULTILINGUAL_MODEL);
     let report = doctor::diagnose(Ok(&config), None).await;
     let model = report.check("model").unwrap();
-    assert!(model.detail.contains("run scripts/setup.sh --model multilingual"), "{model:?}");
-    assert!(model.fix.as_deref().unwrap().contains("scripts/setup.sh --model multilingual"), "{model:?}");
+    assert!(model.detail.contains("run `local-agent setup --model multilingual`"), "{model:?}");
+    assert!(model.fix.as_deref().unwrap().contains("local-agent setup --model multilingual"), "{model:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +93,7 @@ async fn chinese_notes_the_model_cannot_read_get_the_multilingual_model_suggeste
     let report = doctor::diagnose(Ok(&config), None).await;
     let language = report.check("language").expect("a language check for an index of Chinese notes");
     assert_eq!(language.status, Status::Warn, "{language:?}");
-    assert!(language.fix.as_deref().unwrap().contains("scripts/setup.sh --model multilingual"), "{language:?}");
+    assert!(language.fix.as_deref().unwrap().contains("local-agent setup --model multilingual"), "{language:?}");
     assert!(report.ok, "a suggestion, not a failure");
 
     let english = Workspace::with_sample_notes();

@@ -10,6 +10,7 @@ mod multilingual;
 mod notion_sync;
 mod retrieval;
 mod service;
+mod setup;
 mod watching;
 
 use std::path::{Path, PathBuf};

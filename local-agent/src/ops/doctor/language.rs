@@ -79,7 +79,7 @@ pub fn judge(reading: Reading) -> Option<Check> {
         Check::warn(
             NAME,
             detail,
-            "scripts/setup.sh --model multilingual, then model = \"multilingual\" in config.toml (the index is rebuilt \
+            "`local-agent setup --model multilingual`, then model = \"multilingual\" in config.toml (the index is rebuilt \
              for it): questions then match by meaning, not only by keywords",
         )
     } else {

@@ -198,7 +198,7 @@ pub fn check_runtime(library: &Path) -> Check {
         Err(error) => Check::fail(
             NAME,
             error.to_string(),
-            "run scripts/setup.sh, or set ORT_DYLIB_PATH ([model] ort_dylib_path) to libonnxruntime 1.31 or newer",
+            "run `local-agent setup`, or set ORT_DYLIB_PATH ([model] ort_dylib_path) to libonnxruntime 1.31 or newer",
         ),
     }
 }
