@@ -76,13 +76,32 @@ ask() {
     case $status in Pending|Processing) sleep 0.1 ;; *) break ;; esac
   done
   echo "-- status: $status"
-  notion "$sandbox_url/v1/blocks/$page/children?page_size=100" | python3 -c '
-import json, sys
-for block in json.load(sys.stdin)["results"]:
-    body = block.get(block["type"], {})
-    text = "".join(item.get("plain_text", "") for item in body.get("rich_text", []))
-    if text:
-        print("   " + text[:300].replace("\n", "\n   "))'
+  # The page as Notion shows it: headings, paragraphs, nested bullets (the citations), toggles.
+  python3 - "$sandbox_url" "$page" "$NOTION_API_KEY" <<'PY'
+import json, sys, urllib.request
+base, page, token = sys.argv[1:]
+def children(block_id):
+    request = urllib.request.Request(f"{base}/v1/blocks/{block_id}/children?page_size=100", headers={
+        "Authorization": f"Bearer {token}", "Notion-Version": "2025-09-03"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["results"]
+marks = {"heading_1": "# ", "heading_2": "## ", "heading_3": "### ", "bulleted_list_item": "- ",
+         "numbered_list_item": "1. ", "toggle": "▸ ", "quote": "> ", "callout": "! ", "to_do": "[ ] "}
+def show(block_id, depth):
+    for block in children(block_id):
+        kind = block["type"]
+        body = block.get(kind, {})
+        text = "".join(item.get("plain_text", "") for item in body.get("rich_text", []))
+        if kind == "divider":
+            text = "———"
+        elif kind == "table_row":
+            text = " | ".join("".join(item.get("plain_text", "") for item in cell) for cell in body.get("cells", []))
+        if text:
+            print("   " + "  " * depth + marks.get(kind, "") + text[:300].replace("\n", "\n   " + "  " * depth))
+        if block.get("has_children"):
+            show(block["id"], depth + 1)
+show(page, 0)
+PY
 }
 
 start_agent

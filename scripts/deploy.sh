@@ -4,7 +4,10 @@
 #   scripts/deploy.sh --guided          # first time: asks for the parameters, saves samconfig.toml
 #   scripts/deploy.sh                   # later: deploys with the saved answers
 #   ARCHITECTURE=x86_64 scripts/deploy.sh --guided   # build for x86_64 (and answer x86_64)
-# Needs AWS credentials in the environment or the AWS config (see infra/README.md).
+# Needs AWS credentials in the environment or the AWS config (see infra/README.md). Before it
+# builds, it checks the credentials, the SSM parameters the function reads, and the Notion
+# questions database (with `cloud-fn notion check` when a cloud-fn binary is at hand);
+# DEPLOY_SKIP_CHECKS=1 skips that.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -71,6 +74,8 @@ out = {
     "cfg_profile": params.get("profile", ""),
     "cfg_has_overrides": "1" if saved else "",
     "cfg_arch": given.get("Architecture") or saved.get("Architecture", ""),
+    "cfg_secrets_path": given.get("SecretsPath") or saved.get("SecretsPath", "/notion-llm"),
+    "cfg_database": given.get("NotionDatabaseId") or saved.get("NotionDatabaseId", ""),
 }
 for k, v in out.items():
     print(f"{k}={shlex.quote(v)}")
@@ -93,6 +98,69 @@ fi
 rust_targets=$(rustup target list --installed 2>/dev/null || true)
 if [ "$arch" = arm64 ] && command -v rustup >/dev/null && ! grep -qx aarch64-unknown-linux-gnu <<<"$rust_targets"; then
   say "note: cargo-lambda will ask rustup for the aarch64-unknown-linux-gnu target (or use ARCHITECTURE=x86_64)"
+fi
+
+# --- Before building: credentials, the secrets, the questions database --------------------------
+# Each failure says what to do; nothing is built or deployed until all pass.
+precheck() {
+  "$python" - "$region" "$profile" "$cfg_secrets_path" "$cfg_database" "$guided" <<'PY'
+import os, shutil, subprocess, sys
+region, profile, path, database, guided = sys.argv[1:]
+def fail(message):
+    print(f"deploy: error: {message}", file=sys.stderr)
+    sys.exit(1)
+try:
+    import boto3, botocore.exceptions as aws
+except ImportError:
+    fail("boto3 is missing from the SAM CLI's Python; run scripts/setup.sh")
+session = boto3.Session(profile_name=profile or None, region_name=region or os.environ.get("AWS_REGION") or None)
+if not session.region_name:
+    if guided == "1":
+        print("deploy: no Region yet (the guided deploy asks for it): the credentials, secrets and database "
+              "are checked on the next deploy")
+        sys.exit(0)
+    fail("no AWS Region: set AWS_REGION, or answer the Region in `scripts/deploy.sh --guided`")
+try:
+    identity = session.client("sts").get_caller_identity()
+except aws.NoCredentialsError:
+    fail("no AWS credentials: run `aws configure` or `aws sso login`, or set AWS_PROFILE (see infra/README.md)")
+except (aws.ClientError, aws.BotoCoreError) as error:
+    fail(f"the AWS credentials do not work: {error}")
+print(f"deploy: deploying as {identity['Arn']} (account {identity['Account']}) in {session.region_name}")
+required = ["notion-api-key", "cloud-api-key", "agent-token"]
+optional = ["openrouter-api-key", "notion-webhook-token"]
+try:
+    found = session.client("ssm").get_parameters(Names=[f"{path}/{name}" for name in required + optional])
+except (aws.ClientError, aws.BotoCoreError) as error:
+    fail(f"cannot read the SSM parameters under {path}: {error}")
+missing = {name.rsplit("/", 1)[-1] for name in found.get("InvalidParameters", [])}
+if missing & set(required):
+    names = " ".join(name for name in required if name in missing)
+    fail(f"SSM parameters missing under {path} in {session.region_name}: {names}. Store them as infra/README.md "
+         f"shows (P={path}; then `put <name>` for each), then deploy again")
+for name in optional:
+    if name in missing:
+        print(f"deploy: note: no {path}/{name} (optional: "
+              + ("answers will quote the best passages instead of an LLM's)" if name == "openrouter-api-key"
+                 else "the webhook's verification token is taken from its first handshake)"))
+if not database:
+    print("deploy: the questions database is checked once NotionDatabaseId is saved (after the guided deploy)")
+    sys.exit(0)
+cloud_fn = shutil.which("cloud-fn") or next((p for p in ["target/release/cloud-fn", "target/debug/cloud-fn"] if os.access(p, os.X_OK)), None)
+if not cloud_fn:
+    print("deploy: note: the questions database was not checked: no cloud-fn binary "
+          "(scripts/install.sh --with-cloud-fn, or cargo build --release -p cloud-fn)")
+    sys.exit(0)
+token = session.client("ssm").get_parameter(Name=f"{path}/notion-api-key", WithDecryption=True)["Parameter"]["Value"]
+env = {**os.environ, "NOTION_API_KEY": token, "NOTION_DATABASE_ID": database}
+if subprocess.run([cloud_fn, "notion", "check"], env=env).returncode != 0:
+    fail(f"the questions database {database} is not ready (above: what to add); fix it in Notion and deploy again")
+PY
+}
+if [ "${DEPLOY_SKIP_CHECKS:-0}" = 1 ]; then
+  say "skipping the pre-deploy checks (DEPLOY_SKIP_CHECKS=1)"
+else
+  precheck
 fi
 
 # --- Build --------------------------------------------------------------------------------------
@@ -118,14 +186,24 @@ list_args=(--stack-name "$stack" --output json)
 if ! outputs=$(sam list stack-outputs "${list_args[@]}"); then
   die "could not read the outputs of stack $stack (was the change set applied?)"
 fi
-"$python" -c '
+"$python" - "$outputs" <<'PY'
 import json, sys
 outputs = {o["OutputKey"]: o["OutputValue"] for o in json.loads(sys.argv[1])}
-print()
-print("# For the local agent (CLOUD_URL); AGENT_TOKEN is the value stored at %s/agent-token:" % outputs.get("SecretsPath", "?"))
-print("CLOUD_URL=%s" % outputs["CloudUrl"])
-print("# Notion webhook subscription URL:")
-print("WEBHOOK_URL=%s" % outputs["WebhookUrl"])
-print("# Function URL (GET <url>health; <url>status with the CLOUD_API_KEY bearer):")
-print("FUNCTION_URL=%s" % outputs["FunctionUrl"])
-' "$outputs"
+secrets = outputs.get("SecretsPath", "?")
+print(f"""
+Deployed. Next steps:
+  1. Connect your agent: add to its config.toml ([cloud]) or environment
+       CLOUD_URL={outputs["CloudUrl"]}
+     and AGENT_TOKEN, the value stored at {secrets}/agent-token; `local-agent init --cloud-url <it>`
+     writes both for a new agent.
+  2. Have Notion notify the function of new questions (optional; it polls on its schedule too):
+     a webhook subscription in your integration's settings to
+       {outputs["WebhookUrl"]}
+  3. Check it end to end (CLOUD_API_KEY is the value stored at {secrets}/cloud-api-key):
+       curl -s {outputs["FunctionUrl"]}health
+       curl -s -H "Authorization: Bearer $CLOUD_API_KEY" {outputs["FunctionUrl"]}status
+       cloud-fn doctor --server {outputs["FunctionUrl"]}
+  For the commands in infra/README.md:
+       export CLOUD_URL={outputs["CloudUrl"]} FUNCTION_URL={outputs["FunctionUrl"]}
+""")
+PY

@@ -300,7 +300,12 @@ async fn status(State(state): State<Arc<ServerState>>) -> Response {
     Json(json!({
         "success": true,
         "running": running,
-        "last_poll": last.map(|(at, report)| json!({ "at": at, "report": report })),
+        // Seconds since the epoch for programs, and the same instant as a person reads it.
+        "last_poll": last.map(|(at, report)| json!({
+            "at": at,
+            "at_utc": chrono::DateTime::from_timestamp(at, 0).map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            "report": report,
+        })),
         "last_error": last_error,
         "jobs": jobs,
         "usage": usage,

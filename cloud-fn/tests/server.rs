@@ -101,7 +101,9 @@ async fn manual_runs_and_status_report_what_happened() {
 
     let (_, status_body) = server.call(reqwest::Method::GET, "/status", Some(CLOUD_KEY)).await;
     assert_eq!(status_body["jobs"]["answered"], 1);
-    assert!(status_body["last_poll"]["at"].as_i64().is_some(), "{status_body}");
+    let at = status_body["last_poll"]["at"].as_i64().unwrap_or_default();
+    let at_utc = status_body["last_poll"]["at_utc"].as_str().unwrap_or_default();
+    assert!(chrono::DateTime::parse_from_rfc3339(at_utc).is_ok_and(|utc| utc.timestamp() == at), "{status_body}");
     assert_eq!(status_body["store"], "embedded");
     assert_eq!(status_body["agent"]["live_agents"], 1);
     // The LLM's usage, today and this month (the stand-in bills a millionth per token).

@@ -275,7 +275,9 @@ fn echo(model: &str, messages: &[Value]) -> String {
         .map(str::trim)
         .filter(|line| line.starts_with('[') && line.find("] ").is_some_and(|end| line[1..end].parse::<u32>().is_ok()))
         .collect();
+    // The prompt ends with `Question: …`; the echo names it once.
     let question = user.lines().rev().find(|line| !line.trim().is_empty()).map(str::trim).unwrap_or_default();
+    let question = question.strip_prefix("Question:").map_or(question, str::trim);
     let mut answer =
         format!("## Stand-in answer\n\n- **Model:** {model}\n- **System:** {system}\n- **Question:** {question}\n");
     if citations.is_empty() {
@@ -303,6 +305,6 @@ mod tests {
         assert!(answer.contains("**Model:** m1"));
         assert!(answer.contains("**System:** You are a careful assistant."));
         assert!(answer.contains("  - [1] Rust ownership (rust.md)\n  - [2] 番茄工作法 (p.md)"));
-        assert!(answer.contains("**Question:** Question: why?"));
+        assert!(answer.contains("**Question:** why?\n"), "{answer}");
     }
 }
