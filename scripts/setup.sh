@@ -7,7 +7,9 @@
 #   - the AWS packaging tools in a Python venv at $runtime/venv: cargo-lambda (with zig, builds the
 #     Lambda binary), the AWS SAM CLI (build/deploy template.yaml) and cfn-lint (checks it),
 #     pinned by version only (with their dozens of dependencies, not by sha256);
-#   - cargo-deny (crates.io, built with `cargo install --locked`) for the supply-chain checks.
+#   - cargo-deny (crates.io, built with `cargo install --locked`) for the supply-chain checks;
+#   - schemathesis (PyPI, in its own venv at $runtime/schemathesis), which the tests run against
+#     both HTTP APIs' OpenAPI documents.
 # A user who only runs the agent needs none of these: scripts/install.sh (or `local-agent setup`).
 #
 # Idempotent: what is already installed and verified is left alone. Installs into
@@ -16,20 +18,9 @@
 # Usage: scripts/setup.sh [--model default|multilingual]
 set -euo pipefail
 
-model_choice=default
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --model)
-      [ $# -ge 2 ] || { printf 'setup: error: --model needs a name: default or multilingual\n' >&2; exit 2; }
-      model_choice=$2; shift 2 ;;
-    --model=*) model_choice=${1#--model=}; shift ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; /^set -euo/d'; exit 0 ;;
-    *) printf 'setup: error: unknown argument %s (usage: scripts/setup.sh [--model default|multilingual])\n' "$1" >&2; exit 2 ;;
-  esac
-done
-case "$model_choice" in
-  default|multilingual) ;;
-  *) printf 'setup: error: --model must be default or multilingual, not "%s"\n' "$model_choice" >&2; exit 2 ;;
+# Arguments are runtime.sh's (it checks them); only --help is answered here.
+case "${1:-}" in
+  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; /^set -euo/d'; exit 0 ;;
 esac
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,11 +32,12 @@ CARGO_LAMBDA_VERSION=1.9.2
 SAM_CLI_VERSION=1.170.0
 CFN_LINT_VERSION=1.58.0
 CARGO_DENY_VERSION=0.20.2
+SCHEMATHESIS_VERSION=4.32.5
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 command -v "$python" >/dev/null || die "$python not found; install Python 3 with pip"
-"$repo/scripts/runtime.sh" --keep-downloads --model "$model_choice"
+"$repo/scripts/runtime.sh" --keep-downloads "$@"
 
 # --- dynalite: the DynamoDB stand-in the cloud side's tests run against -------------------------
 node_dir=$runtime/node
@@ -86,6 +78,19 @@ else
   say "installed cargo-lambda, sam and cfn-lint in $venv/bin"
 fi
 
+# --- schemathesis: the tests fuzz both HTTP APIs against their OpenAPI documents (PyPI) ---------
+# A venv of its own: its dependencies (hypothesis, jsonschema, …) must not meet SAM's pins.
+fuzz_venv=$runtime/schemathesis
+if [ -x "$fuzz_venv/bin/schemathesis" ] && "$fuzz_venv/bin/python" -c "import sys; from importlib.metadata import version; sys.exit(version('schemathesis') != '$SCHEMATHESIS_VERSION')" 2>/dev/null; then
+  say "schemathesis $SCHEMATHESIS_VERSION already installed in $fuzz_venv/bin"
+else
+  [ -x "$fuzz_venv/bin/python" ] || "$python" -m venv "$fuzz_venv" \
+    || die "could not create a Python venv at $fuzz_venv (on Debian/Ubuntu: apt-get install python3-venv)"
+  say "installing schemathesis $SCHEMATHESIS_VERSION from PyPI into $fuzz_venv"
+  "$fuzz_venv/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" \
+    || die "pip could not install schemathesis (is PyPI reachable?)"
+fi
+
 # --- cargo-deny: the supply-chain policy in deny.toml (crates.io, built here) -------------------
 # Built from source with its own lockfile (--locked); PyPI's wheels are years old. About four
 # minutes on two cores, once.
@@ -98,4 +103,4 @@ else
     || die "cargo could not install cargo-deny (is crates.io reachable?)"
 fi
 
-say "developer tools ready: AWS tools in $venv/bin; cargo-deny in $cargo_bin; dynalite in $node_dir"
+say "developer tools ready: AWS tools in $venv/bin; cargo-deny in $cargo_bin; dynalite in $node_dir; schemathesis in $fuzz_venv/bin"

@@ -1,6 +1,5 @@
 //! `cloud-fn`: answer Notion questions — as a self-hosted server, or one run at a time.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +14,7 @@ use cloud_fn::questions_database::{self, Severity};
 use cloud_fn::server::ApiAccess;
 use cloud_fn::tunnel::tls::{self, TlsListener};
 use cloud_fn::{app, templates};
+use protocol::console::{paint, style};
 use tracing_subscriber::EnvFilter;
 
 /// Answers questions from a Notion database with context from your own notes.
@@ -24,6 +24,9 @@ struct Cli {
     /// A TOML file of settings (`NOTION_DATABASE_ID = "…"`); the environment wins over it.
     #[arg(long, global = true, env = "CLOUD_FN_CONFIG")]
     config: Option<PathBuf>,
+    /// Colour: `auto` (on a terminal, unless NO_COLOR is set), `always` or `never`.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = clap::ColorChoice::Auto)]
+    color: clap::ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -103,11 +106,16 @@ enum SyncDirection {
 
 fn main() {
     let cli = Cli::parse();
+    protocol::console::use_colour(match cli.color {
+        clap::ColorChoice::Always => Some(true),
+        clap::ColorChoice::Never => Some(false),
+        clap::ColorChoice::Auto => None,
+    });
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(protocol::console::stderr_shows_colour())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -117,7 +125,7 @@ fn main() {
         }
     };
     if let Err(error) = runtime.block_on(run(cli)) {
-        eprintln!("error: {}", protocol::console::error_chain(error.as_ref()));
+        protocol::errln!("{} {}", paint(style::BAD, "error:"), protocol::console::error_chain(error.as_ref()));
         std::process::exit(1);
     }
 }
@@ -242,9 +250,9 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 for check in &report.checks {
                     let label = match check.verdict {
-                        Verdict::Ok => "ok  ",
-                        Verdict::Warn => "warn",
-                        Verdict::Fail => "FAIL",
+                        Verdict::Ok => paint(style::GOOD, "ok  "),
+                        Verdict::Warn => paint(style::WARN, "warn"),
+                        Verdict::Fail => paint(style::BAD, "FAIL"),
                     };
                     protocol::outln!("{label} {:<10} {}", check.name, check.detail);
                 }
@@ -266,13 +274,13 @@ async fn run(cli: Cli) -> Result<()> {
                 protocol::outln!("questions database \"{}\" ({})", report.title, report.database_id);
                 for finding in &report.findings {
                     let label = match finding.severity {
-                        Severity::Problem => "problem",
-                        Severity::Advice => "advice",
+                        Severity::Problem => paint(style::BAD, "problem"),
+                        Severity::Advice => paint(style::WARN, "advice"),
                     };
                     protocol::outln!("  {label}: {}", finding.message);
                 }
                 if report.findings.is_empty() {
-                    protocol::outln!("  ok: title, status with its five options, tags");
+                    protocol::outln!("  {}: title, status with its five options, tags", paint(style::GOOD, "ok"));
                 }
             }
             if !report.is_usable() {

@@ -25,6 +25,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod openapi;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,6 +18,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub mod cleartext;
 pub mod console;
@@ -48,7 +49,7 @@ pub mod limits {
 
 /// Which retriever(s) a search uses. Hybrid is the product; the single modes exist for
 /// diagnosis and benchmarks ("is the keyword side or the semantic side missing this?").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SearchMode {
     /// BM25 and dense search, fused.
@@ -62,23 +63,71 @@ pub enum SearchMode {
 
 /// `POST /search`: find the passages most relevant to `query`.
 /// Unknown fields are ignored, as the original API did, so older clients keep working.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SearchRequest {
     /// The question or keywords, in any language the indexes understand.
+    #[schema(
+        min_length = 1,
+        max_length = 4000,
+        pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+        example = "how do I bake sourdough"
+    )]
     pub query: String,
     /// Documents carrying at least one of these tags (case-insensitive) rank first; the others
     /// fill the places left, so tags narrow and never empty the results.
     #[serde(default)]
+    #[schema(max_items = 32, value_type = Vec<Tag>)]
     pub tags: Vec<String>,
     /// At most this many results, one per document (1..=100).
-    #[serde(default = "default_max_results")]
+    #[serde(default = "default_max_results", deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 100, default = 5)]
     pub max_results: usize,
     /// Drop results whose `similarity_score` is below this (0..=1).
     #[serde(default = "default_similarity_threshold")]
+    #[schema(minimum = 0.0, maximum = 1.0, default = 0.3)]
     pub similarity_threshold: f32,
     /// Retriever(s) to use; hybrid unless asked otherwise.
     #[serde(default)]
     pub mode: SearchMode,
+}
+
+/// The OpenAPI pattern of text that must not be blank: at least one character that is not
+/// white space as Rust's `trim` (which the validation uses) sees it. Spelled out, because `\S`
+/// means something else in each regex dialect a client may check it with (U+0085 is white
+/// space to Rust and not to ECMAScript; U+001C is to Python and not to Rust).
+const NOT_BLANK: &str = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+
+/// A tag as requests name it: any text but blank (compared case-insensitively). Only the
+/// OpenAPI document knows this type; requests hold plain strings.
+struct Tag;
+
+impl utoipa::PartialSchema for Tag {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .pattern(Some(NOT_BLANK))
+            .description(Some("A tag: any text but blank, compared case-insensitively."))
+            .into()
+    }
+}
+
+impl ToSchema for Tag {}
+
+/// A count as JSON may write it: `5`, or `5.0` (JSON Schema and JavaScript do not tell the two
+/// apart, so a client may well send the latter); `5.5` and `-1` are refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let whole = match number.as_u64() {
+        Some(whole) => Some(whole),
+        None => number
+            .as_f64()
+            .filter(|value| value.fract() == 0.0 && *value >= 0.0 && *value <= u64::MAX as f64)
+            .map(|value| value as u64),
+    };
+    whole
+        .and_then(|whole| usize::try_from(whole).ok())
+        .ok_or_else(|| serde::de::Error::custom(format!("expected a whole number of at least 0, got {number}")))
 }
 
 fn default_max_results() -> usize {
@@ -127,16 +176,23 @@ impl SearchRequest {
 }
 
 /// `POST /context/build`: a context block for a prompt, at most `max_length` characters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ContextRequest {
     /// The question the context should help answer.
+    #[schema(
+        min_length = 1,
+        max_length = 4000,
+        pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     pub query: String,
     /// Documents carrying at least one of these tags (case-insensitive) rank first; the others
     /// fill the places left, so tags narrow and never empty the results.
     #[serde(default)]
+    #[schema(max_items = 32, value_type = Vec<Tag>)]
     pub tags: Vec<String>,
     /// Upper bound on the context's length, in characters.
-    #[serde(default = "default_max_length")]
+    #[serde(default = "default_max_length", deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 65536, default = 2000)]
     pub max_length: usize,
 }
 
@@ -186,7 +242,7 @@ fn validate_tags(tags: &[String]) -> Result<(), InvalidRequest> {
 }
 
 /// Which retriever found a result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceType {
     /// Found by BM25 only.
@@ -198,7 +254,7 @@ pub enum SourceType {
 }
 
 /// One result of a search: the best passage of one document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SearchHit {
     /// Stable id of the passage (chunk) within the current index.
     pub knowledge_id: String,
@@ -215,7 +271,7 @@ pub struct SearchHit {
 }
 
 /// Reply to [`SearchRequest`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SearchResponse {
     /// Always `true`; failures use [`ErrorResponse`].
     pub success: bool,
@@ -233,7 +289,7 @@ pub struct SearchResponse {
 /// How a search combined its two ranked lists. Hybrid search weighs the dense list by how much
 /// of the query the model can read (`visibility`, squared): a question in a script the model
 /// does not know is answered from keywords alone, and `lists` says so.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Fusion {
     /// The lists that counted (weight above zero): `keyword`, `semantic`.
     pub lists: Vec<SourceType>,
@@ -246,7 +302,7 @@ pub struct Fusion {
 }
 
 /// Reply to [`ContextRequest`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ContextResponse {
     /// Passages with numbered citations, at most `max_length` characters.
     pub context: String,
@@ -257,7 +313,7 @@ pub struct ContextResponse {
 }
 
 /// Machine-readable reason of a failed request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The body is not valid JSON, or not the expected shape.
@@ -306,7 +362,7 @@ impl ErrorCode {
 }
 
 /// `{code, message}` of a failed request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// What kind of failure.
     pub code: ErrorCode,
@@ -315,7 +371,7 @@ pub struct ErrorDetail {
 }
 
 /// Body of every failed request: `{success: false, error: {code, message}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorResponse {
     /// Always `false`.
     pub success: bool,
@@ -379,6 +435,42 @@ mod tests {
         }
         assert!(SearchRequest::new("q").validate().is_ok());
         assert!(ContextRequest { max_length: 0, ..ContextRequest::new("q") }.validate().is_err());
+    }
+
+    #[test]
+    fn blank_means_what_trim_means() {
+        // The schema attributes take literals only, so they repeat NOT_BLANK: the same text.
+        for schema in
+            [<SearchRequest as utoipa::PartialSchema>::schema(), <ContextRequest as utoipa::PartialSchema>::schema()]
+        {
+            let schema = serde_json::to_value(schema).unwrap();
+            assert_eq!(schema["properties"]["query"]["pattern"], NOT_BLANK, "{schema}");
+        }
+        // Every character Rust calls white space is in NOT_BLANK's class.
+        let listed: Vec<char> = (0..=0x3000u32).filter_map(char::from_u32).filter(|c| c.is_whitespace()).collect();
+        let class = NOT_BLANK.replace("\\u2000-\\u200a", "");
+        for c in listed {
+            let in_range = ('\u{2000}'..='\u{200a}').contains(&c);
+            let escaped = match c {
+                '\t' => "\\t".to_owned(),
+                '\n' => "\\n".to_owned(),
+                '\u{000c}' => "\\f".to_owned(),
+                '\r' => "\\r".to_owned(),
+                ' ' => " ".to_owned(),
+                other => format!("\\u{:04x}", other as u32),
+            };
+            assert!(in_range || class.contains(&escaped), "{c:?} ({escaped}) is white space but not in the pattern");
+        }
+    }
+
+    #[test]
+    fn counts_may_be_written_as_whole_floats() {
+        let request: SearchRequest = serde_json::from_str(r#"{"query":"q","max_results":7.0}"#).unwrap();
+        assert_eq!(request.max_results, 7);
+        for refused in ["7.5", "-1", "1e300", "\"7\""] {
+            let json = format!(r#"{{"query":"q","max_results":{refused}}}"#);
+            assert!(serde_json::from_str::<SearchRequest>(&json).is_err(), "{refused}");
+        }
     }
 
     #[test]

@@ -71,15 +71,5 @@ impl Drop for Dynalite {
 
 /// `node_modules/dynalite/cli.js` under `.runtime/node` of the checkout (or `$NOTION_LLM_RUNTIME`).
 fn cli_path() -> Option<PathBuf> {
-    let relative = Path::new("node/node_modules/dynalite/cli.js");
-    if let Ok(runtime) = std::env::var("NOTION_LLM_RUNTIME") {
-        let path = Path::new(&runtime).join(relative);
-        return path.is_file().then_some(path);
-    }
-    let starts = [std::env::current_exe().ok(), std::env::current_dir().ok()];
-    starts
-        .into_iter()
-        .flatten()
-        .flat_map(|start| start.ancestors().map(|dir| dir.join(".runtime").join(relative)).collect::<Vec<_>>())
-        .find(|path| path.is_file())
+    crate::runtime_file(Path::new("node/node_modules/dynalite/cli.js"))
 }

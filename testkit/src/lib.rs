@@ -6,6 +6,7 @@
 //! - [`llm_standin`]: an OpenAI-compatible chat-completions server whose answers reveal their
 //!   inputs (in-process, or the `llm-standin` binary);
 //! - [`dynalite`]: a launcher for dynalite, the DynamoDB stand-in;
+//! - [`schemathesis`]: runs schemathesis, the OpenAPI fuzzer, against a running server;
 //! - [`parameter_store`]: an SSM Parameter Store stand-in (`GetParameters`), where the
 //!   Lambda front reads its secrets;
 //! - `api_gateway` (feature `aws`): an API Gateway WebSocket API emulator that turns real
@@ -28,6 +29,7 @@ pub mod llm_standin;
 pub mod notion_sandbox;
 pub mod notion_webhook;
 pub mod parameter_store;
+pub mod schemathesis;
 
 #[cfg(feature = "aws")]
 pub use api_gateway::{ApiGatewayEmulator, EmulatorOptions, WebSocketBackend};
@@ -35,3 +37,18 @@ pub use dynalite::Dynalite;
 pub use llm_standin::{LlmFault, LlmStandIn};
 pub use notion_sandbox::{Fault, NotionSandbox, PropertyKind, PropertySchema};
 pub use parameter_store::ParameterStoreStandIn;
+
+/// `relative` under the runtime folder scripts/setup.sh fills: `$NOTION_LLM_RUNTIME`, else the
+/// `.runtime` of the checkout the test runs in.
+pub(crate) fn runtime_file(relative: &std::path::Path) -> Option<std::path::PathBuf> {
+    if let Ok(runtime) = std::env::var("NOTION_LLM_RUNTIME") {
+        let path = std::path::Path::new(&runtime).join(relative);
+        return path.is_file().then_some(path);
+    }
+    let starts = [std::env::current_exe().ok(), std::env::current_dir().ok()];
+    starts
+        .into_iter()
+        .flatten()
+        .flat_map(|start| start.ancestors().map(|dir| dir.join(".runtime").join(relative)).collect::<Vec<_>>())
+        .find(|path| path.is_file())
+}

@@ -9,6 +9,9 @@
 //! [`edge`] bounds connections and timeouts. Every failure is a JSON
 //! `{success: false, error: {code, message}}` with a 4xx/5xx status — bad JSON, a field out of
 //! range, an oversized body, a wrong key, an unknown path — and never a panic.
+//!
+//! The API describes itself at `GET /openapi.json` (OpenAPI 3.1, generated from the handlers
+//! below and the wire types, see [`openapi`]) and `GET /docs`; both are open, like `/health`.
 
 pub mod client;
 pub mod guard;
@@ -33,14 +36,16 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use protocol::{ContextRequest, ErrorCode, ErrorResponse, SearchRequest};
+use protocol::{ContextRequest, ContextResponse, ErrorCode, ErrorResponse, SearchRequest, SearchResponse};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use self::guard::BrowserGuard;
-use self::stats::{CacheStats, IndexStats, ModelStats, RequestStats, Stats};
+use self::stats::{
+    CacheCleared, CacheStats, EngineHealth, EngineStatus, Health, HealthStatus, IndexStats, ModelStats,
+    Performance as PerformanceSummary, RebuildStarted, RequestStats, Stats,
+};
 use crate::agent::indexer::Indexer;
 use crate::config::Secret;
 use crate::error::Error;
@@ -177,6 +182,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .route("/health", get(health))
+        .merge(edge::openapi::routes(&openapi()))
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -186,6 +192,71 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), refuse_browser_pages))
         .with_state(state)
 }
+
+/// The API's OpenAPI document: the handlers' annotations, plus the failures every endpoint
+/// can answer with ([`FAILURES`]).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    edge::openapi::with_error_responses(ApiDoc::openapi(), FAILURES, "ErrorResponse")
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "notion-llm local agent",
+        description = "Hybrid (keyword + semantic) search over your notes, on this machine. Every endpoint \
+            but /health, /openapi.json and /docs needs the API key when the agent has one \
+            (`Authorization: Bearer <key>` or `X-API-Key: <key>`). Every failure is \
+            `{success: false, error: {code, message}}`."
+    ),
+    paths(health, search, build_context, stats, clear_cache, metrics, rebuild_index),
+    components(schemas(ErrorResponse)),
+    modifiers(&KeySchemes),
+    security(("bearer" = []), ("api_key" = []))
+)]
+struct ApiDoc;
+
+/// The two ways to present the API key.
+struct KeySchemes;
+
+impl utoipa::Modify for KeySchemes {
+    fn modify(&self, document: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = document.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+    }
+}
+
+/// What any endpoint may answer besides its own replies.
+const FAILURES: &[edge::openapi::Failure] = {
+    use edge::openapi::{Applies, Failure};
+    &[
+        Failure {
+            status: 400,
+            description: "The body is not JSON, or a field is out of range",
+            applies: Applies::WithBody,
+        },
+        Failure { status: 401, description: "A key is required and was missing or wrong", applies: Applies::Secured },
+        Failure {
+            status: 403,
+            description: "A browser page of another site, or a Host that is not this machine",
+            applies: Applies::All,
+        },
+        Failure { status: 413, description: "The body is over 64 KiB", applies: Applies::WithBody },
+        Failure { status: 415, description: "A body that is not application/json", applies: Applies::Post },
+        Failure { status: 500, description: "Something failed inside the agent", applies: Applies::All },
+        Failure {
+            status: 503,
+            description: "Busy (retry after `Retry-After`), timed out, or no index yet",
+            applies: Applies::All,
+        },
+    ]
+};
 
 /// Host, Origin and content-type checks before anything else (see [`guard`]).
 async fn refuse_browser_pages(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
@@ -252,30 +323,35 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     bearer.or_else(|| headers.get("x-api-key").and_then(|value| value.to_str().ok()).map(str::trim))
 }
 
-async fn health(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+/// Whether the agent is up and has an index.
+#[utoipa::path(get, path = "/health", tag = "agent", security(()), responses((status = 200, body = Health)))]
+async fn health(State(state): State<Arc<ApiState>>) -> Json<Health> {
     let stats = state.engine.stats();
     let performance = &state.metrics.performance;
     let total = performance.requests.load(Ordering::Relaxed);
     let micros = performance.micros.load(Ordering::Relaxed);
     let lookups = stats.cache_hits + stats.cache_misses;
     let ready = stats.generation > 0;
-    Json(json!({
-        "status": if ready { "healthy" } else { "degraded" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime": state.started.elapsed().as_secs_f64(),
-        "rag_engine": {
-            "status": if ready { "ready" } else { "no_index" },
-            "model_loaded": true,
-            "index_size": stats.chunks,
+    Json(Health {
+        status: if ready { HealthStatus::Healthy } else { HealthStatus::Degraded },
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime: state.started.elapsed().as_secs_f64(),
+        rag_engine: EngineHealth {
+            status: if ready { EngineStatus::Ready } else { EngineStatus::NoIndex },
+            model_loaded: true,
+            index_size: stats.chunks as u64,
         },
-        "performance": {
-            "avg_response_time": if total == 0 { 0.0 } else { micros as f64 / total as f64 / 1e6 },
-            "total_requests": total,
-            "cache_hit_rate": if lookups == 0 { 0.0 } else { stats.cache_hits as f64 / lookups as f64 },
+        performance: PerformanceSummary {
+            avg_response_time: if total == 0 { 0.0 } else { micros as f64 / total as f64 / 1e6 },
+            total_requests: total,
+            cache_hit_rate: if lookups == 0 { 0.0 } else { stats.cache_hits as f64 / lookups as f64 },
         },
-    }))
+    })
 }
 
+/// The passages most relevant to a query, one per document, with a context block.
+#[utoipa::path(post, path = "/search", tag = "retrieval", request_body = SearchRequest,
+    responses((status = 200, description = "Best first; an empty list when nothing matches", body = SearchResponse)))]
 async fn search(
     State(state): State<Arc<ApiState>>,
     JsonBody(request): JsonBody<SearchRequest>,
@@ -283,6 +359,9 @@ async fn search(
     answer(&state, "/search", move |engine| engine.search(&request)).await
 }
 
+/// Only a context block for a prompt, at most `max_length` characters.
+#[utoipa::path(post, path = "/context/build", tag = "retrieval", request_body = ContextRequest,
+    responses((status = 200, body = ContextResponse)))]
 async fn build_context(
     State(state): State<Arc<ApiState>>,
     JsonBody(request): JsonBody<ContextRequest>,
@@ -320,6 +399,8 @@ async fn run_blocking<T: Send + 'static>(
     }
 }
 
+/// The index, model, cache, requests and the tunnel to the cloud.
+#[utoipa::path(get, path = "/stats", tag = "agent", responses((status = 200, body = Stats)))]
 async fn stats(State(state): State<Arc<ApiState>>) -> Json<Stats> {
     let engine = state.engine.stats();
     let performance = &state.metrics.performance;
@@ -357,11 +438,16 @@ async fn stats(State(state): State<Arc<ApiState>>) -> Json<Stats> {
     })
 }
 
-async fn clear_cache(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+/// Forgets the cached answers.
+#[utoipa::path(post, path = "/cache/clear", tag = "agent", responses((status = 200, body = CacheCleared)))]
+async fn clear_cache(State(state): State<Arc<ApiState>>) -> Json<CacheCleared> {
     let cleared = state.engine.clear_cache();
-    Json(json!({ "success": true, "cleared": cleared }))
+    Json(CacheCleared { success: true, cleared: cleared as u64 })
 }
 
+/// Counters and latency histograms for Prometheus.
+#[utoipa::path(get, path = "/metrics", tag = "agent", responses((status = 200,
+    description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let text = state.metrics.encode(&state.engine)?;
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
@@ -515,13 +601,17 @@ impl Metrics {
     }
 }
 
+/// Rebuilds the index from its sources in the background.
+#[utoipa::path(post, path = "/index/rebuild", tag = "agent", responses(
+    (status = 202, body = RebuildStarted),
+    (status = 409, description = "A rebuild is already running", body = ErrorResponse)))]
 async fn rebuild_index(State(state): State<Arc<ApiState>>) -> Response {
     let Some(indexer) = &state.indexer else {
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::IndexUnavailable, "rebuilding is not set up")
             .into_response();
     };
     if indexer.request_rebuild() {
-        (StatusCode::ACCEPTED, Json(json!({ "success": true, "started": true }))).into_response()
+        (StatusCode::ACCEPTED, Json(RebuildStarted { success: true, started: true })).into_response()
     } else {
         ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidRequest, "a rebuild is already running").into_response()
     }

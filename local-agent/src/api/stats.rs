@@ -1,13 +1,15 @@
-//! The body of `GET /stats`: one type, written by the server and read by the client
-//! (`local-agent status`, `service status`, `doctor`), so the two cannot drift apart. Every
-//! field has a default, so a client can read an agent of another version.
+//! The bodies of `GET /stats` and the other JSON replies: one type each, written by the server,
+//! read by the client (`local-agent status`, `service status`, `doctor`) and described in the
+//! OpenAPI document, so the three cannot drift apart. Every field of [`Stats`] has a default, so
+//! a client can read an agent of another version.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::tunnel::TunnelSnapshot;
 
 /// What `GET /stats` reports.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct Stats {
     /// Always `true` (the API's success flag).
@@ -27,7 +29,7 @@ pub struct Stats {
 }
 
 /// The live index.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct IndexStats {
     /// Live generation (0: nothing indexed).
@@ -45,7 +47,7 @@ pub struct IndexStats {
 }
 
 /// The embedding model.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct ModelStats {
     /// Its id (name and file hash).
@@ -55,7 +57,7 @@ pub struct ModelStats {
 }
 
 /// The query cache.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct CacheStats {
     /// Answers held.
@@ -67,11 +69,86 @@ pub struct CacheStats {
 }
 
 /// Requests served by the HTTP API.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct RequestStats {
     /// All requests.
     pub total: u64,
     /// Of which failed.
     pub errors: u64,
+}
+
+/// What `GET /health` reports, in the original system's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `healthy`, or `degraded` while there is no index to answer from.
+    pub status: HealthStatus,
+    /// The agent's version.
+    pub version: String,
+    /// Seconds since the agent started.
+    pub uptime: f64,
+    /// The retrieval engine.
+    pub rag_engine: EngineHealth,
+    /// Requests answered so far.
+    pub performance: Performance,
+}
+
+/// In one word, whether the agent can answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// An index is live.
+    Healthy,
+    /// Nothing is indexed yet.
+    Degraded,
+}
+
+/// The retrieval engine, as `/health` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EngineHealth {
+    /// `ready`, or `no_index`.
+    pub status: EngineStatus,
+    /// Always `true`: the agent does not serve without its model.
+    pub model_loaded: bool,
+    /// Chunks in the live index.
+    pub index_size: u64,
+}
+
+/// Whether the engine has an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineStatus {
+    /// An index is live.
+    Ready,
+    /// Nothing is indexed yet.
+    NoIndex,
+}
+
+/// Requests answered so far, as `/health` reports them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Performance {
+    /// Mean seconds per retrieval request.
+    pub avg_response_time: f64,
+    /// Retrieval requests answered.
+    pub total_requests: u64,
+    /// Share of lookups answered from the query cache (0..=1).
+    pub cache_hit_rate: f64,
+}
+
+/// The reply of `POST /cache/clear`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CacheCleared {
+    /// Always `true`.
+    pub success: bool,
+    /// Answers dropped from the cache.
+    pub cleared: u64,
+}
+
+/// The reply of `POST /index/rebuild`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RebuildStarted {
+    /// Always `true`.
+    pub success: bool,
+    /// Always `true`: the rebuild runs in the background; `/stats` shows the new generation.
+    pub started: bool,
 }

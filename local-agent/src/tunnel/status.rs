@@ -31,7 +31,7 @@ struct State {
 }
 
 /// What the tunnel is doing, in one word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TunnelState {
     /// A session is up.
@@ -46,7 +46,7 @@ pub enum TunnelState {
 }
 
 /// A copy of the tunnel state (times in seconds since the Unix epoch).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TunnelSnapshot {
     /// In one word.
     #[serde(default)]

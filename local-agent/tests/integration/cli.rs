@@ -10,6 +10,10 @@ use crate::Workspace;
 fn agent(workspace: &Workspace) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_local-agent"));
     command.arg("--data-dir").arg(workspace.data()).env_remove("LOCAL_AGENT_CRASH_AT").env_remove("RUST_LOG");
+    // The caller's colour wishes must not change what the tests read.
+    for name in ["NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE"] {
+        command.env_remove(name);
+    }
     command
 }
 
@@ -77,6 +81,32 @@ fn index_search_and_status_from_the_command_line() {
         let (_, stderr) = text(&output);
         assert!(output.status.success() && !stderr.contains("panicked"), "{args:?} with stdout closed: {stderr}");
     }
+}
+
+#[test]
+fn colour_only_on_a_terminal_or_when_asked_and_never_against_no_color() {
+    let workspace = Workspace::with_sample_notes();
+    let status = |args: &[&str], env: &[(&str, &str)]| {
+        let output = agent(&workspace).arg("status").args(args).envs(env.iter().copied()).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output).1);
+        text(&output).0
+    };
+    let coloured = |stdout: &str| stdout.contains("\x1b[");
+    // Piped (as here): plain, the same words.
+    let plain = status(&[], &[]);
+    assert!(!coloured(&plain) && plain.contains("ONNX Runtime:"), "{plain:?}");
+    // What a terminal would get (CLICOLOR_FORCE stands in for one), and the same words.
+    let forced = status(&[], &[("CLICOLOR_FORCE", "1")]);
+    assert!(coloured(&forced), "{forced:?}");
+    assert_eq!(protocol::console::without_colour(&forced), plain);
+    assert!(!coloured(&status(&[], &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")])), "NO_COLOR wins");
+    assert!(!coloured(&status(&["--color", "never"], &[("CLICOLOR_FORCE", "1")])));
+    assert!(coloured(&status(&["--color", "always"], &[])));
+    // Errors too: red on a terminal, plain in a pipe.
+    let output = agent(&workspace).args(["index", "/no/such/folder"]).env("CLICOLOR_FORCE", "1").output().unwrap();
+    assert!(coloured(&text(&output).1), "{:?}", text(&output).1);
+    let output = agent(&workspace).args(["index", "/no/such/folder"]).output().unwrap();
+    assert!(text(&output).1.starts_with("error: "), "{:?}", text(&output).1);
 }
 
 #[test]

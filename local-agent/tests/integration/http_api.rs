@@ -376,3 +376,78 @@ async fn a_flood_is_told_to_come_back_later_instead_of_queueing() {
     assert_eq!(status, StatusCode::OK, "served again once the flood is over: {body}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_describes_itself_at_openapi_json_and_docs_without_a_key() {
+    let server = Server::start(true, Some("a key the description does not need")).await;
+    let client = reqwest::Client::new();
+    let response = client.get(server.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let document: Value = response.json().await.unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().unwrap();
+    let mut described: Vec<&str> = paths.keys().map(String::as_str).collect();
+    described.sort_unstable();
+    assert_eq!(
+        described,
+        ["/cache/clear", "/context/build", "/health", "/index/rebuild", "/metrics", "/search", "/stats"],
+        "every route, and only those"
+    );
+    // Failures are described with the one error shape; the key only where it is asked for.
+    let search = &paths["/search"]["post"];
+    for status in ["200", "400", "401", "403", "413", "415", "500", "503"] {
+        assert!(search["responses"][status].is_object(), "/search {status}: {search}");
+    }
+    assert_eq!(
+        search["responses"]["400"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorResponse"
+    );
+    assert!(paths["/health"]["get"]["responses"]["401"].is_null());
+    let request = &document["components"]["schemas"]["SearchRequest"]["properties"];
+    assert_eq!(request["max_results"]["maximum"], 100, "{request}");
+
+    let response = client.get(server.url("/docs")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
+    let page = response.text().await.unwrap();
+    assert!(page.contains("<code>/context/build</code>") && page.contains("id=\"schema-SearchResponse\""), "{page}");
+    assert!(!page.contains("<script") && !page.contains("https://"), "self-contained");
+    server.stop().await;
+}
+
+/// schemathesis against the running API, with its key: any 5xx, or any reply the document
+/// does not describe, fails the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_reply_the_document_does_not_describe() {
+    let key = "fuzzing key";
+    // As `serve` runs it: an index, and an indexer behind /index/rebuild.
+    let workspace = Workspace::with_sample_notes();
+    tokio::task::block_in_place(|| workspace.index());
+    let engine = Arc::new(workspace.engine());
+    let stop = CancellationToken::new();
+    let settings = IndexerSettings {
+        data_dir: workspace.data(),
+        folders: Vec::new(),
+        index: local_agent::index::IndexSettings { batch_size: 16, ..Default::default() },
+    };
+    let (indexer, indexing) = Indexer::spawn(settings, crate::embedder(), None, stop.clone());
+    let following = tokio::spawn(engine.clone().follow(indexer.published()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let document = format!("http://{}/openapi.json", listener.local_addr().unwrap());
+    let state = ApiState::new(engine, Some(Secret::new(key))).with_indexer(indexer);
+    let (stop_server, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let fuzz = testkit::schemathesis::Fuzz::new(document).bearer(key);
+    let result = tokio::task::spawn_blocking(move || fuzz.run()).await.unwrap();
+    let _ = stop_server.send(());
+    server.await.unwrap().unwrap();
+    stop.cancel();
+    let _ = indexing.await;
+    following.abort();
+    match result {
+        Ok(report) => println!("{report}"),
+        Err(report) => panic!("schemathesis found problems:\n{report}"),
+    }
+}

@@ -17,6 +17,9 @@ pub struct Cli {
     /// Configuration file [default: <data-dir>/config.toml if it exists].
     #[arg(long, global = true, env = "LOCAL_AGENT_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Colour: `auto` (on a terminal, unless NO_COLOR is set), `always` or `never`.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = clap::ColorChoice::Auto)]
+    pub color: clap::ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }

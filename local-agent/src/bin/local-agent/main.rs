@@ -25,6 +25,7 @@ use local_agent::ops::{logs as ops_logs, running, status};
 use local_agent::search::{Engine, SearchSettings};
 use local_agent::sources::notion_sync::NotionSync;
 use protocol::SearchRequest;
+use protocol::console::{paint, style};
 use tracing_subscriber::EnvFilter;
 
 use self::args::{Cli, Command, ServiceAction};
@@ -32,6 +33,11 @@ use self::output::Bars;
 
 fn main() {
     let cli = Cli::parse();
+    protocol::console::use_colour(match cli.color {
+        clap::ColorChoice::Always => Some(true),
+        clap::ColorChoice::Never => Some(false),
+        clap::ColorChoice::Auto => None,
+    });
     let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let log_dir = match &cli.command {
@@ -40,7 +46,7 @@ fn main() {
     };
     output::init_logging(filter, log_dir.as_deref());
     if let Err(error) = run(cli) {
-        eprintln!("error: {}", protocol::console::error_chain(error.as_ref()));
+        protocol::errln!("{} {}", paint(style::BAD, "error:"), protocol::console::error_chain(error.as_ref()));
         std::process::exit(1);
     }
 }
@@ -199,7 +205,9 @@ fn logs(config: &AgentConfig, follow: bool, lines: usize) -> Result<()> {
 }
 
 fn status(config: &AgentConfig, overrides: &Overrides) -> Result<()> {
-    let present = |path: &Path| if path.exists() { "ok" } else { "MISSING (run `local-agent setup`)" };
+    let present = |path: &Path| {
+        if path.exists() { paint(style::GOOD, "ok") } else { paint(style::BAD, "MISSING (run `local-agent setup`)") }
+    };
     let runtime = &config.embedder.runtime_library;
     let model = config.embedder.model_dir.join("model.onnx");
     protocol::outln!("data dir:      {}", config.data_dir.display());

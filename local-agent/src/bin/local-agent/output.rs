@@ -7,6 +7,7 @@ use local_agent::index::{IndexReport, Phase, Progress};
 use local_agent::ops::status;
 use local_agent::sources::notion_sync::SyncReport;
 use protocol::SearchResponse;
+use protocol::console::{paint, style};
 use tracing_appender::rolling::Rotation;
 use tracing_subscriber::EnvFilter;
 
@@ -35,7 +36,7 @@ pub fn init_logging(filter: EnvFilter, log_dir: Option<&std::path::Path>) {
             tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
+                .with_ansi(protocol::console::stderr_shows_colour())
                 .init();
             if let Some(Err(error)) = unusable {
                 tracing::warn!(%error, "cannot write logs to the log folder; logging to stderr");
@@ -143,14 +144,16 @@ pub fn print_results(response: &SearchResponse, with_context: bool, indexed: usi
     for (rank, hit) in response.results.iter().enumerate() {
         let kind =
             serde_json::to_value(hit.source_type).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        protocol::outln!("{}. {} ({})  score {:.3}, {kind}", rank + 1, hit.title, hit.source, hit.similarity_score);
+        let title = paint(style::STRONG, format_args!("{}. {}", rank + 1, hit.title));
+        let details = paint(style::QUIET, format_args!("({})  score {:.3}, {kind}", hit.source, hit.similarity_score));
+        protocol::outln!("{title} {details}");
         let snippet: String = hit.content_snippet.split_whitespace().collect::<Vec<_>>().join(" ");
         protocol::outln!("   {snippet}\n");
     }
     if with_context {
         protocol::outln!("--- context ---\n{}", response.context);
     }
-    protocol::outln!("--- {:.1} ms ---", response.processing_time * 1e3);
+    protocol::outln!("{}", paint(style::QUIET, format_args!("--- {:.1} ms ---", response.processing_time * 1e3)));
 }
 
 /// Progress bars on stderr (hidden when stderr is not a terminal).

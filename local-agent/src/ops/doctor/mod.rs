@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use protocol::console::{paint, style};
 use serde::Serialize;
 
 use crate::api::client;
@@ -95,9 +96,9 @@ impl Report {
         let mut text = String::new();
         for check in &self.checks {
             let label = match check.status {
-                Status::Ok => "ok  ",
-                Status::Warn => "WARN",
-                Status::Fail => "FAIL",
+                Status::Ok => paint(style::GOOD, "ok  "),
+                Status::Warn => paint(style::WARN, "WARN"),
+                Status::Fail => paint(style::BAD, "FAIL"),
             };
             text.push_str(&format!("{label}  {:width$}  {}\n", check.name, check.detail));
             if let (Status::Warn | Status::Fail, Some(fix)) = (check.status, &check.fix) {
@@ -106,7 +107,8 @@ impl Report {
         }
         let failed = self.checks.iter().filter(|check| check.status == Status::Fail).count();
         let warned = self.checks.iter().filter(|check| check.status == Status::Warn).count();
-        text.push_str(&format!("{} checks: {failed} failed, {warned} warnings\n", self.checks.len()));
+        let warnings = if warned == 1 { "1 warning".to_owned() } else { format!("{warned} warnings") };
+        text.push_str(&format!("{} checks: {failed} failed, {warnings}\n", self.checks.len()));
         text
     }
 }
@@ -590,13 +592,13 @@ mod tests {
             Check::warn("index", "nothing indexed yet", "local-agent index <FOLDER>"),
         ]);
         assert!(report.ok);
-        let text = report.to_text();
+        let text = protocol::console::without_colour(&report.to_text());
         assert!(text.contains("ok    config  loaded and valid\n"), "{text}");
         assert!(
             text.contains("WARN  index   nothing indexed yet\n              fix: local-agent index <FOLDER>\n"),
             "{text}"
         );
-        assert!(text.ends_with("2 checks: 0 failed, 1 warnings\n"), "{text}");
+        assert!(text.ends_with("2 checks: 0 failed, 1 warning\n"), "{text}");
         let failing = Report::new(vec![Check::fail("port", "in use", "stop it")]);
         assert!(!failing.ok);
         let json = serde_json::to_value(&failing).unwrap();
