@@ -10,6 +10,15 @@ scripts/setup.sh
 scripts/setup.sh --model multilingual
 # setup.sh puts cargo-lambda (with zig), sam and cfn-lint in this venv. cargo-lambda is needed by
 # the tests too (a test runs `cargo lambda watch`), so the venv stays on PATH from here on.
+# The status pages' tests render them in a real headless Chromium: Debian's package, from apt.
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+  as_root=(); [ "$(id -u)" = 0 ] || as_root=(sudo)
+  echo "test: installing Debian's chromium with apt (the status pages' tests use it)"
+  export DEBIAN_FRONTEND=noninteractive
+  "${as_root[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+    || { "${as_root[@]}" apt-get update -qq && "${as_root[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+    || { echo "test: could not install chromium with apt-get (set CHROMIUM to a Chromium binary)" >&2; exit 1; }
+fi
 runtime=${NOTION_LLM_RUNTIME:-$repo/.runtime}
 export PATH="$runtime/venv/bin:$runtime/cargo/bin:$PATH"
 

@@ -36,12 +36,25 @@ impl LinkError {
 }
 
 /// What a link can say about the agents behind it (for `/status` and `/rag/status`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LinkStatus {
     /// Kind of link (`offline`, `websocket`, `api-gateway`).
     pub kind: String,
     /// Agents seen alive.
     pub live_agents: usize,
+    /// Those agents, by id.
+    pub agents: Vec<ConnectedAgent>,
+}
+
+/// One live agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ConnectedAgent {
+    /// The agent's own id, from its `hello` (empty before it said hello).
+    pub agent_id: String,
+    /// Its software version, where the link knows it.
+    pub version: Option<String>,
+    /// Seconds since it was last heard from.
+    pub seen_secs_ago: u64,
 }
 
 /// A way to reach the user's agent.
@@ -72,7 +85,7 @@ impl AgentLink for OfflineLink {
     }
 
     async fn status(&self) -> LinkStatus {
-        LinkStatus { kind: "offline".into(), live_agents: 0 }
+        LinkStatus { kind: "offline".into(), ..LinkStatus::default() }
     }
 }
 

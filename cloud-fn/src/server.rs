@@ -10,6 +10,14 @@
 //!
 //! The same router serves the Lambda function URL ([`crate::lambda`]); nothing here knows how it
 //! is hosted.
+//!
+//! It describes itself at `GET /openapi.json` (OpenAPI 3.1, generated from the handlers below
+//! and [`bodies`], see [`openapi`]) and `GET /docs`, both open like `/health`. `GET /` is the
+//! status page for a person (see `page`): open too, since it holds nothing; its script asks for
+//! the key and reads `/status`.
+
+pub mod bodies;
+mod page;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,13 +31,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::SearchRequest;
-use serde_json::{Value, json};
 use tokio::sync::Mutex;
+
+use self::bodies::{
+    ErrorBody, ErrorDetail, Health, LastPoll, RagStatus, RunDone, Status, TemplatesSynced, UsagePeriods,
+    VerificationForgotten, WebhookAccepted, WebhookVerification,
+};
 
 use crate::clock::Clock;
 use crate::config::{CloudConfig, Secret};
 use crate::pipeline::{Pipeline, PipelineError, RunReport};
 use crate::store::Store;
+use crate::telemetry::recent_runs::RecentRuns;
 use crate::templates;
 use crate::webhook::{self, Delivery, WebhookError};
 
@@ -121,11 +134,15 @@ pub struct ServerState {
     /// Held while a run is in progress, so runs never overlap; keeps the last report.
     runs: Mutex<Option<(i64, RunReport)>>,
     last_error: std::sync::Mutex<Option<String>>,
+    /// Every run of the pipeline this process saw (the timer's, the webhook's, asked-for ones).
+    recent_runs: Arc<RecentRuns>,
 }
 
 impl ServerState {
     /// State around `pipeline`.
     pub fn new(pipeline: Arc<Pipeline>, settings: ServerSettings) -> Arc<Self> {
+        let recent_runs = Arc::new(RecentRuns::new(pipeline.clock().clone()));
+        pipeline.observe_runs(recent_runs.clone());
         Arc::new(Self {
             store: pipeline.store().clone(),
             clock: pipeline.clock().clone(),
@@ -134,6 +151,7 @@ impl ServerState {
             started: Instant::now(),
             runs: Mutex::new(None),
             last_error: std::sync::Mutex::new(None),
+            recent_runs,
         })
     }
 
@@ -234,13 +252,76 @@ pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/webhooks/notion", post(notion_webhook).layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES)))
+        .merge(page::routes())
+        .merge(edge::openapi::routes(&openapi()))
         .merge(protected)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
 }
 
+/// The front's OpenAPI document: the handlers' annotations, plus the failures every endpoint
+/// can answer with ([`FAILURES`]).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    edge::openapi::with_error_responses(ApiDoc::openapi(), FAILURES, "ErrorBody")
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "notion-llm cloud-fn",
+        description = "Answers questions of a Notion database with the user's agent's notes. Every endpoint \
+            but /health, /openapi.json, /docs and the Notion webhook (signed by Notion) needs \
+            CLOUD_API_KEY as `Authorization: Bearer <key>`; without a configured key they answer 503. \
+            Every failure is `{success: false, error: {code, message}}`."
+    ),
+    paths(
+        health,
+        status,
+        rag_status,
+        process_once,
+        sync_from_notion,
+        sync_to_notion,
+        webhook_verification,
+        forget_webhook_verification,
+        notion_webhook
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&KeyScheme),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// `Authorization: Bearer <CLOUD_API_KEY>`.
+struct KeyScheme;
+
+impl utoipa::Modify for KeyScheme {
+    fn modify(&self, document: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        document.components.get_or_insert_with(Default::default).add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// What any endpoint may answer besides its own replies.
+const FAILURES: &[edge::openapi::Failure] = {
+    use edge::openapi::{Applies, Failure};
+    &[
+        Failure { status: 401, description: "CLOUD_API_KEY was missing or wrong", applies: Applies::Secured },
+        Failure { status: 500, description: "Something failed inside cloud-fn", applies: Applies::All },
+        Failure {
+            status: 503,
+            description: "No API key is configured (fail closed), the store is unavailable, or the request timed out",
+            applies: Applies::All,
+        },
+    ]
+};
+
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "success": false, "error": { "code": code, "message": message.into() } }))).into_response()
+    let body = ErrorBody { success: false, error: ErrorDetail { code: code.to_owned(), message: message.into() } };
+    (status, Json(body)).into_response()
 }
 
 /// What an unauthenticated caller is told when the store fails; the details go to the log.
@@ -280,43 +361,58 @@ async fn require_key(State(state): State<Arc<ServerState>>, request: Request, ne
     next.run(request).await
 }
 
-async fn health(State(state): State<Arc<ServerState>>) -> Json<Value> {
-    Json(json!({
-        "status": "healthy",
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime": state.started.elapsed().as_secs_f64(),
-        "store": state.store.kind(),
-    }))
+/// Whether the process answers, and its store.
+#[utoipa::path(get, path = "/health", tag = "cloud", security(()), responses((status = 200, body = Health)))]
+async fn health(State(state): State<Arc<ServerState>>) -> Json<Health> {
+    Json(Health {
+        status: "healthy",
+        version: env!("CARGO_PKG_VERSION"),
+        uptime: state.started.elapsed().as_secs_f64(),
+        store: state.store.kind(),
+    })
 }
 
+/// The last run, jobs by status, LLM usage, the agents and the store.
+#[utoipa::path(get, path = "/status", tag = "cloud", responses((status = 200, body = Status)))]
 async fn status(State(state): State<Arc<ServerState>>) -> Response {
-    let (jobs, usage) = match state.store.job_stats(state.clock.now()).await {
-        Ok(stats) => (json!(stats.by_status), json!({ "today": stats.today, "this_month": stats.this_month })),
-        Err(error) => (json!({ "error": error.to_string() }), Value::Null),
+    let (jobs, usage, last_day, recent_questions) = match state.store.job_stats(state.clock.now()).await {
+        Ok(stats) => (
+            serde_json::json!(stats.by_status),
+            Some(UsagePeriods { today: stats.today, this_month: stats.this_month }),
+            Some(stats.last_day),
+            stats.recent,
+        ),
+        Err(error) => (serde_json::json!({ "error": error.to_string() }), None, None, Vec::new()),
     };
     let last = state.runs.try_lock().ok().and_then(|last| last.clone());
     let running = state.runs.try_lock().is_err();
     let last_error = state.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    Json(json!({
-        "success": true,
-        "running": running,
+    Json(Status {
+        success: true,
+        running,
         // Seconds since the epoch for programs, and the same instant as a person reads it.
-        "last_poll": last.map(|(at, report)| json!({
-            "at": at,
-            "at_utc": chrono::DateTime::from_timestamp(at, 0).map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            "report": report,
-        })),
-        "last_error": last_error,
-        "jobs": jobs,
-        "usage": usage,
-        "agent": state.pipeline.context().link().status().await,
-        "store": state.store.kind(),
-        "notion_requests": state.pipeline.notion().requests_sent(),
-    }))
+        last_poll: last.map(|(at, report)| LastPoll {
+            at,
+            at_utc: chrono::DateTime::from_timestamp(at, 0)
+                .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            report,
+        }),
+        last_error,
+        runs: state.recent_runs.list(),
+        jobs,
+        usage,
+        last_day,
+        recent_questions,
+        agent: state.pipeline.context().link().status().await,
+        store: state.store.kind(),
+        notion_requests: state.pipeline.notion().requests_sent(),
+    })
     .into_response()
 }
 
-async fn rag_status(State(state): State<Arc<ServerState>>) -> Json<Value> {
+/// Whether an agent answers a search now (within 2 s).
+#[utoipa::path(get, path = "/rag/status", tag = "cloud", responses((status = 200, body = RagStatus)))]
+async fn rag_status(State(state): State<Arc<ServerState>>) -> Json<RagStatus> {
     let link = state.pipeline.context().link();
     let started = Instant::now();
     let available = link.is_live().await
@@ -324,31 +420,45 @@ async fn rag_status(State(state): State<Arc<ServerState>>) -> Json<Value> {
             .search(&SearchRequest { max_results: 1, ..SearchRequest::new("ping") }, Duration::from_secs(2))
             .await
             .is_ok();
-    Json(json!({
-        "rag_available": available,
-        "response_time": started.elapsed().as_secs_f64(),
-        "agents": link.status().await,
-    }))
+    Json(RagStatus {
+        rag_available: available,
+        response_time: started.elapsed().as_secs_f64(),
+        agents: link.status().await,
+    })
 }
 
+/// Answers the pending questions now (after the run in progress, if any).
+#[utoipa::path(post, path = "/process-once", tag = "cloud", responses(
+    (status = 200, body = RunDone),
+    (status = 502, description = "Notion or the store failed before any question could be processed", body = ErrorBody)))]
 async fn process_once(State(state): State<Arc<ServerState>>) -> Response {
     match state.run_now().await {
-        Ok(report) => Json(json!({ "success": true, "report": report })).into_response(),
+        Ok(report) => Json(RunDone { success: true, report }).into_response(),
         Err(run_error) => error(StatusCode::BAD_GATEWAY, "run_failed", run_error.to_string()),
     }
 }
 
+/// Copies the templates database into the store.
+#[utoipa::path(post, path = "/templates/sync-from-notion", tag = "templates", responses(
+    (status = 200, body = TemplatesSynced),
+    (status = 409, description = "NOTION_TEMPLATES_DATABASE_ID is not set", body = ErrorBody),
+    (status = 502, description = "Notion failed", body = ErrorBody)))]
 async fn sync_from_notion(State(state): State<Arc<ServerState>>) -> Response {
     sync(&state, true).await
 }
 
+/// Writes the active templates to the templates database.
+#[utoipa::path(post, path = "/templates/sync-to-notion", tag = "templates", responses(
+    (status = 200, body = TemplatesSynced),
+    (status = 409, description = "NOTION_TEMPLATES_DATABASE_ID is not set", body = ErrorBody),
+    (status = 502, description = "Notion failed", body = ErrorBody)))]
 async fn sync_to_notion(State(state): State<Arc<ServerState>>) -> Response {
     sync(&state, false).await
 }
 
 async fn sync(state: &ServerState, from_notion: bool) -> Response {
     let Some(database) = &state.settings.templates_database else {
-        return error(StatusCode::BAD_REQUEST, "not_configured", "NOTION_TEMPLATES_DATABASE_ID is not set");
+        return error(StatusCode::CONFLICT, "not_configured", "NOTION_TEMPLATES_DATABASE_ID is not set");
     };
     let notion = state.pipeline.notion();
     let result = async {
@@ -362,23 +472,30 @@ async fn sync(state: &ServerState, from_notion: bool) -> Response {
     }
     .await;
     match result {
-        Ok(count) => Json(json!({ "success": true, "templates": count })).into_response(),
+        Ok(count) => Json(TemplatesSynced { success: true, templates: count }).into_response(),
         Err(sync_error) => error(StatusCode::BAD_GATEWAY, "sync_failed", sync_error.to_string()),
     }
 }
 
+/// The token Notion's webhook handshake sent, to paste into Notion's webhook settings.
+#[utoipa::path(get, path = "/webhooks/notion/verification", tag = "webhook", responses(
+    (status = 200, body = WebhookVerification)))]
 async fn webhook_verification(State(state): State<Arc<ServerState>>) -> Response {
     if let Some(pinned) = &state.settings.webhook_token {
-        return Json(json!({ "verification_token": pinned.expose(), "pinned": true })).into_response();
+        let body = WebhookVerification { verification_token: Some(pinned.expose().to_owned()), pinned: true };
+        return Json(body).into_response();
     }
     match state.store.webhook_token().await {
-        Ok(token) => Json(json!({ "verification_token": token, "pinned": false })).into_response(),
+        Ok(token) => Json(WebhookVerification { verification_token: token, pinned: false }).into_response(),
         Err(store_error) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", store_error.to_string()),
     }
 }
 
 /// `DELETE /webhooks/notion/verification`: forgets the stored token, so the next handshake
 /// (a new subscription) stores its own. The only way to replace a stored token.
+#[utoipa::path(delete, path = "/webhooks/notion/verification", tag = "webhook", responses(
+    (status = 200, body = VerificationForgotten),
+    (status = 409, description = "NOTION_WEBHOOK_TOKEN pins the token", body = ErrorBody)))]
 async fn forget_webhook_verification(State(state): State<Arc<ServerState>>) -> Response {
     if state.settings.webhook_token.is_some() {
         return error(
@@ -390,13 +507,23 @@ async fn forget_webhook_verification(State(state): State<Arc<ServerState>>) -> R
     match state.store.delete_webhook_token().await {
         Ok(()) => {
             tracing::info!("forgot the stored Notion verification token; the next handshake stores a new one");
-            Json(json!({ "success": true, "forgotten": true })).into_response()
+            Json(VerificationForgotten { success: true, forgotten: true }).into_response()
         }
         Err(store_error) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", store_error.to_string()),
     }
 }
 
 /// `POST /webhooks/notion`: the handshake, then signed events (see [`webhook`]).
+#[utoipa::path(post, path = "/webhooks/notion", tag = "webhook", security(()),
+    request_body(content = bodies::NotionDelivery, description = "Notion's delivery: the handshake \
+        `{verification_token}`, or an event signed in `X-Notion-Signature`"),
+    params(("X-Notion-Signature" = Option<String>, Header, description = "`sha256=<hex HMAC of the body>`; every event has one")),
+    responses(
+        (status = 200, body = WebhookAccepted),
+        (status = 400, description = "Not a delivery Notion sends", body = ErrorBody),
+        (status = 401, description = "No verification token yet, or a wrong signature", body = ErrorBody),
+        (status = 409, description = "A handshake when a token is already stored", body = ErrorBody),
+        (status = 413, description = "Over the webhook's body limit", body = ErrorBody)))]
 async fn notion_webhook(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
     let store = &state.store;
     let event = match Delivery::parse(&body) {
@@ -420,16 +547,22 @@ async fn notion_webhook(State(state): State<Arc<ServerState>>, headers: HeaderMa
         return error(StatusCode::UNAUTHORIZED, "bad_signature", refused.to_string());
     }
     let Some(page) = event.question_page() else {
-        return Json(json!({ "success": true, "ignored": event.kind })).into_response();
+        return Json(WebhookAccepted { success: true, ignored: Some(event.kind), ..Default::default() })
+            .into_response();
     };
     let now = state.clock.now();
     match store.remember_event(&event.id, now + webhook::DEDUPE_SECS, now).await {
         Ok(true) => {}
-        Ok(false) => return Json(json!({ "success": true, "duplicate": event.id })).into_response(),
+        Ok(false) => {
+            return Json(WebhookAccepted { success: true, duplicate: Some(event.id), ..Default::default() })
+                .into_response();
+        }
         Err(store_error) => return unavailable("could not record a webhook event", &store_error),
     }
     match state.pipeline.process_pages(&[page.to_owned()]).await {
-        Ok(report) => Json(json!({ "success": true, "report": report })).into_response(),
+        Ok(report) => {
+            Json(WebhookAccepted { success: true, report: Some(report), ..Default::default() }).into_response()
+        }
         Err(failure) => {
             // Let Notion's redelivery try again; the schedule is the safety net if it does not.
             if let Err(store_error) = store.forget_event(&event.id).await {
@@ -448,12 +581,14 @@ async fn notion_webhook(State(state): State<Arc<ServerState>>, headers: HeaderMa
 async fn handshake(state: &ServerState, token: &str) -> Response {
     if state.settings.webhook_token.is_some() {
         tracing::info!("Notion sent a verification token; NOTION_WEBHOOK_TOKEN is pinned, so it was not stored");
-        return Json(json!({ "success": true, "verification": "received" })).into_response();
+        return Json(WebhookAccepted { success: true, verification: Some("received"), ..Default::default() })
+            .into_response();
     }
     match state.store.put_webhook_token(token).await {
         Ok(true) => {
             tracing::info!("stored Notion's verification token; read it from GET /webhooks/notion/verification");
-            Json(json!({ "success": true, "verification": "received" })).into_response()
+            Json(WebhookAccepted { success: true, verification: Some("received"), ..Default::default() })
+                .into_response()
         }
         Ok(false) => {
             tracing::warn!(

@@ -49,9 +49,6 @@ pub struct Event {
     /// What the event is about.
     #[serde(default)]
     pub entity: Option<Entity>,
-    /// Delivery attempt (1 on the first).
-    #[serde(default)]
-    pub attempt_number: Option<u32>,
 }
 
 /// The object an event is about.
@@ -78,14 +75,16 @@ pub enum WebhookError {
     NotVerified,
 }
 
+/// Longest verification token accepted (Notion's are ~70 characters).
+pub const MAX_TOKEN_CHARS: usize = 512;
+
 impl Delivery {
     /// Reads a delivery from its raw body.
     pub fn parse(body: &[u8]) -> Result<Self, WebhookError> {
         let value: Value = serde_json::from_slice(body).map_err(|error| WebhookError::Malformed(error.to_string()))?;
-        if value.get("type").is_none()
-            && let Some(token) = value.get("verification_token").and_then(Value::as_str)
-        {
-            if token.is_empty() || token.len() > 512 {
+        // The handshake is the one body with a `verification_token` (events never carry one).
+        if let Some(token) = value.get("verification_token").and_then(Value::as_str) {
+            if token.is_empty() || token.chars().count() > MAX_TOKEN_CHARS {
                 return Err(WebhookError::Malformed("verification_token is empty or too long".into()));
             }
             return Ok(Self::Verification { token: token.to_owned() });
@@ -154,7 +153,7 @@ mod tests {
         let event = r#"{"id":"e1","timestamp":"2026-11-26T10:00:00.000Z","type":"page.properties_updated",
             "entity":{"id":"p1","type":"page"},"data":{"updated_properties":["abc"]},"attempt_number":2}"#;
         let Ok(Delivery::Event(event)) = Delivery::parse(event.as_bytes()) else { panic!("an event") };
-        assert_eq!((event.question_page(), event.attempt_number), (Some("p1"), Some(2)));
+        assert_eq!(event.question_page(), Some("p1"));
         let comment = r#"{"id":"e2","type":"comment.created","entity":{"id":"c1","type":"comment"}}"#;
         let Ok(Delivery::Event(comment)) = Delivery::parse(comment.as_bytes()) else { panic!("an event") };
         assert_eq!(comment.question_page(), None);

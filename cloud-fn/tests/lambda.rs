@@ -103,7 +103,7 @@ impl Deployment {
         self.front.handle(LambdaEvent::new(event, Context::default())).await
     }
 
-    /// A function-URL request; returns the status and the JSON body.
+    /// A function-URL request; returns the status and the JSON body (a string if it is not JSON).
     async fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, Value) {
         let mut event = fixture(if method == "GET" { "url-get.json" } else { "url-post-webhook.json" });
         event["rawPath"] = json!(path);
@@ -117,7 +117,10 @@ impl Deployment {
         }
         let response = self.invoke(event).await.expect("function URL requests always get a response");
         let status = response["statusCode"].as_u64().unwrap() as u16;
-        let body = response["body"].as_str().map(|text| serde_json::from_str(text).unwrap()).unwrap_or(Value::Null);
+        let body = response["body"]
+            .as_str()
+            .map(|text| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())))
+            .unwrap_or(Value::Null);
         (status, body)
     }
 
@@ -274,8 +277,16 @@ async fn the_function_url_serves_the_router_behind_the_api_key() {
     let bearer = format!("Bearer {CLOUD_KEY}");
     let (status, report) = deployment.http("GET", "/status", &[("authorization", &bearer)], None).await;
     assert_eq!(status, 200, "{report}");
+    assert!(report["recent_questions"].is_array() && report["runs"].is_array(), "what the status page shows: {report}");
     let (status, _) = deployment.http("POST", "/process-once", &[("authorization", "Bearer nope")], Some("")).await;
     assert_eq!(status, 401);
+    // The status page and its files are open (they hold nothing; the page asks for the key).
+    let (status, page) = deployment.http("GET", "/", &[], None).await;
+    assert_eq!(status, 200);
+    assert!(page.as_str().is_some_and(|page| page.contains("<title>notion-llm cloud</title>")), "{page}");
+    for asset in ["/ui/app.js", "/ui/common.js", "/ui/page.css"] {
+        assert_eq!(deployment.http("GET", asset, &[], None).await.0, 200, "{asset}");
+    }
 }
 
 #[tokio::test]

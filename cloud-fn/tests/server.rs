@@ -122,7 +122,7 @@ async fn manual_runs_and_status_report_what_happened() {
     assert_eq!(rag["rag_available"], false);
 
     let (status, body) = server.call(reqwest::Method::POST, "/templates/sync-to-notion", Some(CLOUD_KEY)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("not_configured")));
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("not_configured")));
     server.stop().await;
 }
 
@@ -296,4 +296,54 @@ async fn the_webhook_and_the_schedule_never_answer_a_question_twice() {
         .filter(|logged| logged.method == "PATCH" && logged.path.ends_with("/children"))
         .count();
     assert_eq!(appends, pages.len(), "one append per question");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_describes_itself_at_openapi_json_and_docs_without_a_key() {
+    let world = World::new().await;
+    let server = Running::start(&world, None, NO_TIMER).await;
+    let client = reqwest::Client::new();
+    let document: Value =
+        client.get(format!("{}/openapi.json", server.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().unwrap();
+    let mut described: Vec<&str> = paths.keys().map(String::as_str).collect();
+    described.sort_unstable();
+    assert_eq!(
+        described,
+        [
+            "/health",
+            "/process-once",
+            "/rag/status",
+            "/status",
+            "/templates/sync-from-notion",
+            "/templates/sync-to-notion",
+            "/webhooks/notion",
+            "/webhooks/notion/verification"
+        ],
+        "every route, and only those"
+    );
+    assert!(paths["/status"]["get"]["responses"]["401"].is_object());
+    assert!(paths["/webhooks/notion"]["post"]["responses"]["401"].is_object(), "a bad signature");
+    assert!(paths["/health"]["get"]["responses"]["401"].is_null());
+    assert!(document["components"]["schemas"]["RunReport"]["properties"]["pages"].is_object());
+    let page = client.get(format!("{}/docs", server.url)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<code>/process-once</code>") && !page.contains("<script"), "{page}");
+    server.stop().await;
+}
+
+/// schemathesis against the running server, with its key: any 5xx, or any reply the document
+/// does not describe, fails the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_reply_the_document_does_not_describe() {
+    let world = World::new().await;
+    world.ask("A question the fuzzer's runs answer", &[]);
+    let server = Running::start(&world, None, NO_TIMER).await;
+    let fuzz = testkit::schemathesis::Fuzz::new(format!("{}/openapi.json", server.url)).bearer(CLOUD_KEY);
+    let result = tokio::task::spawn_blocking(move || fuzz.run()).await.unwrap();
+    server.stop().await;
+    match result {
+        Ok(report) => println!("{report}"),
+        Err(report) => panic!("schemathesis found problems:\n{report}"),
+    }
 }

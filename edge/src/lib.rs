@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod openapi;
+pub mod page;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -6,6 +6,7 @@
 //! - [`llm_standin`]: an OpenAI-compatible chat-completions server whose answers reveal their
 //!   inputs (in-process, or the `llm-standin` binary);
 //! - [`dynalite`]: a launcher for dynalite, the DynamoDB stand-in;
+//! - [`browser`]: a headless Chromium that renders a page against a live server;
 //! - [`schemathesis`]: runs schemathesis, the OpenAPI fuzzer, against a running server;
 //! - [`parameter_store`]: an SSM Parameter Store stand-in (`GetParameters`), where the
 //!   Lambda front reads its secrets;
@@ -24,6 +25,7 @@
 pub mod api_gateway;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod browser;
 pub mod dynalite;
 pub mod llm_standin;
 pub mod notion_sandbox;

@@ -288,8 +288,9 @@ impl Drop for Chain {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn self_hosted_answers_come_from_notes_then_cache_then_notes_again() {
-    notes_then_cache_then_notes(Cloud::SelfHosted).await;
+async fn self_hosted_answers_come_from_notes_then_cache_then_notes_again_as_the_status_page_shows() {
+    let (chain, _agent) = notes_then_cache_then_notes(Cloud::SelfHosted).await;
+    the_status_page_shows_the_agent_and_the_answers(&chain).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +298,9 @@ async fn on_lambda_answers_come_from_notes_then_cache_then_notes_again() {
     notes_then_cache_then_notes(Cloud::Lambda).await;
 }
 
-async fn notes_then_cache_then_notes(cloud: Cloud) {
+/// Three questions: from the notes, from the cache while the agent is away, from the notes
+/// again once it is back. Returns the chain with the agent still running.
+async fn notes_then_cache_then_notes(cloud: Cloud) -> (Chain, AgentProcess) {
     let chain = Chain::start(cloud).await;
     chain.index_sample_notes();
     let agent = chain.start_agent().await;
@@ -320,11 +323,49 @@ async fn notes_then_cache_then_notes(cloud: Cloud) {
     assert!(took < FALLBACK_TIMEOUT + Duration::from_secs(3), "took {took:?}");
 
     // It comes back: full answers again, nothing done by hand but starting the agent.
-    let _agent = chain.start_agent().await;
+    let agent = chain.start_agent().await;
     let page = chain.ask("Who owns a value in Rust?", &["Rust"]);
     let (status, footer, _) = chain.answer(&page).await;
     assert_eq!(status, "Answered", "{footer}");
     assert!(footer.contains("mode: full") && footer.contains("rust-ownership.md"), "{footer}");
+    (chain, agent)
+}
+
+/// `GET /` of `cloud-fn serve` in a real headless Chromium, after the three questions: the page
+/// asks for the key, and once it has it shows the connected agent, the day's answers with the
+/// share answered without the agent, and each question with its context mode.
+async fn the_status_page_shows_the_agent_and_the_answers(chain: &Chain) {
+    const WAIT: Duration = Duration::from_secs(15);
+    let url = chain.agent_url.replace("ws://", "http://").replace("/agent", "/");
+    let chromium = testkit::browser::Chromium::find().unwrap_or_else(|missing| panic!("{missing}"));
+    let mut tab = chromium.open(&url, 1200, 900).await.unwrap();
+    tab.wait_for("!document.getElementById('key-form').hidden", WAIT).await.unwrap();
+    assert_eq!(tab.eval("document.getElementById('figures').hidden").await.unwrap(), true, "nothing without the key");
+    tab.fill_and_submit("key", "cloud-key").await.unwrap();
+    tab.wait_for("document.body.dataset.loaded === 'true'", WAIT).await.unwrap();
+
+    assert_eq!(tab.text("live-agents").await.unwrap().as_deref(), Some("1"));
+    let agents = tab.text("agents").await.unwrap().unwrap_or_default();
+    assert!(agents.contains(env!("CARGO_PKG_VERSION")) && agents.contains("seen"), "the agent, by id: {agents}");
+    assert_eq!(tab.text("day-answers").await.unwrap().as_deref(), Some("3 answers"));
+    assert_eq!(tab.text("fallback-ratio").await.unwrap().as_deref(), Some("33 %"), "one of three from the cache");
+    let questions = tab.text("questions").await.unwrap().unwrap_or_default();
+    for expected in ["Who owns a value in Rust?", "How long should a break", "cached", "full", "primary/model"] {
+        assert!(questions.contains(expected), "{expected:?} in the recent questions: {questions}");
+    }
+    let month = tab.text("month-tokens").await.unwrap().unwrap_or_default();
+    assert!(month.ends_with("in 3 answers"), "{month}");
+    assert!(tab.text("runs").await.unwrap().is_some_and(|runs| !runs.contains("no run")), "the runs that answered");
+    // Links go to the questions' Notion pages; nothing is loaded from there.
+    let link = tab.eval("document.querySelector('#questions a').href").await.unwrap();
+    assert!(link.as_str().is_some_and(|link| link.starts_with("https://www.notion.so/")), "{link}");
+
+    let path = std::env::var_os("STATUS_PAGE_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("cloud-status.png");
+    tab.screenshot(&path).await.unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() > 10_000, "a real picture");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@ use crate::clock::Clock;
 use crate::store::{ContextStore, StoreError, Template};
 
 /// Which rung of the ladder produced the context.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContextMode {
     /// From the live agent: passages of the user's notes.

@@ -36,7 +36,7 @@ pub use self::settings::{PipelineSettings, Vocabulary};
 use crate::clock::Clock;
 use crate::context::{ContextBuilder, ContextError, ContextMode};
 use crate::llm::{Llm, LlmError};
-use crate::store::{JobRecord, JobStatus, JobWrite, Store, StoreError};
+use crate::store::{JobRecord, JobStatus, JobWrite, Store, StoreError, short_question};
 use crate::telemetry::RunObserver;
 use crate::templates::{Templates, build_prompt};
 
@@ -407,6 +407,8 @@ impl Pipeline {
                 }
             }
         };
+        // The title as it is now (a reopened question may have been retitled): the status page's.
+        job.question = Some(short_question(&page.title())).filter(|title| !title.is_empty());
         Ok(match self.store.put_job(&mut job).await? {
             JobWrite::Written => Claim::Work(job),
             JobWrite::Conflict => Claim::Skip,

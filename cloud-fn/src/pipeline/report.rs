@@ -8,7 +8,7 @@ use crate::context::ContextMode;
 use crate::store::StoreError;
 
 /// Steps of answering one question, named for crash tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     /// The job record was claimed.
@@ -44,7 +44,7 @@ impl Step {
 }
 
 /// What happened to one page in a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Answered.
@@ -78,7 +78,7 @@ pub enum Outcome {
 
 /// The part of the system an attempt failed in: what metrics and alerts count (an LLM that
 /// keeps failing is a different incident from a Notion outage).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     /// The Notion API.
@@ -103,7 +103,7 @@ impl Outcome {
 }
 
 /// What one `process_once` did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct RunReport {
     /// Pending pages found.
     pub found: usize,
@@ -119,7 +119,8 @@ pub struct RunReport {
     pub retrying: usize,
     /// Found but left for the next run (over `max_pages_per_run`).
     pub deferred: usize,
-    /// Per page.
+    /// Per page: `[page id, outcome]`.
+    #[schema(value_type = Vec<Vec<Value>>)]
     pub pages: Vec<(String, Outcome)>,
     /// Wall time in seconds.
     pub seconds: f64,

@@ -46,7 +46,7 @@ impl JobStatus {
 }
 
 /// LLM usage summed over answers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UsageTotals {
     /// Answers that called the LLM.
     pub answers: u64,
@@ -67,9 +67,10 @@ impl UsageTotals {
     }
 }
 
-/// The job ledger summed up (`/status`): jobs by status, and the LLM usage of the answers
-/// finished today and this month (UTC).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// The job ledger summed up (`/status` and the status page): jobs by status, the LLM usage of
+/// the answers finished today and this month (UTC), the last day's questions by outcome, and
+/// the newest jobs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct JobStats {
     /// Number of jobs by status name.
     pub by_status: BTreeMap<String, u64>,
@@ -77,6 +78,72 @@ pub struct JobStats {
     pub today: UsageTotals,
     /// Usage of answers finished since the first of the month, UTC.
     pub this_month: UsageTotals,
+    /// Questions finished in the last 24 hours.
+    pub last_day: DayFigures,
+    /// The newest jobs (by when they finished; unfinished ones first), at most [`RECENT_JOBS`].
+    pub recent: Vec<JobSummary>,
+}
+
+/// Jobs shown in [`JobStats::recent`].
+pub const RECENT_JOBS: usize = 20;
+
+/// Questions finished in the last 24 hours, by outcome.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DayFigures {
+    /// Count by status name, then by context mode (`full`, `unmatched`, `cached`, `template`,
+    /// or `none` when the job failed before a context was built).
+    pub by_status_and_mode: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Answers written.
+    pub answers: u64,
+    /// Of those, answered without the agent (cached or template context).
+    pub fallback: u64,
+    /// `fallback / answers`; `null` without answers.
+    pub fallback_ratio: Option<f64>,
+}
+
+/// One job as the status page lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct JobSummary {
+    /// The question page.
+    pub page_id: String,
+    /// The question's title, shortened (`null` for jobs recorded before titles were kept).
+    pub question: Option<String>,
+    /// Times the question was reopened, plus one.
+    pub generation: u32,
+    /// Where the job stands.
+    pub status: String,
+    /// The context mode of its answer.
+    pub mode: Option<crate::context::ContextMode>,
+    /// Attempts at this generation.
+    pub attempts: u32,
+    /// When it finished (seconds since the epoch); `null` while working.
+    pub finished_at: Option<i64>,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    /// The model that answered.
+    pub model: Option<String>,
+    /// Prompt plus completion tokens.
+    pub tokens: Option<u64>,
+    /// Cost in credits, if reported.
+    pub cost: Option<f64>,
+}
+
+impl JobSummary {
+    fn of(job: &JobRecord) -> Self {
+        Self {
+            page_id: job.page_id.clone(),
+            question: job.question.clone(),
+            generation: job.generation,
+            status: job.status.as_str().to_owned(),
+            mode: job.mode,
+            attempts: job.attempts,
+            finished_at: job.finished_at,
+            error: job.error.clone(),
+            model: job.usage.as_ref().map(|usage| usage.model.clone()),
+            tokens: job.usage.as_ref().map(|usage| usage.prompt_tokens + usage.completion_tokens),
+            cost: job.usage.as_ref().and_then(|usage| usage.cost).filter(|cost| cost.is_finite()),
+        }
+    }
 }
 
 impl JobStats {
@@ -87,6 +154,7 @@ impl JobStats {
         let month_start = chrono::DateTime::from_timestamp(day_start, 0)
             .map_or(day_start, |day| day_start - i64::from(day.day0()) * 86_400);
         let mut stats = Self::default();
+        let mut newest: Vec<&JobRecord> = Vec::new();
         for job in jobs {
             *stats.by_status.entry(job.status.as_str().to_owned()).or_default() += 1;
             if let (Some(usage), Some(finished)) = (&job.usage, job.finished_at) {
@@ -97,7 +165,22 @@ impl JobStats {
                     stats.today.add(usage);
                 }
             }
+            if job.finished_at.is_some_and(|finished| (now - 86_400..=now).contains(&finished)) {
+                let mode = job.mode.map_or("none", |mode| mode.as_str());
+                let by_mode = stats.last_day.by_status_and_mode.entry(job.status.as_str().to_owned()).or_default();
+                *by_mode.entry(mode.to_owned()).or_default() += 1;
+                if job.status != JobStatus::Failed {
+                    stats.last_day.answers += 1;
+                    stats.last_day.fallback += u64::from(job.status == JobStatus::AnsweredOffline);
+                }
+            }
+            newest.push(job);
         }
+        stats.last_day.fallback_ratio =
+            (stats.last_day.answers > 0).then(|| stats.last_day.fallback as f64 / stats.last_day.answers as f64);
+        // Unfinished jobs first (they are happening now), then the most recently finished.
+        newest.sort_by_key(|job| std::cmp::Reverse(job.finished_at.unwrap_or(i64::MAX)));
+        stats.recent = newest.into_iter().take(RECENT_JOBS).map(JobSummary::of).collect();
         stats
     }
 }
@@ -130,6 +213,9 @@ pub struct JobRecord {
     pub lease_until: i64,
     /// The run that holds (or last held) the lease.
     pub owner: String,
+    /// The question's title, shortened to [`QUESTION_CHARS`] characters, for the status page.
+    #[serde(default)]
+    pub question: Option<String>,
     /// Which rung of the context ladder the answer's context came from.
     #[serde(default)]
     pub mode: Option<crate::context::ContextMode>,
@@ -159,12 +245,25 @@ impl JobRecord {
             attempts: 1,
             lease_until,
             owner: owner.to_owned(),
+            question: None,
             mode: None,
             error: None,
             finished_at: None,
             usage: None,
             version: 0,
         }
+    }
+}
+
+/// Longest question title a job keeps, in characters.
+pub const QUESTION_CHARS: usize = 200;
+
+/// `title` shortened to [`QUESTION_CHARS`] characters (an ellipsis marks a cut).
+pub fn short_question(title: &str) -> String {
+    let title = title.trim();
+    match title.char_indices().nth(QUESTION_CHARS) {
+        Some((cut, _)) => format!("{}…", &title[..cut]),
+        None => title.to_owned(),
     }
 }
 
@@ -413,6 +512,38 @@ mod tests {
             UsageTotals { answers: 3, prompt_tokens: 30, completion_tokens: 15, cost: 0.75 },
             "the month from its first day"
         );
+    }
+
+    #[test]
+    fn the_last_day_by_outcome_and_the_newest_jobs_first() {
+        use crate::context::ContextMode;
+        let now = 1_796_378_400;
+        let finished = |page: &str, status: JobStatus, mode: Option<ContextMode>, at: i64| {
+            let mut job = JobRecord::fresh(page, 1, "run", 0);
+            (job.status, job.mode, job.finished_at) = (status, mode, Some(at));
+            job.question = Some(short_question(&"问".repeat(300)));
+            job
+        };
+        let jobs = [
+            finished("full", JobStatus::Answered, Some(ContextMode::Full), now - 60),
+            finished("cached", JobStatus::AnsweredOffline, Some(ContextMode::Cached), now - 30),
+            finished("template", JobStatus::AnsweredOffline, Some(ContextMode::Template), now - 3600),
+            finished("failed", JobStatus::Failed, None, now - 10),
+            finished("yesterday", JobStatus::Answered, Some(ContextMode::Full), now - 86_401),
+            JobRecord::fresh("working", 1, "run", 0),
+        ];
+        let stats = JobStats::of(&jobs, now);
+        let day = &stats.last_day;
+        assert_eq!((day.answers, day.fallback), (3, 2), "failures are not answers; yesterday is out");
+        assert_eq!(day.fallback_ratio, Some(2.0 / 3.0));
+        assert_eq!(day.by_status_and_mode["answered_offline"]["cached"], 1);
+        assert_eq!(day.by_status_and_mode["failed"]["none"], 1);
+        assert!(!day.by_status_and_mode.contains_key("working"));
+        let order: Vec<&str> = stats.recent.iter().map(|job| job.page_id.as_str()).collect();
+        assert_eq!(order, ["working", "failed", "cached", "full", "template", "yesterday"]);
+        let question = stats.recent[1].question.as_deref().unwrap();
+        assert_eq!(question.chars().count(), QUESTION_CHARS + 1, "shortened, with an ellipsis");
+        assert_eq!(JobStats::of(&[], now).last_day.fallback_ratio, None);
     }
 }
 

@@ -1,6 +1,7 @@
 //! What the people who run the cloud side are told, beyond `/status` and the log: the figures of
 //! every run, as CloudWatch metrics on AWS ([`emf`]: lines in the log, no API calls) and as
-//! alerts self-hosted ([`alerts`]: the conditions, [`webhook`]: the messages).
+//! alerts self-hosted ([`alerts`]: the conditions, [`webhook`]: the messages), and the last runs
+//! on the status page ([`recent_runs`]).
 //!
 //! The two deployments watch the same conditions with the same thresholds — no agent connected
 //! for 5 minutes, more than 10 errors in 15 minutes, any LLM failure, answers written without
@@ -9,6 +10,7 @@
 
 pub mod alerts;
 pub mod emf;
+pub mod recent_runs;
 pub mod webhook;
 
 use crate::pipeline::{Cause, Outcome, PipelineError, RunReport};

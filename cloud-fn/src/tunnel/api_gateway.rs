@@ -24,7 +24,7 @@ use protocol::tunnel::{AgentMessage, CloudMessage, ErrorMessage, ReplyBody, Requ
 use protocol::{SearchRequest, SearchResponse};
 
 use super::failover::{self, Attempt, Turns};
-use crate::agent::{AgentLink, LinkError, LinkStatus};
+use crate::agent::{AgentLink, ConnectedAgent, LinkError, LinkStatus};
 use crate::clock::Clock;
 use crate::config::Secret;
 use crate::context::cache::ContextCache;
@@ -371,6 +371,17 @@ impl AgentLink for Tunnel {
     }
 
     async fn status(&self) -> LinkStatus {
-        LinkStatus { kind: "api-gateway".into(), live_agents: self.live_connections().await.len() }
+        let now = self.clock.now();
+        let agents: Vec<ConnectedAgent> = self
+            .live_connections()
+            .await
+            .into_iter()
+            .map(|connection| ConnectedAgent {
+                agent_id: connection.agent_id,
+                version: None,
+                seen_secs_ago: u64::try_from(now - connection.last_seen).unwrap_or(0),
+            })
+            .collect();
+        LinkStatus { kind: "api-gateway".into(), live_agents: agents.len(), agents }
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::failover::{self, Attempt, Turns};
-use crate::agent::{AgentLink, LinkError, LinkStatus};
+use crate::agent::{AgentLink, ConnectedAgent, LinkError, LinkStatus};
 
 /// Identifies one connection (an agent that reconnects gets a new one).
 pub type ConnectionId = u64;
@@ -298,6 +298,15 @@ impl AgentLink for Hub {
     }
 
     async fn status(&self) -> LinkStatus {
-        LinkStatus { kind: "websocket".into(), live_agents: self.agents().len() }
+        let agents: Vec<ConnectedAgent> = self
+            .agents()
+            .into_iter()
+            .map(|agent| ConnectedAgent {
+                agent_id: agent.agent_id,
+                version: Some(agent.version),
+                seen_secs_ago: agent.seen_secs_ago,
+            })
+            .collect();
+        LinkStatus { kind: "websocket".into(), live_agents: agents.len(), agents }
     }
 }

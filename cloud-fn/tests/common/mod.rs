@@ -69,7 +69,11 @@ impl AgentLink for FakeAgent {
     }
 
     async fn status(&self) -> LinkStatus {
-        LinkStatus { kind: "fake".into(), live_agents: usize::from(self.live.load(Ordering::SeqCst)) }
+        LinkStatus {
+            kind: "fake".into(),
+            live_agents: usize::from(self.live.load(Ordering::SeqCst)),
+            ..LinkStatus::default()
+        }
     }
 }
 

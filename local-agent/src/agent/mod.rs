@@ -83,7 +83,8 @@ impl Agent {
 
         let mut state = ApiState::new(engine.clone(), config.api_key.clone())
             .with_settings(config.api.clone())
-            .with_indexer(indexer.clone());
+            .with_indexer(indexer.clone())
+            .with_data_dir(&config.data_dir);
         let tunnel = match tunnel_config {
             Some(tunnel_config) => {
                 state = state.with_tunnel(tunnel_config.status.clone());

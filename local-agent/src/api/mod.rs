@@ -10,11 +10,16 @@
 //! `{success: false, error: {code, message}}` with a 4xx/5xx status — bad JSON, a field out of
 //! range, an oversized body, a wrong key, an unknown path — and never a panic.
 //!
+//! `GET /` is a status page for a person (see [`page`]): what `/stats` says, the last queries, and a
+//! search box, from assets built into the binary.
+//!
 //! The API describes itself at `GET /openapi.json` (OpenAPI 3.1, generated from the handlers
 //! below and the wire types, see [`openapi`]) and `GET /docs`; both are open, like `/health`.
 
+pub mod activity;
 pub mod client;
 pub mod guard;
+mod page;
 pub mod stats;
 
 use std::future::Future;
@@ -44,7 +49,7 @@ use tokio::sync::Semaphore;
 use self::guard::BrowserGuard;
 use self::stats::{
     CacheCleared, CacheStats, EngineHealth, EngineStatus, Health, HealthStatus, IndexStats, ModelStats,
-    Performance as PerformanceSummary, RebuildStarted, RequestStats, Stats,
+    Performance as PerformanceSummary, RebuildStarted, RequestStats, Stats, SyncSummary,
 };
 use crate::agent::indexer::Indexer;
 use crate::config::Secret;
@@ -112,6 +117,10 @@ pub struct ApiState {
     guard: BrowserGuard,
     /// Retrieval requests in progress.
     busy: Arc<Semaphore>,
+    /// The last retrieval requests, for `/stats` and the status page.
+    recent: activity::RecentRequests,
+    /// Where the last Notion sync is recorded (`/stats`' `notion_sync`).
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl ApiState {
@@ -128,7 +137,15 @@ impl ApiState {
             guard: BrowserGuard::new(&settings.allowed_hosts, None, None),
             busy: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
             settings,
+            recent: activity::RecentRequests::default(),
+            data_dir: None,
         }
+    }
+
+    /// Reports the last Notion sync recorded in `data_dir` in `/stats`.
+    pub fn with_data_dir(mut self, data_dir: &std::path::Path) -> Self {
+        self.data_dir = Some(data_dir.to_owned());
+        self
     }
 
     /// Protects the API with `settings` instead of the defaults.
@@ -182,6 +199,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .route("/health", get(health))
+        .merge(page::routes())
         .merge(edge::openapi::routes(&openapi()))
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such endpoint") })
@@ -356,7 +374,15 @@ async fn search(
     State(state): State<Arc<ApiState>>,
     JsonBody(request): JsonBody<SearchRequest>,
 ) -> Result<Response, ApiError> {
-    answer(&state, "/search", move |engine| engine.search(&request)).await
+    let query = request.query.clone();
+    answer(
+        &state,
+        "/search",
+        &query,
+        |reply: &SearchResponse| reply.results.len(),
+        move |engine| engine.search(&request),
+    )
+    .await
 }
 
 /// Only a context block for a prompt, at most `max_length` characters.
@@ -366,7 +392,15 @@ async fn build_context(
     State(state): State<Arc<ApiState>>,
     JsonBody(request): JsonBody<ContextRequest>,
 ) -> Result<Response, ApiError> {
-    answer(&state, "/context/build", move |engine| engine.build_context(&request)).await
+    let query = request.query.clone();
+    answer(
+        &state,
+        "/context/build",
+        &query,
+        |reply: &ContextResponse| reply.sources.len(),
+        move |engine| engine.build_context(&request),
+    )
+    .await
 }
 
 /// Runs a retrieval request off the async workers (it is CPU-bound) and records its metrics.
@@ -374,12 +408,17 @@ async fn build_context(
 async fn answer<T: serde::Serialize + Send + 'static>(
     state: &ApiState,
     endpoint: &str,
+    query: &str,
+    results: fn(&T) -> usize,
     work: impl FnOnce(&Engine) -> crate::error::Result<T> + Send + 'static,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let engine = state.engine.clone();
     let response = run_blocking(move || engine.admission().run(Lane::Local, || work(&engine))).await;
-    state.metrics.finish(endpoint, started, status_of(&response));
+    let status = status_of(&response);
+    state.metrics.finish(endpoint, started, status);
+    let found = response.as_ref().map_or(0, results);
+    state.recent.record(endpoint, query, found, started.elapsed(), status.as_u16());
     Ok(Json(response?).into_response())
 }
 
@@ -435,6 +474,17 @@ async fn stats(State(state): State<Arc<ApiState>>) -> Json<Stats> {
         },
         uptime: state.started.elapsed().as_secs_f64(),
         tunnel: state.tunnel.as_ref().map(|status| status.snapshot()),
+        activity: state.recent.summary(),
+        notion_sync: state.data_dir.as_deref().and_then(crate::sources::notion_sync::last_sync).map(|(at, report)| {
+            SyncSummary {
+                at: u64::try_from(at.timestamp()).unwrap_or(0),
+                listed: report.listed as u64,
+                added: report.added as u64,
+                updated: report.updated as u64,
+                removed: report.removed as u64,
+                unreadable: report.unreadable as u64,
+            }
+        }),
     })
 }
 

@@ -26,6 +26,70 @@ pub struct Stats {
     pub uptime: f64,
     /// The tunnel to the cloud; `null` when no cloud is configured.
     pub tunnel: Option<TunnelSnapshot>,
+    /// The retrieval requests of the last minutes on this API.
+    pub activity: Activity,
+    /// The last Notion sync; `null` when there has been none.
+    pub notion_sync: Option<SyncSummary>,
+}
+
+/// Recent retrieval requests on this API (`/search`, `/context/build`), kept in memory only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct Activity {
+    /// Requests a minute, over the last five minutes.
+    pub per_minute: f64,
+    /// Latency of the last (up to 200) answered requests.
+    pub latency_ms: Percentiles,
+    /// The last 20 requests, newest first; queries shortened to 200 characters.
+    pub recent: Vec<RecentQuery>,
+}
+
+/// Latency percentiles in milliseconds; `null` before the first request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+}
+
+/// One retrieval request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct RecentQuery {
+    /// When it was answered (seconds since the epoch).
+    pub at: u64,
+    /// `/search` or `/context/build`.
+    pub endpoint: String,
+    /// The query, shortened to 200 characters.
+    pub query: String,
+    /// Results (or cited sources) returned.
+    pub results: u64,
+    /// Milliseconds to answer.
+    pub ms: f64,
+    /// The HTTP status it got.
+    pub status: u16,
+}
+
+/// What the last Notion sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct SyncSummary {
+    /// When it finished (seconds since the epoch).
+    pub at: u64,
+    /// Pages listed.
+    pub listed: u64,
+    /// Pages new to the index.
+    pub added: u64,
+    /// Pages whose content changed.
+    pub updated: u64,
+    /// Pages that left the index.
+    pub removed: u64,
+    /// Pages that could not be read.
+    pub unreadable: u64,
 }
 
 /// The live index.

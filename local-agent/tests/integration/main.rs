@@ -11,6 +11,7 @@ mod notion_sync;
 mod retrieval;
 mod service;
 mod setup;
+mod status_page;
 mod watching;
 
 use std::path::{Path, PathBuf};

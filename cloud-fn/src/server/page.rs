@@ -1,0 +1,11 @@
+//! `GET /`: the cloud side's status page, for a person (see [`edge::page`] for what every
+//! status page shares: no CDN, the key asked once and kept in the tab, never in a URL, text
+//! never parsed as HTML). The page itself is open — it holds nothing — and shows nothing until
+//! `/status` accepts the key; the same page answers on `serve` and on the Lambda function URL.
+
+use axum::Router;
+
+/// The page and its script.
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    edge::page::routes(edge::page::Page { html: include_str!("ui/index.html"), script: include_str!("ui/app.js") })
+}
