@@ -224,7 +224,7 @@ async fn run(cli: Cli) -> Result<()> {
                 SyncDirection::SyncFromNotion => templates::sync_from_notion(&notion, &source, store.as_ref()).await?,
                 SyncDirection::SyncToNotion => templates::sync_to_notion(&notion, &source, store.as_ref()).await?,
             };
-            protocol::outln!("{count} templates synced");
+            protocol::outln!("{} synced", protocol::console::count(count as u64, "template"));
             Ok(())
         }
         Command::Notion { action: NotionAction::Init { parent, title } } => {

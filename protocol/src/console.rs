@@ -119,9 +119,25 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     told
 }
 
+/// `number` `noun`s for a person: "1 note", "3 notes", "0 chunks" (nouns with a plain `s`).
+pub fn count(number: impl Into<u64>, noun: &str) -> String {
+    match number.into() {
+        1 => format!("1 {noun}"),
+        number => format!("{number} {noun}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{error_chain, paint, style, without_colour};
+    use super::{count, error_chain, paint, style, without_colour};
+
+    #[test]
+    fn counts_read_as_a_person_writes_them() {
+        assert_eq!(
+            (count(1u32, "note"), count(0u32, "chunk"), count(12u64, "page")),
+            ("1 note".into(), "0 chunks".into(), "12 pages".into())
+        );
+    }
 
     #[test]
     fn painted_words_come_back_plain_once_the_colour_is_removed() {

@@ -213,9 +213,8 @@ impl Monitor {
             ),
             (Condition::LlmFailures, State::Resolved) => "The LLM has not failed for 15 min.".to_owned(),
             (Condition::Fallback, State::Firing) => format!(
-                "{} answers in the last hour were written without the agent's context (cached context or the \
-                 template).",
-                self.count(now, LONG_WINDOW, |e| *e == Event::Degraded)
+                "{} in the last hour written without the agent's context (cached context or the template).",
+                protocol::console::count(self.count(now, LONG_WINDOW, |e| *e == Event::Degraded) as u64, "answer")
             ),
             (Condition::Fallback, State::Resolved) => {
                 "No answer has been written without the agent's context for an hour.".to_owned()

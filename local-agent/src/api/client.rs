@@ -149,10 +149,10 @@ pub fn describe(report: &AgentReport, now: u64) -> Vec<String> {
             lines.push("index:        nothing indexed yet; run `local-agent index <FOLDER>`".into());
         }
         Some(index) => lines.push(format!(
-            "index:        generation {}, {} documents, {} chunks, written {} ago",
+            "index:        generation {}, {}, {}, written {} ago",
             index.generation,
-            index.documents,
-            index.chunks,
+            protocol::console::count(index.documents, "document"),
+            protocol::console::count(index.chunks, "chunk"),
             human_duration(now.saturating_sub(index.indexed_at))
         )),
         None => {}

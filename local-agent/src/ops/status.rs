@@ -24,9 +24,9 @@ pub fn describe_index(data_dir: &Path) -> Vec<String> {
     };
     let size = dir_size(&index_dir.generation_dir(generation));
     let mut lines = vec![format!(
-        "index:         generation {generation}, {} documents, {} chunks, {:.1} MB on disk, model {}",
-        manifest.documents.len(),
-        manifest.chunk_count(),
+        "index:         generation {generation}, {}, {}, {:.1} MB on disk, model {}",
+        protocol::console::count(manifest.documents.len() as u64, "document"),
+        protocol::console::count(manifest.chunk_count() as u64, "chunk"),
         size as f64 / 1e6,
         manifest.model_id
     )];
@@ -93,9 +93,9 @@ pub fn describe_last_sync(data_dir: &Path) -> String {
         Some((at, report)) => {
             let age = chrono::Utc::now().signed_duration_since(at).num_seconds().max(0) as u64;
             format!(
-                "{} ago: {} pages listed, {} added, {} updated, {} removed, {} unreadable",
+                "{} ago: {} listed, {} added, {} updated, {} removed, {} unreadable",
                 human_duration(age),
-                report.listed,
+                protocol::console::count(report.listed as u64, "page"),
                 report.added,
                 report.updated,
                 report.removed,

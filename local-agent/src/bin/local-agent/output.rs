@@ -47,18 +47,18 @@ pub fn init_logging(filter: EnvFilter, log_dir: Option<&std::path::Path>) {
 
 pub fn print_report(report: &IndexReport) {
     protocol::outln!(
-        "{} added, {} changed, {} removed, {} unchanged — {} documents, {} chunks in the index",
+        "{} added, {} changed, {} removed, {} unchanged — {}, {} in the index",
         report.added,
         report.changed,
         report.removed,
         report.unchanged,
-        report.documents,
-        report.chunks
+        count(report.documents, "document"),
+        count(report.chunks, "chunk")
     );
     if report.published {
         protocol::outln!(
-            "wrote {} chunks ({} embedded, {} from cache) as generation {} in {:.1} s",
-            report.chunks_written,
+            "wrote {} ({} embedded, {} from cache) as generation {} in {:.1} s",
+            count(report.chunks_written, "chunk"),
             report.embedded,
             report.from_cache,
             report.generation,
@@ -77,7 +77,10 @@ pub fn print_report(report: &IndexReport) {
         protocol::outln!("{files} skipped as not text (binary, or not UTF-8): {}{more}", shown.join(", "));
     }
     if !report.unreadable.is_empty() {
-        protocol::outln!("{} could not be read (the index keeps what it had of them):", report.unreadable.len());
+        protocol::outln!(
+            "{} could not be read (the index keeps what it had of them):",
+            count(report.unreadable.len(), "document")
+        );
         for failed in report.unreadable.iter().take(LISTED) {
             let at = if failed.id.is_empty() { failed.source.to_string() } else { failed.id.clone() };
             protocol::outln!("  {at}: {}", failed.reason);
@@ -91,25 +94,24 @@ pub fn print_report(report: &IndexReport) {
 /// One line: what a Notion sync listed and did.
 pub fn print_sync_report(report: &SyncReport) {
     protocol::outln!(
-        "{} pages listed{}: {} added, {} updated, {} removed, {} unchanged, {} unreadable; \
-         {} blocks skipped; {} Notion requests in {:.1} s",
-        report.listed,
+        "{} listed{}: {} added, {} updated, {} removed, {} unchanged, {} unreadable; \
+         {} skipped; {} in {:.1} s",
+        count(report.listed, "page"),
         if report.full { " (full)" } else { "" },
         report.added,
         report.updated,
         report.removed,
         report.unchanged,
         report.unreadable,
-        report.skipped_blocks,
-        report.requests,
+        count(report.skipped_blocks, "block"),
+        protocol::console::count(report.requests, "Notion request"),
         report.elapsed_ms as f64 / 1000.0
     );
 }
 
-/// `indexed`: documents in the index, to tell an empty index from a search that found nothing.
 /// "1 note", "3 notes".
 pub fn count(number: usize, noun: &str) -> String {
-    if number == 1 { format!("1 {noun}") } else { format!("{number} {noun}s") }
+    protocol::console::count(number as u64, noun)
 }
 
 /// Says which asked-for tags no note carries, and which tags there are.

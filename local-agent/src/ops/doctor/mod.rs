@@ -311,9 +311,9 @@ pub fn check_index(data_dir: &Path, model_id: Option<&str>) -> Check {
         Ok(Some(snapshot)) => Check::ok(
             NAME,
             format!(
-                "generation {generation}: {} documents, {} chunks (model {})",
-                snapshot.manifest.documents.len(),
-                snapshot.manifest.chunk_count(),
+                "generation {generation}: {}, {} (model {})",
+                protocol::console::count(snapshot.manifest.documents.len() as u64, "document"),
+                protocol::console::count(snapshot.manifest.chunk_count() as u64, "chunk"),
                 snapshot.manifest.model_id
             ),
         ),
