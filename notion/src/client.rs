@@ -333,11 +333,29 @@ impl NotionClient {
         blocks: Vec<Value>,
         fence: &F,
     ) -> std::result::Result<Vec<Block>, F::Error> {
+        self.append_children_after(block_id, None, blocks, fence).await
+    }
+
+    /// [`append_children_fenced`](Self::append_children_fenced), placing the blocks right after
+    /// `after` (a child of `block_id`) instead of at the end when it is given: what a person
+    /// wrote below that block meanwhile stays below what is appended. Every request after the
+    /// first goes after the last block the previous one created, so the blocks stay together.
+    pub async fn append_children_after<F: Fence>(
+        &self,
+        block_id: &str,
+        after: Option<&str>,
+        blocks: Vec<Value>,
+        fence: &F,
+    ) -> std::result::Result<Vec<Block>, F::Error> {
         let mut created = Vec::new();
+        let mut after = after.map(str::to_owned);
         for batch in append::batches(blocks).map_err(NotionError::Invalid)? {
-            let sent = self.append_request(block_id, batch.blocks, fence).await?;
+            let sent = self.append_request(block_id, batch.blocks, after.as_deref(), fence).await?;
             if let Some(later) = batch.later {
                 self.append_later(last_id(&sent)?, later, fence).await?;
+            }
+            if after.is_some() {
+                after = Some(last_id(&sent)?);
             }
             created.extend(sent);
         }
@@ -364,7 +382,7 @@ impl NotionClient {
                 }
             }
             for batch in append::batches(later.rest).map_err(NotionError::Invalid)? {
-                let sent = self.append_request(&id, batch.blocks, fence).await?;
+                let sent = self.append_request(&id, batch.blocks, None, fence).await?;
                 if let Some(more) = batch.later {
                     work.push((last_id(&sent)?, more));
                 }
@@ -377,10 +395,14 @@ impl NotionClient {
         &self,
         block_id: &str,
         blocks: Vec<Value>,
+        after: Option<&str>,
         fence: &F,
     ) -> std::result::Result<Vec<Block>, F::Error> {
         let path = format!("/v1/blocks/{block_id}/children");
-        let body = json!({ "children": blocks });
+        let mut body = json!({ "children": blocks });
+        if let Some(after) = after {
+            body["after"] = json!(after);
+        }
         let list: List<Block> =
             self.call_fenced(Method::PATCH, &path, Some(&body), Repeat::OnlyIfRejected, fence).await?;
         Ok(list.results)

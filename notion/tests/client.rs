@@ -312,3 +312,34 @@ async fn long_tables_and_deep_nesting_arrive_whole_and_in_order() {
     let text = render(&tree).text;
     assert!(text.ends_with("The end."), "{text}");
 }
+
+#[tokio::test]
+async fn blocks_appended_after_a_block_stay_together_above_what_follows_it() {
+    let sandbox = NotionSandbox::start(TOKEN).await.unwrap();
+    let (_, source) = questions(&sandbox);
+    let id = question(&sandbox, &source, "After", "Pending");
+    let notion = client(&sandbox);
+    let anchor = notion.append_children(&id, vec![paragraph("The question's details.")]).await.unwrap();
+    // Meanwhile a person wrote below it.
+    sandbox.type_paragraph(&id, "Typed meanwhile.");
+    // 250 blocks: three requests, each after the last block the one before created.
+    let answer: Vec<Value> = (0..250).map(|i| paragraph(&format!("line {i}"))).collect();
+    notion.append_children_after(&id, Some(&anchor[0].id), answer, &notion::Unfenced).await.unwrap();
+    let texts: Vec<String> = notion
+        .children(&id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|block| block.payload()["rich_text"][0]["plain_text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(texts.len(), 252);
+    assert_eq!(
+        (texts[0].as_str(), texts[1].as_str(), texts[250].as_str()),
+        ("The question's details.", "line 0", "line 249")
+    );
+    assert_eq!(texts[251], "Typed meanwhile.", "what the person wrote stays below");
+    // An anchor that is not a child of the page is refused, and nothing is created.
+    let error = notion.append_children_after(&id, Some("no-such-block"), vec![paragraph("x")], &notion::Unfenced).await;
+    assert!(matches!(error, Err(ref error) if error.code() == Some("validation_error")), "{error:?}");
+    assert_eq!(notion.children(&id).await.unwrap().len(), 252);
+}

@@ -275,9 +275,12 @@ fn echo(model: &str, messages: &[Value]) -> String {
         .map(str::trim)
         .filter(|line| line.starts_with('[') && line.find("] ").is_some_and(|end| line[1..end].parse::<u32>().is_ok()))
         .collect();
-    // The prompt ends with `Question: …`; the echo names it once.
+    // The prompt ends with `Question: …` (or `Follow-up question: …`); the echo names it once.
     let question = user.lines().rev().find(|line| !line.trim().is_empty()).map(str::trim).unwrap_or_default();
-    let question = question.strip_prefix("Question:").map_or(question, str::trim);
+    let question = ["Question:", "Follow-up question:"]
+        .iter()
+        .find_map(|label| question.strip_prefix(label))
+        .map_or(question, str::trim);
     let mut answer =
         format!("## Stand-in answer\n\n- **Model:** {model}\n- **System:** {system}\n- **Question:** {question}\n");
     if citations.is_empty() {

@@ -13,6 +13,7 @@
 //! run's totals), `page` (the answer's blocks and markers on the page, the failure callout) and
 //! `lease` (the fence every page write passes).
 
+mod conversation;
 mod lease;
 mod page;
 pub mod report;
@@ -22,23 +23,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use notion::page::write;
-use notion::{Block, NotionClient, NotionError, Page};
+use notion::{NotionClient, NotionError, Page};
 use serde_json::json;
 use tokio::sync::{OnceCell, Semaphore};
 use tracing::{Instrument, info_span};
 
 use self::lease::LeaseFence;
-use self::page::{
-    AnswerOnPage, answer_blocks, extractive_answer, failure_callout, find_answer, has_link, is_answer_block,
-};
+use self::page::{AnswerOnPage, answer_blocks, extractive_answer, failure_callout, has_link};
 pub use self::report::{Cause, Outcome, PipelineError, RunReport, Step};
 pub use self::settings::{PipelineSettings, Vocabulary};
 use crate::clock::Clock;
 use crate::context::{ContextBuilder, ContextError, ContextMode};
 use crate::llm::{Llm, LlmError};
-use crate::store::{JobRecord, JobStatus, JobWrite, Store, StoreError, short_question};
+use crate::store::{JobRecord, JobStatus, JobWrite, Store, StoreError, TurnRecord, short_question};
 use crate::telemetry::RunObserver;
-use crate::templates::{Templates, build_prompt};
+use crate::templates::{Asked, Templates, build_prompt};
 
 /// Failure of one attempt at one page.
 #[derive(Debug, thiserror::Error)]
@@ -457,7 +456,8 @@ impl Pipeline {
         self.notion.update_properties(&page.id, properties).await.map(|_| ())
     }
 
-    /// Answers `page`; `crash` is the test hook's step to stop after, if any.
+    /// Answers `page`'s current turn (see [`conversation`]); `crash` is the test hook's step to
+    /// stop after, if any.
     async fn answer(
         &self,
         page: &Page,
@@ -468,48 +468,68 @@ impl Pipeline {
         let crash_point = |step: Step| if crash == Some(step) { Err(StepError::Crashed(step)) } else { Ok(()) };
         let started = Instant::now();
         let vocabulary = &self.settings.vocabulary;
-        let question = page.title();
-        let question = if question.trim().is_empty() { "(untitled question)".to_owned() } else { question };
+        let title = page.title();
+        let title = if title.trim().is_empty() { "(untitled question)".to_owned() } else { title };
         let tags = page.multi_select(&vocabulary.tags_property);
         let template = templates.select(&tags);
-        let search = || self.context.build(&question, &tags, template).instrument(info_span!("agent_search"));
+        let search = |query: String| {
+            let tags = &tags;
+            async move { self.context.build(&query, tags, template).await }.instrument(info_span!("agent_search"))
+        };
+        // A person may set Pending again once the answer is on the page, before this job
+        // finished (a run stopped between appending and recording): that Pending is theirs,
+        // not to be overwritten with Processing; the next generation answers it.
+        let reopened =
+            job.mode.is_some() && page.choice(&vocabulary.status_property) == Some(vocabulary.pending.as_str());
         let notion_reads = async {
-            self.set_status(page, &vocabulary.processing).instrument(info_span!("mark_processing")).await?;
+            if !reopened {
+                self.set_status(page, &vocabulary.processing).instrument(info_span!("mark_processing")).await?;
+            }
             crash_point(Step::MarkedProcessing)?;
             let tree = self.notion.block_tree(&page.id, 6).instrument(info_span!("read_blocks")).await?;
             Ok::<_, StepError>(tree)
         };
-        // Retrieval needs only the title and tags, so it runs while Processing is set and the
-        // blocks are read: the agent's search and Notion's round trips overlap. Only a job that
-        // recorded an answer already (its page most likely holds it) skips the early search. A
-        // search whose result goes unused changes nothing but the tag's cached context, which
-        // it would have refreshed anyway.
-        let (tree, early_context) = if job.mode.is_none() {
+        // A page's first question needs only its title and tags, so its search runs while
+        // Processing is set and the blocks are read: the agent's search and Notion's round trips
+        // overlap. A follow-up is read off the page first. Only a job that recorded an answer
+        // already (its page most likely holds it) skips the early search. A search whose result
+        // goes unused changes nothing but the tag's cached context, which it would have
+        // refreshed anyway.
+        let (tree, early_context) = if job.mode.is_none() && job.generation == 1 {
             // A failed read (or an injected crash) drops the search, as a stopped run would.
-            let (tree, context) = tokio::try_join!(notion_reads, async { Ok(search().await) })?;
+            let (tree, context) = tokio::try_join!(notion_reads, async { Ok(search(title.clone()).await) })?;
             (tree, Some(context))
         } else {
             (notion_reads.await?, None)
         };
-        let existing = find_answer(&tree, &page.id, job.generation);
-        // The page body, up to the first answer written by a previous generation.
-        let own: Vec<Block> = tree.iter().take_while(|block| !is_answer_block(block, &page.id)).cloned().collect();
-        let details = notion::render(&own).text;
+        let decided = job.turn.map(|turn| turn.replaces);
+        let decided = if job.mode.is_some() { Some(decided.flatten()) } else { None };
+        let turn = conversation::turn(&tree, &page.id, job.generation, &title, decided);
+        let asked_text = notion::render(turn.question).text;
+        let earlier = conversation::earlier_text(&turn.earlier, conversation::EARLIER_TOKENS);
+        // The page's own question: its title, with the body as details. A follow-up: what was
+        // written below the last answer, searched for together with the page's topic.
+        let (question, details, query) = if turn.first {
+            (title.clone(), asked_text, title.clone())
+        } else {
+            let query = page::truncate(&format!("{}\n{title}", asked_text.trim()), 1_000);
+            (asked_text, String::new(), query)
+        };
         crash_point(Step::ReadQuestion)?;
 
-        let mode = match (&existing, &job.mode) {
+        let mode = match (&turn.existing, &job.mode) {
             // The answer of this generation is already complete: only the status is missing.
             (AnswerOnPage::Complete, Some(mode)) => *mode,
             _ => {
                 let context = match early_context {
-                    Some(context) => context?,
-                    None => search().await?,
+                    Some(context) if turn.first => context?,
+                    _ => search(query).await?,
                 };
                 crash_point(Step::BuiltContext)?;
                 let (markdown, usage) = match &self.llm {
                     Some(llm) => {
-                        let prompt =
-                            info_span!("prompt").in_scope(|| build_prompt(template, &context, &question, &details));
+                        let asked = Asked { question: &question, details: &details, earlier: &earlier };
+                        let prompt = info_span!("prompt").in_scope(|| build_prompt(template, &context, &asked));
                         let completion = llm.complete(&prompt).instrument(info_span!("llm")).await?;
                         (completion.text, Some(completion.usage))
                     }
@@ -517,6 +537,10 @@ impl Pipeline {
                 };
                 job.mode = Some(context.mode);
                 job.usage = usage.clone();
+                job.turn = Some(TurnRecord {
+                    follow_up: !turn.first,
+                    replaces: turn.replaces.as_ref().map(|(generation, _)| *generation),
+                });
                 // Renewing the lease here, conditionally, means a run whose lease lapsed during a
                 // slow LLM call learns it before appending, not after (then another run owns it).
                 job.lease_until = self.clock.now() + self.settings.lease_secs;
@@ -527,12 +551,16 @@ impl Pipeline {
                 // Notion's retries can outlast it, and a run that lost the job must not write.
                 let fence = LeaseFence::new(self, job.clone());
                 let written = async {
-                    if let AnswerOnPage::Partial(ids) = &existing {
-                        for id in ids {
-                            self.notion.delete_block_fenced(id, &fence).await?;
-                        }
+                    // Blocks go last first: what is left after an interruption is still found.
+                    let replaced = turn.replaces.iter().flat_map(|(_, ids)| ids);
+                    let partial = match &turn.existing {
+                        AnswerOnPage::Partial(ids) => &ids[..],
+                        _ => &[],
+                    };
+                    for id in replaced.chain(partial) {
+                        self.notion.delete_block_fenced(id, &fence).await?;
                     }
-                    if !matches!(existing, AnswerOnPage::Complete) {
+                    if !matches!(turn.existing, AnswerOnPage::Complete) {
                         let blocks = answer_blocks(
                             &page.id,
                             job.generation,
@@ -540,8 +568,9 @@ impl Pipeline {
                             &context,
                             usage.as_ref(),
                             started.elapsed().as_secs_f64(),
+                            &vocabulary.pending,
                         );
-                        self.notion.append_children_fenced(&page.id, blocks, &fence).await?;
+                        self.append_answer(&page.id, turn.after.as_deref(), blocks, &fence).await?;
                     }
                     Ok::<(), StepError>(())
                 }
@@ -562,9 +591,45 @@ impl Pipeline {
         self.save(job).instrument(info_span!("record")).await?;
         crash_point(Step::Recorded)?;
 
-        self.set_finished(page, job).instrument(info_span!("status")).await?;
+        self.finish_unless_reopened(page, job, reopened).instrument(info_span!("status")).await?;
         crash_point(Step::StatusSet)?;
         Ok(mode)
+    }
+
+    /// Appends an answer right after `after` (the question it answers), so a follow-up a person
+    /// typed meanwhile stays below it; at the end if that block is gone (Notion refuses the
+    /// request then, so nothing was written).
+    async fn append_answer(
+        &self,
+        page_id: &str,
+        after: Option<&str>,
+        blocks: Vec<serde_json::Value>,
+        fence: &LeaseFence<'_>,
+    ) -> Result<(), StepError> {
+        match self.notion.append_children_after(page_id, after, blocks.clone(), fence).await {
+            Err(StepError::Notion(error)) if after.is_some() && error.code() == Some("validation_error") => {
+                tracing::info!(page = page_id, "the block the answer belongs under is gone; appending at the end");
+                self.notion.append_children_after(page_id, None, blocks, fence).await?;
+                Ok(())
+            }
+            result => result.map(drop),
+        }
+    }
+
+    /// The final status, unless a person set the page back to Pending while it was answered
+    /// (`reopened`, or seen now with one read): that Pending is left for the next generation,
+    /// a follow-up or an answer again.
+    async fn finish_unless_reopened(&self, page: &Page, job: &JobRecord, reopened: bool) -> Result<(), NotionError> {
+        let vocabulary = &self.settings.vocabulary;
+        let reopened = reopened || {
+            let now = self.notion.retrieve_page(&page.id).instrument(info_span!("read_status")).await?;
+            now.choice(&vocabulary.status_property) == Some(vocabulary.pending.as_str())
+        };
+        if reopened {
+            tracing::info!(page = %page.id, "set back to Pending while it was answered; the next run answers again");
+            return Ok(());
+        }
+        self.set_finished(page, job).await
     }
 
     /// The page status that shows a finished job.

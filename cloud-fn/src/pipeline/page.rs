@@ -1,7 +1,8 @@
 //! What an answer looks like on its question's page, and how it is found again: a heading
 //! whose link carries the start marker (page and generation), the answer, and a footer carrying
 //! the end marker; a failure callout carries its own. The markers are what make a retry after
-//! a crash safe: a complete answer is not written again, a partial one is replaced.
+//! a crash safe — a complete answer is not written again, a partial one is replaced — and what
+//! tells notion-llm's blocks from a person's (see `conversation`).
 
 use notion::Block;
 use serde_json::{Value, json};
@@ -38,29 +39,36 @@ pub(super) fn has_link(block: &Block, url: &str) -> bool {
         .any(|item| item["href"] == url || item["text"]["link"]["url"] == url)
 }
 
-pub(super) fn is_answer_block(block: &Block, page_id: &str) -> bool {
+/// Which marker a block carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Part {
+    /// An answer's heading.
+    Start,
+    /// An answer's footer.
+    End,
+    /// A failure callout.
+    Failed,
+}
+
+/// The generation and part of the marker `block` carries for `page_id`, if any.
+pub(super) fn marker_of(block: &Block, page_id: &str) -> Option<(u32, Part)> {
     let prefix = format!("{MARKER_BASE}{}-g", compact(page_id));
-    block.payload()["rich_text"].as_array().into_iter().flatten().any(|item| {
-        item["href"]
-            .as_str()
-            .or_else(|| item["text"]["link"]["url"].as_str())
-            .is_some_and(|url| url.starts_with(&prefix))
+    block.payload()["rich_text"].as_array().into_iter().flatten().find_map(|item| {
+        let url = item["href"].as_str().or_else(|| item["text"]["link"]["url"].as_str())?;
+        let (generation, part) = url.strip_prefix(&prefix)?.split_once('-')?;
+        let part = match part {
+            "start" => Part::Start,
+            "end" => Part::End,
+            "failed" => Part::Failed,
+            _ => return None,
+        };
+        Some((generation.parse().ok()?, part))
     })
 }
 
-pub(super) fn find_answer(blocks: &[Block], page_id: &str, generation: u32) -> AnswerOnPage {
-    let start = marker(page_id, generation, "start");
-    let end = marker(page_id, generation, "end");
-    let Some(first) = blocks.iter().position(|block| has_link(block, &start)) else { return AnswerOnPage::Absent };
-    if blocks[first..].iter().any(|block| has_link(block, &end)) {
-        AnswerOnPage::Complete
-    } else {
-        AnswerOnPage::Partial(blocks[first..].iter().map(|block| block.id.clone()).collect())
-    }
-}
-
 /// The answer as blocks: a heading carrying the start marker, the answer, a footer carrying the
-/// end marker (mode, model, tokens and cost, sources — linked where they are URLs — and seconds).
+/// end marker (mode, model, tokens and cost, sources — linked where they are URLs — seconds, and
+/// how to follow up: `pending` is the status that asks again).
 pub(super) fn answer_blocks(
     page_id: &str,
     generation: u32,
@@ -68,6 +76,7 @@ pub(super) fn answer_blocks(
     context: &BuiltContext,
     usage: Option<&Usage>,
     seconds: f64,
+    pending: &str,
 ) -> Vec<Value> {
     use notion::rich_text::{Style, text_item};
     let title = if context.mode.agent_answered() { "Answer" } else { "Answer (offline)" };
@@ -103,8 +112,17 @@ pub(super) fn answer_blocks(
     }
     footer.push_str(&format!(" · {seconds:.1} s"));
     items.push(text_item(&truncate(&footer, 1900), &muted));
+    items.push(text_item(&follow_up_hint(pending), &muted));
     blocks.push(json!({ "type": "paragraph", "paragraph": { "rich_text": items, "color": "gray" } }));
     blocks
+}
+
+/// The footer's last words: how to go on with the conversation.
+pub(super) fn follow_up_hint(pending: &str) -> String {
+    format!(
+        "\nTo follow up, write below this answer and set Status to {pending}. Set it to {pending} with nothing \
+         new below to have this answer written again."
+    )
 }
 
 /// Sources named in a footer; Notion allows 100 rich-text items in a block.
@@ -201,39 +219,39 @@ pub(super) fn failure_callout(page_id: &str, generation: u32, reason: &str, pend
 mod tests {
     use super::*;
 
-    fn block(id: &str, url: Option<&str>) -> Block {
-        let rich = match url {
-            Some(url) => json!([{ "plain_text": "x", "href": url }]),
-            None => json!([{ "plain_text": "x", "href": null }]),
-        };
-        serde_json::from_value(json!({ "id": id, "type": "paragraph", "paragraph": { "rich_text": rich } })).unwrap()
-    }
-
     #[test]
-    fn answers_are_found_by_their_markers() {
+    fn markers_tell_generation_and_part() {
         let page = "1111-2222";
-        let start = marker(page, 2, "start");
-        let end = marker(page, 2, "end");
-        let old = marker(page, 1, "start");
-        let complete = [block("a", None), block("b", Some(&start)), block("c", None), block("d", Some(&end))];
-        assert_eq!(find_answer(&complete, page, 2), AnswerOnPage::Complete);
-        let partial = [block("a", Some(&old)), block("b", Some(&start)), block("c", None)];
-        assert_eq!(find_answer(&partial, page, 2), AnswerOnPage::Partial(vec!["b".into(), "c".into()]));
-        assert_eq!(find_answer(&partial, page, 3), AnswerOnPage::Absent);
-        assert!(is_answer_block(&partial[0], page) && !is_answer_block(&complete[0], page));
+        let block = |url: &str| -> Block {
+            serde_json::from_value(json!({ "id": "b", "type": "paragraph",
+                "paragraph": { "rich_text": [{ "plain_text": "x", "href": url }] } }))
+            .unwrap()
+        };
+        assert_eq!(marker_of(&block(&marker(page, 12, "start")), page), Some((12, Part::Start)));
+        assert_eq!(marker_of(&block(&marker(page, 3, "end")), page), Some((3, Part::End)));
+        assert_eq!(marker_of(&block(&marker(page, 1, "failed")), page), Some((1, Part::Failed)));
+        assert_eq!(marker_of(&block(&marker("other-page", 1, "start")), page), None, "another page's");
+        assert_eq!(marker_of(&block("https://example.com"), page), None);
     }
 
     #[test]
     fn the_answer_carries_heading_footer_and_markers() {
         let context = BuiltContext { mode: ContextMode::Cached, text: String::new(), sources: vec!["a.md".into()] };
         let usage = Usage { model: "m".into(), ..Usage::default() };
-        let blocks = answer_blocks("p-1", 1, "Hello **world**", &context, Some(&usage), 1.26);
+        let blocks = answer_blocks("p-1", 1, "Hello **world**", &context, Some(&usage), 1.26, "Pending");
         assert_eq!(blocks[0]["heading_2"]["rich_text"][0]["text"]["content"], "Answer (offline)");
         assert_eq!(blocks[0]["heading_2"]["rich_text"][0]["text"]["link"]["url"], marker("p-1", 1, "start"));
         let footer = &blocks.last().unwrap()["paragraph"]["rich_text"];
         let text: String =
             footer.as_array().unwrap()[1..].iter().filter_map(|i| i["text"]["content"].as_str()).collect();
-        assert_eq!(text, " · mode: cached · model: m · 0 tokens (0 in, 0 out) · sources: a.md · 1.3 s");
+        assert_eq!(
+            text,
+            format!(
+                " · mode: cached · model: m · 0 tokens (0 in, 0 out) · sources: a.md · 1.3 s{}",
+                follow_up_hint("Pending")
+            )
+        );
+        assert!(text.contains("write below this answer and set Status to Pending"));
         assert_eq!(footer[0]["text"]["link"]["url"], marker("p-1", 1, "end"));
     }
 
@@ -246,9 +264,9 @@ mod tests {
             sources: vec!["notes/sleep.md".into(), notion_page.into(), "https://example.com/x".into()],
         };
         let usage = Usage { model: "m".into(), prompt_tokens: 1200, completion_tokens: 34, cost: Some(0.00123) };
-        let blocks = answer_blocks("p-1", 1, "Hi", &context, Some(&usage), 2.0);
+        let blocks = answer_blocks("p-1", 1, "Hi", &context, Some(&usage), 2.0, "Pending");
         let footer = blocks.last().unwrap()["paragraph"]["rich_text"].as_array().unwrap().clone();
-        let text: String = footer[1..].iter().filter_map(|i| i["text"]["content"].as_str()).collect();
+        let text: String = footer[1..footer.len() - 1].iter().filter_map(|i| i["text"]["content"].as_str()).collect();
         assert_eq!(
             text,
             " · mode: full · model: m · 1,234 tokens (1,200 in, 34 out) · $0.0012 · sources: notes/sleep.md, \

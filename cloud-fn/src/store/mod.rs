@@ -219,6 +219,10 @@ pub struct JobRecord {
     /// Which rung of the context ladder the answer's context came from.
     #[serde(default)]
     pub mode: Option<crate::context::ContextMode>,
+    /// What this generation answers on the page, recorded with the answer (before anything
+    /// on the page is replaced), so every later attempt answers the same turn.
+    #[serde(default)]
+    pub turn: Option<TurnRecord>,
     /// Why the last attempt failed.
     #[serde(default)]
     pub error: Option<String>,
@@ -247,12 +251,22 @@ impl JobRecord {
             owner: owner.to_owned(),
             question: None,
             mode: None,
+            turn: None,
             error: None,
             finished_at: None,
             usage: None,
             version: 0,
         }
     }
+}
+
+/// What a generation answers on its page (see `pipeline::conversation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnRecord {
+    /// A follow-up written below an earlier answer, rather than the page's own question.
+    pub follow_up: bool,
+    /// The generation whose answer (or failure callout) this one replaces.
+    pub replaces: Option<u32>,
 }
 
 /// Longest question title a job keeps, in characters.

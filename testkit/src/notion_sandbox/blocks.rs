@@ -179,6 +179,23 @@ pub fn append(workspace: &mut Workspace, parent: &str, parent_is_page: bool, chi
     created
 }
 
+/// Refuses Append Block Children's `after` unless it is a live child of `parent`.
+pub fn check_after(workspace: &Workspace, parent: &str, after: &str) -> Result<(), ApiError> {
+    match workspace.blocks.get(after) {
+        Some(block) if block.parent == parent && !block.in_trash => Ok(()),
+        _ => Err(ApiError::validation(format!("body.after: block {after} is not a child of {parent}"))),
+    }
+}
+
+/// Moves the just-created top-level blocks `created` of `parent` (at the end of its children)
+/// right after its child `after`, as Append Block Children's `after` does.
+pub fn place_after(workspace: &mut Workspace, parent: &str, after: &str, created: &[String]) {
+    let children = workspace.children.entry(parent.to_owned()).or_default();
+    children.retain(|id| !created.contains(id));
+    let at = children.iter().position(|id| id == after).map_or(children.len(), |index| index + 1);
+    children.splice(at..at, created.iter().cloned());
+}
+
 fn create(workspace: &mut Workspace, parent: &str, parent_is_page: bool, block: &Value) -> String {
     let kind = block_kind(block).unwrap_or("paragraph").to_owned();
     let mut payload = block[&kind].clone();

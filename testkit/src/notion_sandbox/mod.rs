@@ -252,6 +252,12 @@ impl NotionSandbox {
         workspace.children.entry(page_id.to_owned()).or_default().push(id);
     }
 
+    /// Types a paragraph at the end of a page, as a person does in the Notion app.
+    pub fn type_paragraph(&self, page_id: &str, text: &str) {
+        let rich_text = model::read_rich_text(&json!([{ "type": "text", "text": { "content": text } }]));
+        self.add_raw_block(page_id, "paragraph", json!({ "rich_text": rich_text, "color": "default" }));
+    }
+
     /// A page in its read shape (`GET /v1/pages/{id}`), trashed pages included.
     pub fn page(&self, id: &str) -> Option<Value> {
         self.workspace().page_json(id)

@@ -308,7 +308,18 @@ async fn append_children(
     }
     let parent_kind = workspace.blocks.get(&id).map(|block| block.kind.clone());
     blocks::validate_parent(parent_kind.as_deref(), children)?;
+    let after = match body.get("after") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(after)) => Some(after.clone()),
+        Some(_) => return Err(ApiError::validation("body.after should be a string")),
+    };
+    if let Some(after) = &after {
+        blocks::check_after(&workspace, &id, after)?;
+    }
     let created = blocks::append(&mut workspace, &id, parent_is_page, children);
+    if let Some(after) = &after {
+        blocks::place_after(&mut workspace, &id, after, &created);
+    }
     if let Some(page) = workspace.page_of(&id) {
         workspace.touch(&page);
     }
