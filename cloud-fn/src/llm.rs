@@ -67,8 +67,10 @@ pub struct LlmSetupError(String);
 /// A chat-completion model.
 #[async_trait]
 pub trait Llm: Send + Sync {
-    /// Answers a prompt.
-    async fn complete(&self, prompt: &Prompt) -> Result<Completion, LlmError>;
+    /// Answers a prompt, with `model` first if given (a question page's `Model`), then the
+    /// configured models in order: a model the provider does not know falls back to them, and
+    /// the completion's usage names the model that answered.
+    async fn complete(&self, prompt: &Prompt, model: Option<&str>) -> Result<Completion, LlmError>;
 }
 
 /// OpenRouter (or another OpenAI-compatible endpoint) settings.
@@ -201,9 +203,14 @@ impl OpenRouter {
 
 #[async_trait]
 impl Llm for OpenRouter {
-    async fn complete(&self, prompt: &Prompt) -> Result<Completion, LlmError> {
+    async fn complete(&self, prompt: &Prompt, first: Option<&str>) -> Result<Completion, LlmError> {
         let mut last = String::from("no model configured");
-        for model in &self.options.models {
+        let first = first.map(str::trim).filter(|model| !model.is_empty());
+        let models: Vec<&str> = first
+            .into_iter()
+            .chain(self.options.models.iter().map(String::as_str).filter(|model| Some(*model) != first))
+            .collect();
+        for &model in &models {
             for attempt in 1..=self.options.attempts.max(1) {
                 match self.attempt(model, prompt).await {
                     Ok(completion) => return Ok(completion),
@@ -225,6 +232,6 @@ impl Llm for OpenRouter {
                 }
             }
         }
-        Err(LlmError::Exhausted { models: self.options.models.join(", "), last })
+        Err(LlmError::Exhausted { models: models.join(", "), last })
     }
 }

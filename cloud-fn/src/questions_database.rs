@@ -12,7 +12,7 @@ use notion::{NotionClient, NotionError};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::pipeline::Vocabulary;
+use crate::pipeline::{Vocabulary, choices, feedback};
 
 /// Notion's own first option of a new status property: new rows start in it.
 const NOTION_DEFAULT_STATUS: &str = "Not started";
@@ -155,6 +155,22 @@ pub fn check_properties(properties: &Map<String, Value>, vocabulary: &Vocabulary
         ))),
         Some(_) => {}
     }
+    // The optional properties a page chooses with (see `pipeline::choices` and `feedback`).
+    let optional: [(&str, &[&str], &str); 4] = [
+        (choices::MODEL_PROPERTY, &["select"], "a Select of OpenRouter model ids"),
+        (choices::SOURCES_PROPERTY, &["multi_select"], "a Multi-select of Notes, Notion, None"),
+        (choices::SEARCH_PROPERTY, &["select"], "a Select of All, Notes, Notion, None"),
+        (feedback::HELPFUL_PROPERTY, &["select", "checkbox"], "a Select (Yes, No) or a Checkbox"),
+    ];
+    for (name, kinds, wanted) in optional {
+        if let Some(kind) = properties.get(name).map(kind_of)
+            && !kinds.contains(&kind.as_str())
+        {
+            findings.push(Finding::advice(format!(
+                "\"{name}\" is a {kind} property and is ignored: it is read only as {wanted}"
+            )));
+        }
+    }
     findings
 }
 
@@ -180,8 +196,9 @@ pub async fn check(notion: &NotionClient, database_id: &str, vocabulary: &Vocabu
 }
 
 /// Creates a questions database titled `title` under the page `parent_page_id`: a title
-/// `Question`, the status property as a select with its five options, and a multi-select of
-/// tags. Returns the new database's id.
+/// `Question`, the status property as a select with its five options, a multi-select of tags,
+/// and the optional choices of a page (`Model`, `Sources`) and its feedback (`Helpful`).
+/// Returns the new database's id.
 pub async fn create(
     notion: &NotionClient,
     parent_page_id: &str,
@@ -198,6 +215,11 @@ pub async fn create(
     properties.insert("Question".into(), json!({ "title": {} }));
     properties.insert(vocabulary.status_property.clone(), json!({ "select": { "options": options } }));
     properties.insert(vocabulary.tags_property.clone(), json!({ "multi_select": { "options": [] } }));
+    properties.insert(choices::MODEL_PROPERTY.into(), json!({ "select": { "options": [] } }));
+    let sources = ["Notes", "Notion", "None"].map(|name| json!({ "name": name }));
+    properties.insert(choices::SOURCES_PROPERTY.into(), json!({ "multi_select": { "options": sources } }));
+    let marks = [("Yes", "green"), ("No", "red")].map(|(name, color)| json!({ "name": name, "color": color }));
+    properties.insert(feedback::HELPFUL_PROPERTY.into(), json!({ "select": { "options": marks } }));
     let database = notion.create_database(parent_page_id, title, Value::Object(properties)).await?;
     Ok(database.id)
 }
@@ -268,5 +290,19 @@ mod tests {
         let findings = check_properties(&properties, &vocabulary);
         assert!(findings.iter().all(|f| f.severity == Severity::Advice), "{findings:?}");
         assert!(findings.iter().any(|f| f.message.contains("no option \"Pending\"")), "{findings:?}");
+        // Optional properties of the wrong type are named, as advice.
+        let properties = schema(json!({
+            "Name": { "type": "title", "title": {} },
+            "Status": select_like("select", &FIVE),
+            "Tags": { "type": "multi_select", "multi_select": {} },
+            "Model": { "type": "rich_text", "rich_text": {} },
+            "Helpful": { "type": "checkbox", "checkbox": {} },
+        }));
+        let findings = check_properties(&properties, &vocabulary);
+        assert!(
+            findings.iter().any(|f| f.message.starts_with("\"Model\" is a rich_text property and is ignored")),
+            "{findings:?}"
+        );
+        assert!(!findings.iter().any(|f| f.message.contains("Helpful")), "a checkbox is a mark: {findings:?}");
     }
 }

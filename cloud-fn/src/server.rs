@@ -375,14 +375,15 @@ async fn health(State(state): State<Arc<ServerState>>) -> Json<Health> {
 /// The last run, jobs by status, LLM usage, the agents and the store.
 #[utoipa::path(get, path = "/status", tag = "cloud", responses((status = 200, body = Status)))]
 async fn status(State(state): State<Arc<ServerState>>) -> Response {
-    let (jobs, usage, last_day, recent_questions) = match state.store.job_stats(state.clock.now()).await {
+    let (jobs, usage, last_day, recent_questions, feedback) = match state.store.job_stats(state.clock.now()).await {
         Ok(stats) => (
             serde_json::json!(stats.by_status),
             Some(UsagePeriods { today: stats.today, this_month: stats.this_month }),
             Some(stats.last_day),
             stats.recent,
+            Some(stats.feedback),
         ),
-        Err(error) => (serde_json::json!({ "error": error.to_string() }), None, None, Vec::new()),
+        Err(error) => (serde_json::json!({ "error": error.to_string() }), None, None, Vec::new(), None),
     };
     let last = state.runs.try_lock().ok().and_then(|last| last.clone());
     let running = state.runs.try_lock().is_err();
@@ -403,6 +404,7 @@ async fn status(State(state): State<Arc<ServerState>>) -> Response {
         usage,
         last_day,
         recent_questions,
+        feedback,
         agent: state.pipeline.context().link().status().await,
         store: state.store.kind(),
         notion_requests: state.pipeline.notion().requests_sent(),

@@ -166,6 +166,11 @@ async fn notion_init_creates_a_questions_database_that_answers_questions() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["title"], "Questions");
     assert!(report["findings"].as_array().unwrap().iter().all(|f| f["severity"] == "advice"), "{report}");
+    let schema =
+        world.notion().retrieve_data_source(&world.notion().data_source_id(database).await.unwrap()).await.unwrap();
+    for (name, kind) in [("Model", "select"), ("Sources", "multi_select"), ("Helpful", "select")] {
+        assert_eq!(schema["properties"][name]["type"], kind, "the optional {name} is there to use");
+    }
 
     // And questions asked in it are answered.
     let notion = world.notion();

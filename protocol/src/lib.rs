@@ -89,6 +89,21 @@ pub struct SearchRequest {
     /// Retriever(s) to use; hybrid unless asked otherwise.
     #[serde(default)]
     pub mode: SearchMode,
+    /// Only documents from these kinds of source (every kind when empty). Unlike tags, this
+    /// is a filter: a person asked for, say, their Notion knowledge only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 2)]
+    pub sources: Vec<SourceKind>,
+}
+
+/// Where an indexed document came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// A local folder of notes (Markdown, text).
+    Notes,
+    /// A Notion database the agent syncs.
+    Notion,
 }
 
 /// The OpenAPI pattern of text that must not be blank: at least one character that is not
@@ -151,6 +166,7 @@ impl SearchRequest {
             max_results: default_max_results(),
             similarity_threshold: default_similarity_threshold(),
             mode: SearchMode::Hybrid,
+            sources: Vec::new(),
         }
     }
 
@@ -158,6 +174,12 @@ impl SearchRequest {
     pub fn validate(&self) -> Result<(), InvalidRequest> {
         validate_query(&self.query)?;
         validate_tags(&self.tags)?;
+        if self.sources.len() > 2 {
+            return Err(InvalidRequest::new(format!(
+                "sources names at most the 2 kinds of source (notes, notion), got {} entries",
+                self.sources.len()
+            )));
+        }
         if !(1..=limits::MAX_RESULTS).contains(&self.max_results) {
             return Err(InvalidRequest::new(format!(
                 "max_results must be between 1 and {}, got {}",
@@ -428,6 +450,7 @@ mod tests {
             (SearchRequest { similarity_threshold: f32::NAN, ..SearchRequest::new("q") }, "similarity"),
             (SearchRequest { tags: vec!["".into()], ..SearchRequest::new("q") }, "tags"),
             (SearchRequest { query: "x".repeat(4001), ..SearchRequest::new("") }, "query"),
+            (SearchRequest { sources: vec![SourceKind::Notes; 3], ..SearchRequest::new("q") }, "sources"),
         ];
         for (request, field) in cases {
             let error = request.validate().expect_err(field);

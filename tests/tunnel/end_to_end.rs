@@ -33,7 +33,8 @@ use notion::page::write;
 use notion::{ClientOptions, NotionClient};
 use serde_json::{Value, json};
 use testkit::{
-    ApiGatewayEmulator, Dynalite, EmulatorOptions, LlmStandIn, NotionSandbox, ParameterStoreStandIn, WebSocketBackend,
+    ApiGatewayEmulator, Dynalite, EmulatorOptions, LlmStandIn, NotionSandbox, ParameterStoreStandIn, PropertyKind,
+    PropertySchema, WebSocketBackend,
 };
 
 use crate::support::{DYNAMODB_TABLE, TOKEN, dynalite_store, management_client};
@@ -75,7 +76,22 @@ impl Chain {
     async fn start(cloud: Cloud) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let sandbox = NotionSandbox::start(NOTION_TOKEN).await.unwrap();
-        let (database, source) = sandbox.create_questions_database();
+        // The questions database `notion init` makes: with the optional `Helpful` select.
+        let (database, source) = sandbox.create_database(
+            "Questions",
+            vec![
+                PropertySchema::new("Question", PropertyKind::Title),
+                PropertySchema::new("Status", PropertyKind::Status).with_options(&[
+                    "Pending",
+                    "Processing",
+                    "Answered",
+                    "Answered (offline)",
+                    "Failed",
+                ]),
+                PropertySchema::new("Tags", PropertyKind::MultiSelect),
+                PropertySchema::new("Helpful", PropertyKind::Select),
+            ],
+        );
         let llm = LlmStandIn::start(LLM_KEY).await.unwrap();
         let (link, agent_url, stop, aws) = match cloud {
             Cloud::SelfHosted => {
@@ -125,7 +141,8 @@ impl Chain {
             store.clone(),
             context,
             clock.clone(),
-            PipelineSettings::default(),
+            // Marks are read at every run, not every 10 min, for the status page's test.
+            PipelineSettings { feedback_interval: Duration::ZERO, ..PipelineSettings::default() },
         ));
         let settings = ServerSettings { access: ApiAccess::Key(Secret::new("cloud-key")), ..ServerSettings::default() };
         let service = SelfHosted::around(hub.clone(), agents, pipeline, settings);
@@ -289,8 +306,8 @@ impl Drop for Chain {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_hosted_answers_come_from_notes_then_cache_then_notes_again_as_the_status_page_shows() {
-    let (chain, _agent) = notes_then_cache_then_notes(Cloud::SelfHosted).await;
-    the_status_page_shows_the_agent_and_the_answers(&chain).await;
+    let (chain, _agent, offline_answer) = notes_then_cache_then_notes(Cloud::SelfHosted).await;
+    the_status_page_shows_the_agent_and_the_answers(&chain, &offline_answer).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,8 +316,9 @@ async fn on_lambda_answers_come_from_notes_then_cache_then_notes_again() {
 }
 
 /// Three questions: from the notes, from the cache while the agent is away, from the notes
-/// again once it is back. Returns the chain with the agent still running.
-async fn notes_then_cache_then_notes(cloud: Cloud) -> (Chain, AgentProcess) {
+/// again once it is back. Returns the chain with the agent still running, and the page answered
+/// from the cache.
+async fn notes_then_cache_then_notes(cloud: Cloud) -> (Chain, AgentProcess, String) {
     let chain = Chain::start(cloud).await;
     chain.index_sample_notes();
     let agent = chain.start_agent().await;
@@ -314,8 +332,8 @@ async fn notes_then_cache_then_notes(cloud: Cloud) -> (Chain, AgentProcess) {
     // The PC goes away: the next question on the topic is answered from the cached context,
     // without waiting longer than FALLBACK_TIMEOUT for the agent.
     drop(agent);
-    let page = chain.ask("How long should a break between focus sessions be?", &["AI效率"]);
-    let (status, footer, took) = chain.answer(&page).await;
+    let offline_answer = chain.ask("How long should a break between focus sessions be?", &["AI效率"]);
+    let (status, footer, took) = chain.answer(&offline_answer).await;
     assert_eq!(status, "Answered (offline)", "{footer}");
     // The tag's cached context: the last full answer's, or the one the agent pushed for the
     // tag (whichever reached the store last); either cites the tag's notes.
@@ -328,14 +346,16 @@ async fn notes_then_cache_then_notes(cloud: Cloud) -> (Chain, AgentProcess) {
     let (status, footer, _) = chain.answer(&page).await;
     assert_eq!(status, "Answered", "{footer}");
     assert!(footer.contains("mode: full") && footer.contains("rust-ownership.md"), "{footer}");
-    (chain, agent)
+    (chain, agent, offline_answer)
 }
 
 /// `GET /` of `cloud-fn serve` in a real headless Chromium, after the three questions: the page
 /// asks for the key, and once it has it shows the connected agent, the day's answers with the
 /// share answered without the agent, and each question with its context mode.
-async fn the_status_page_shows_the_agent_and_the_answers(chain: &Chain) {
+async fn the_status_page_shows_the_agent_and_the_answers(chain: &Chain, offline_answer: &str) {
     const WAIT: Duration = Duration::from_secs(15);
+    // The person found the offline answer unhelpful.
+    chain.sandbox.set_property(offline_answer, "Helpful", notion::page::write::select("No"));
     let url = chain.agent_url.replace("ws://", "http://").replace("/agent", "/");
     let chromium = testkit::browser::Chromium::find().unwrap_or_else(|missing| panic!("{missing}"));
     let mut tab = chromium.open(&url, 1200, 900).await.unwrap();
@@ -353,6 +373,15 @@ async fn the_status_page_shows_the_agent_and_the_answers(chain: &Chain) {
     for expected in ["Who owns a value in Rust?", "How long should a break", "cached", "full", "primary/model"] {
         assert!(questions.contains(expected), "{expected:?} in the recent questions: {questions}");
     }
+    tab.wait_for("document.getElementById('unhelpful').textContent.includes('How long should a break')", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(tab.text("helpful-ratio").await.unwrap().as_deref(), Some("0 % of 1"));
+    let unhelpful = tab.text("unhelpful").await.unwrap().unwrap_or_default();
+    assert!(
+        unhelpful.contains("cached") && unhelpful.contains("productivity/"),
+        "with the sources it used: {unhelpful}"
+    );
     let month = tab.text("month-tokens").await.unwrap().unwrap_or_default();
     assert!(month.ends_with("in 3 answers"), "{month}");
     assert!(tab.text("runs").await.unwrap().is_some_and(|runs| !runs.contains("no run")), "the runs that answered");

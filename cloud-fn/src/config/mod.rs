@@ -290,6 +290,7 @@ impl CloudConfig {
                 retry_delay_secs: source.seconds("RETRY_DELAY", defaults.retry_delay_secs as f64)?.as_secs() as i64,
                 concurrency: source.number("CONCURRENCY", defaults.concurrency)?,
                 max_pages_per_run: source.number("MAX_PAGES_PER_RUN", defaults.max_pages_per_run)?,
+                feedback_interval: source.seconds("FEEDBACK_INTERVAL", defaults.feedback_interval.as_secs_f64())?,
             },
             poll_interval: source.seconds("POLL_INTERVAL", 120.0)?,
             agent_tokens: source

@@ -44,6 +44,7 @@ pub const SETTINGS: &[&str] = &[
     "RETRY_DELAY",
     "CONCURRENCY",
     "MAX_PAGES_PER_RUN",
+    "FEEDBACK_INTERVAL",
     "WEBSOCKET_ENDPOINT",
     "TLS_CERT_FILE",
     "TLS_KEY_FILE",

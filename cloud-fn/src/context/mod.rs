@@ -12,7 +12,7 @@ pub mod cache;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::SearchRequest;
+use protocol::{SearchRequest, SourceKind};
 use serde::{Deserialize, Serialize};
 
 use self::cache::ContextCache;
@@ -32,6 +32,8 @@ pub enum ContextMode {
     Cached,
     /// From the template (possibly empty).
     Template,
+    /// Not searched: the question's page asked for no retrieval (`Search` = None).
+    NotSearched,
 }
 
 impl ContextMode {
@@ -42,12 +44,14 @@ impl ContextMode {
             Self::Unmatched => "unmatched",
             Self::Cached => "cached",
             Self::Template => "template",
+            Self::NotSearched => "none",
         }
     }
 
-    /// Whether the agent answered (the answer is not degraded by its absence).
+    /// Whether the answer is as the person asked it, not degraded by the agent's absence: the
+    /// agent answered, or no search was wanted.
     pub fn agent_answered(self) -> bool {
-        matches!(self, Self::Full | Self::Unmatched)
+        matches!(self, Self::Full | Self::Unmatched | Self::NotSearched)
     }
 }
 
@@ -60,6 +64,56 @@ pub struct BuiltContext {
     pub text: String,
     /// Cited sources.
     pub sources: Vec<String>,
+}
+
+/// What a question's page asked retrieval to search (its `Sources` or `Search` property).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Every indexed source (no such property, or nothing chosen).
+    #[default]
+    Everything,
+    /// Only these kinds of source: a filter the agent applies. Context built this way is not
+    /// cached for the tag (it is not what a question on the tag in general would get), and
+    /// without the agent the answer falls back to the template.
+    Only(Vec<SourceKind>),
+    /// No retrieval at all: the model answers from the question alone.
+    Nothing,
+}
+
+impl Scope {
+    /// Reads the page's choice: a `Sources` multi-select (`Notes`, `Notion`, `None`) or a
+    /// `Search` select (`All`, `Notes`, `Notion`, `None`), compared case-insensitively;
+    /// anything else is ignored.
+    pub fn from_choices<'a>(choices: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut kinds = Vec::new();
+        let mut nothing = false;
+        for choice in choices {
+            match choice.trim().to_lowercase().as_str() {
+                "notes" | "local notes" | "folders" => kinds.push(SourceKind::Notes),
+                "notion" | "notion knowledge" => kinds.push(SourceKind::Notion),
+                "none" | "nothing" | "no search" => nothing = true,
+                "all" | "everything" => return Self::Everything,
+                _ => {}
+            }
+        }
+        kinds.dedup();
+        match (nothing, kinds.is_empty()) {
+            (_, false) if kinds.len() == 2 => Self::Everything,
+            (_, false) => Self::Only(kinds),
+            (true, true) => Self::Nothing,
+            (false, true) => Self::Everything,
+        }
+    }
+
+    /// How a footer names a narrowed search (`None` for every source).
+    pub fn describe(&self) -> Option<&'static str> {
+        match self {
+            Self::Everything => None,
+            Self::Only(kinds) if kinds.as_slice() == [SourceKind::Notes] => Some("searched: notes only"),
+            Self::Only(_) => Some("searched: Notion knowledge only"),
+            Self::Nothing => Some("searched: nothing, as asked"),
+        }
+    }
 }
 
 /// Settings of the ladder (`ENABLE_FALLBACK`, `FALLBACK_TIMEOUT`, `CONTEXT_CACHE_TTL`).
@@ -120,16 +174,27 @@ impl ContextBuilder {
         &self.link
     }
 
-    /// Context for `question`, tagged `tags`, using `template` as the last resort.
+    /// Context for `question`, tagged `tags`, from what `scope` allows, using `template` as
+    /// the last resort.
     pub async fn build(
         &self,
         question: &str,
         tags: &[String],
+        scope: &Scope,
         template: &Template,
     ) -> Result<BuiltContext, ContextError> {
+        let kinds = match scope {
+            Scope::Nothing => {
+                return Ok(BuiltContext { mode: ContextMode::NotSearched, text: String::new(), sources: Vec::new() });
+            }
+            Scope::Only(kinds) => kinds.clone(),
+            Scope::Everything => Vec::new(),
+        };
+        let narrowed = !kinds.is_empty();
         let request = SearchRequest {
             tags: tags.to_vec(),
             max_results: self.settings.max_results,
+            sources: kinds,
             ..SearchRequest::new(question)
         };
         // No `is_live()` first: an offline link fails fast by contract, and on AWS asking
@@ -150,7 +215,9 @@ impl ContextBuilder {
                         sources.push(hit.source.clone());
                     }
                 }
-                self.cache.remember_answer(tags, &response.context, &sources).await;
+                if !narrowed {
+                    self.cache.remember_answer(tags, &response.context, &sources).await;
+                }
                 return Ok(BuiltContext { mode: ContextMode::Full, text: response.context, sources });
             }
             Err(LinkError::Offline) => LinkError::Offline,
@@ -162,7 +229,7 @@ impl ContextBuilder {
         if !self.settings.enable_fallback {
             return Err(ContextError::AgentUnavailable(offline));
         }
-        if let Some(cached) = self.cache.recall(tags).await? {
+        if !narrowed && let Some(cached) = self.cache.recall(tags).await? {
             return Ok(BuiltContext { mode: ContextMode::Cached, text: cached.context, sources: cached.sources });
         }
         Ok(BuiltContext { mode: ContextMode::Template, text: template.fallback_context.clone(), sources: Vec::new() })

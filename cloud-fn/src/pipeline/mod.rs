@@ -13,7 +13,9 @@
 //! run's totals), `page` (the answer's blocks and markers on the page, the failure callout) and
 //! `lease` (the fence every page write passes).
 
+pub mod choices;
 mod conversation;
+pub mod feedback;
 mod lease;
 mod page;
 pub mod report;
@@ -28,8 +30,9 @@ use serde_json::json;
 use tokio::sync::{OnceCell, Semaphore};
 use tracing::{Instrument, info_span};
 
+use self::choices::Choices;
 use self::lease::LeaseFence;
-use self::page::{AnswerOnPage, answer_blocks, extractive_answer, failure_callout, has_link};
+use self::page::{AnswerOnPage, Footer, answer_blocks, extractive_answer, failure_callout, has_link};
 pub use self::report::{Cause, Outcome, PipelineError, RunReport, Step};
 pub use self::settings::{PipelineSettings, Vocabulary};
 use crate::clock::Clock;
@@ -89,6 +92,8 @@ pub struct Pipeline {
     crashes: Crashes,
     run_counter: std::sync::atomic::AtomicU64,
     observers: std::sync::Mutex<Vec<Arc<dyn RunObserver>>>,
+    /// Where the sweep of `Helpful` marks stands (see [`feedback`]).
+    feedback: tokio::sync::Mutex<feedback::Sweep>,
 }
 
 impl Pipeline {
@@ -115,6 +120,7 @@ impl Pipeline {
             crashes: Crashes::Never,
             run_counter: Default::default(),
             observers: Default::default(),
+            feedback: Default::default(),
         }
     }
 
@@ -200,7 +206,9 @@ impl Pipeline {
             }
             Err(error) => return Err(error.into()),
         };
-        self.process(pages, started).await
+        let report = self.process(pages, started).await;
+        self.sweep_feedback().instrument(info_span!("feedback")).await;
+        report
     }
 
     /// Answers the given pages now if they are pending questions of this database (a webhook's
@@ -224,8 +232,14 @@ impl Pipeline {
             };
             let status = page.choice(&vocabulary.status_property);
             let open = status == Some(vocabulary.pending.as_str()) || status == Some(vocabulary.processing.as_str());
-            if open && !page.is_trashed() && page.is_row_of(&self.database_id, &source) {
+            if page.is_trashed() || !page.is_row_of(&self.database_id, &source) {
+                continue;
+            }
+            if open {
                 pages.push(page);
+            } else if let Err(error) = self.record_mark(&page).await {
+                // The scheduled sweep reads the mark again.
+                tracing::warn!(%error, page = %page.id, "could not record what was said of an answer");
             }
         }
         self.process(pages, started).await
@@ -437,11 +451,18 @@ impl Pipeline {
     }
 
     /// The finished job's status, and its usage in the page's `Tokens` and `Cost` number
-    /// properties if it has them (one write either way).
+    /// properties if it has them; a `Helpful` mark left from an earlier turn is cleared, since
+    /// it was about the answer this turn follows or replaces (one write either way).
     async fn set_finished(&self, page: &Page, job: &JobRecord) -> Result<(), NotionError> {
         let property = &self.settings.vocabulary.status_property;
         let name = self.final_status(job.status);
         let mut properties = json!({ property.as_str(): self.status_value(page, name) });
+        if job.generation > 1
+            && job.helpful.is_none()
+            && let Some(cleared) = feedback::cleared(page)
+        {
+            properties[feedback::HELPFUL_PROPERTY] = cleared;
+        }
         let is_number = |name: &str| page.property(name).and_then(|p| p["type"].as_str()) == Some("number");
         if let Some(usage) = &job.usage {
             if is_number("Tokens") {
@@ -472,9 +493,11 @@ impl Pipeline {
         let title = if title.trim().is_empty() { "(untitled question)".to_owned() } else { title };
         let tags = page.multi_select(&vocabulary.tags_property);
         let template = templates.select(&tags);
+        let choices = Choices::of(page);
         let search = |query: String| {
-            let tags = &tags;
-            async move { self.context.build(&query, tags, template).await }.instrument(info_span!("agent_search"))
+            let (tags, scope) = (&tags, &choices.scope);
+            async move { self.context.build(&query, tags, scope, template).await }
+                .instrument(info_span!("agent_search"))
         };
         // A person may set Pending again once the answer is on the page, before this job
         // finished (a run stopped between appending and recording): that Pending is theirs,
@@ -530,13 +553,15 @@ impl Pipeline {
                     Some(llm) => {
                         let asked = Asked { question: &question, details: &details, earlier: &earlier };
                         let prompt = info_span!("prompt").in_scope(|| build_prompt(template, &context, &asked));
-                        let completion = llm.complete(&prompt).instrument(info_span!("llm")).await?;
+                        let model = choices.model.as_deref();
+                        let completion = llm.complete(&prompt, model).instrument(info_span!("llm")).await?;
                         (completion.text, Some(completion.usage))
                     }
                     None => (extractive_answer(&context), None),
                 };
                 job.mode = Some(context.mode);
                 job.usage = usage.clone();
+                job.sources = context.sources.iter().take(crate::store::MAX_JOB_SOURCES).cloned().collect();
                 job.turn = Some(TurnRecord {
                     follow_up: !turn.first,
                     replaces: turn.replaces.as_ref().map(|(generation, _)| *generation),
@@ -561,15 +586,13 @@ impl Pipeline {
                         self.notion.delete_block_fenced(id, &fence).await?;
                     }
                     if !matches!(turn.existing, AnswerOnPage::Complete) {
-                        let blocks = answer_blocks(
-                            &page.id,
-                            job.generation,
-                            &markdown,
-                            &context,
-                            usage.as_ref(),
-                            started.elapsed().as_secs_f64(),
-                            &vocabulary.pending,
-                        );
+                        let said = Footer {
+                            usage: usage.as_ref(),
+                            seconds: started.elapsed().as_secs_f64(),
+                            pending: &vocabulary.pending,
+                            notes: choices.notes(usage.as_ref()),
+                        };
+                        let blocks = answer_blocks(&page.id, job.generation, &markdown, &context, &said);
                         self.append_answer(&page.id, turn.after.as_deref(), blocks, &fence).await?;
                     }
                     Ok::<(), StepError>(())

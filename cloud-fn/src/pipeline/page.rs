@@ -66,18 +66,29 @@ pub(super) fn marker_of(block: &Block, page_id: &str) -> Option<(u32, Part)> {
     })
 }
 
+/// What an answer's footer says besides its context.
+pub(super) struct Footer<'a> {
+    /// The LLM's usage (`None` for an extractive answer).
+    pub usage: Option<&'a Usage>,
+    /// Seconds the question took.
+    pub seconds: f64,
+    /// The status that asks again (for the follow-up hint).
+    pub pending: &'a str,
+    /// Remarks on the page's own choices: a model that was not available, a narrowed search.
+    pub notes: Vec<String>,
+}
+
 /// The answer as blocks: a heading carrying the start marker, the answer, a footer carrying the
-/// end marker (mode, model, tokens and cost, sources — linked where they are URLs — seconds, and
-/// how to follow up: `pending` is the status that asks again).
+/// end marker (mode, model, tokens and cost, the page's choices, sources — linked where they are
+/// URLs — seconds, and how to follow up).
 pub(super) fn answer_blocks(
     page_id: &str,
     generation: u32,
     markdown: &str,
     context: &BuiltContext,
-    usage: Option<&Usage>,
-    seconds: f64,
-    pending: &str,
+    said: &Footer<'_>,
 ) -> Vec<Value> {
+    let (usage, seconds, pending) = (said.usage, said.seconds, said.pending);
     use notion::rich_text::{Style, text_item};
     let title = if context.mode.agent_answered() { "Answer" } else { "Answer (offline)" };
     let heading_style = Style { link: Some(marker(page_id, generation, "start")), ..Style::default() };
@@ -90,6 +101,10 @@ pub(super) fn answer_blocks(
     }
     if let Some(usage) = usage {
         footer.push_str(&format!(" · model: {} · {}", usage.model, usage_text(usage)));
+    }
+    for note in &said.notes {
+        footer.push_str(" · ");
+        footer.push_str(note);
     }
     let muted = Style { italic: true, ..Style::default() };
     let signature = Style { italic: true, link: Some(marker(page_id, generation, "end")), ..Style::default() };
@@ -238,7 +253,8 @@ mod tests {
     fn the_answer_carries_heading_footer_and_markers() {
         let context = BuiltContext { mode: ContextMode::Cached, text: String::new(), sources: vec!["a.md".into()] };
         let usage = Usage { model: "m".into(), ..Usage::default() };
-        let blocks = answer_blocks("p-1", 1, "Hello **world**", &context, Some(&usage), 1.26, "Pending");
+        let said = Footer { usage: Some(&usage), seconds: 1.26, pending: "Pending", notes: vec![] };
+        let blocks = answer_blocks("p-1", 1, "Hello **world**", &context, &said);
         assert_eq!(blocks[0]["heading_2"]["rich_text"][0]["text"]["content"], "Answer (offline)");
         assert_eq!(blocks[0]["heading_2"]["rich_text"][0]["text"]["link"]["url"], marker("p-1", 1, "start"));
         let footer = &blocks.last().unwrap()["paragraph"]["rich_text"];
@@ -264,13 +280,15 @@ mod tests {
             sources: vec!["notes/sleep.md".into(), notion_page.into(), "https://example.com/x".into()],
         };
         let usage = Usage { model: "m".into(), prompt_tokens: 1200, completion_tokens: 34, cost: Some(0.00123) };
-        let blocks = answer_blocks("p-1", 1, "Hi", &context, Some(&usage), 2.0, "Pending");
+        let notes = vec!["searched: notes only".to_owned()];
+        let said = Footer { usage: Some(&usage), seconds: 2.0, pending: "Pending", notes };
+        let blocks = answer_blocks("p-1", 1, "Hi", &context, &said);
         let footer = blocks.last().unwrap()["paragraph"]["rich_text"].as_array().unwrap().clone();
         let text: String = footer[1..footer.len() - 1].iter().filter_map(|i| i["text"]["content"].as_str()).collect();
         assert_eq!(
             text,
-            " · mode: full · model: m · 1,234 tokens (1,200 in, 34 out) · $0.0012 · sources: notes/sleep.md, \
-             Weekly Review, https://example.com/x · 2.0 s"
+            " · mode: full · model: m · 1,234 tokens (1,200 in, 34 out) · $0.0012 · searched: notes only · sources: \
+             notes/sleep.md, Weekly Review, https://example.com/x · 2.0 s"
         );
         let link = |label: &str| footer.iter().find(|i| i["text"]["content"] == label).unwrap()["text"]["link"].clone();
         assert_eq!(link("Weekly Review")["url"], notion_page);

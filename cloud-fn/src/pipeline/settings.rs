@@ -49,6 +49,10 @@ pub struct PipelineSettings {
     /// Most pages one run claims, oldest first; the rest wait for the next run. Bounds what
     /// one run (one Lambda invocation) can spend.
     pub max_pages_per_run: usize,
+    /// Least time between two sweeps of the answers' `Helpful` marks by one process (a
+    /// scheduled run reads the pages marked since the last sweep; webhook events record marks
+    /// at once).
+    pub feedback_interval: std::time::Duration,
 }
 
 impl Default for PipelineSettings {
@@ -60,6 +64,7 @@ impl Default for PipelineSettings {
             retry_delay_secs: 60,
             concurrency: 4,
             max_pages_per_run: 50,
+            feedback_interval: std::time::Duration::from_secs(600),
         }
     }
 }

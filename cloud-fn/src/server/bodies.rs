@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::agent::LinkStatus;
 use crate::pipeline::RunReport;
-use crate::store::{DayFigures, JobSummary, UsageTotals};
+use crate::store::{DayFigures, Feedback, JobSummary, UsageTotals};
 use crate::telemetry::recent_runs::RunSummary;
 
 /// Every failure: `{success: false, error: {code, message}}` with a 4xx/5xx status.
@@ -73,6 +73,10 @@ pub struct Status {
     pub last_day: Option<DayFigures>,
     /// The newest questions of the job ledger (working ones first), with their outcomes.
     pub recent_questions: Vec<JobSummary>,
+    /// What people marked in the questions' `Helpful` property: the helpful ratio by context
+    /// mode and model, and the answers marked unhelpful with their sources; `null` when the
+    /// store cannot be read.
+    pub feedback: Option<Feedback>,
     /// The agents behind the link.
     pub agent: LinkStatus,
     /// The store in use: `embedded` or `dynamodb`.

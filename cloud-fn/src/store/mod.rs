@@ -82,6 +82,42 @@ pub struct JobStats {
     pub last_day: DayFigures,
     /// The newest jobs (by when they finished; unfinished ones first), at most [`RECENT_JOBS`].
     pub recent: Vec<JobSummary>,
+    /// What people said of the answers (`Helpful`).
+    pub feedback: Feedback,
+}
+
+/// Answers people marked helpful or not, and the unhelpful ones with what they were built from,
+/// so a person can see what the notes lack.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Feedback {
+    /// By context mode (`full`, `cached`…).
+    pub by_mode: BTreeMap<String, Votes>,
+    /// By the model that answered.
+    pub by_model: BTreeMap<String, Votes>,
+    /// The newest answers marked unhelpful, at most [`RECENT_JOBS`].
+    pub unhelpful: Vec<JobSummary>,
+}
+
+/// Helpful and unhelpful marks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Votes {
+    /// Marked helpful.
+    pub helpful: u64,
+    /// Marked not helpful.
+    pub unhelpful: u64,
+    /// `helpful / (helpful + unhelpful)`.
+    pub ratio: f64,
+}
+
+impl Votes {
+    fn add(&mut self, helpful: bool) {
+        if helpful {
+            self.helpful += 1
+        } else {
+            self.unhelpful += 1
+        }
+        self.ratio = self.helpful as f64 / (self.helpful + self.unhelpful) as f64;
+    }
 }
 
 /// Jobs shown in [`JobStats::recent`].
@@ -126,6 +162,10 @@ pub struct JobSummary {
     pub tokens: Option<u64>,
     /// Cost in credits, if reported.
     pub cost: Option<f64>,
+    /// The sources its answer cited.
+    pub sources: Vec<String>,
+    /// What the person said of it (`Helpful`), if anything.
+    pub helpful: Option<bool>,
 }
 
 impl JobSummary {
@@ -142,6 +182,8 @@ impl JobSummary {
             model: job.usage.as_ref().map(|usage| usage.model.clone()),
             tokens: job.usage.as_ref().map(|usage| usage.prompt_tokens + usage.completion_tokens),
             cost: job.usage.as_ref().and_then(|usage| usage.cost).filter(|cost| cost.is_finite()),
+            sources: job.sources.clone(),
+            helpful: job.helpful,
         }
     }
 }
@@ -174,12 +216,25 @@ impl JobStats {
                     stats.last_day.fallback += u64::from(job.status == JobStatus::AnsweredOffline);
                 }
             }
+            if let Some(helpful) = job.helpful {
+                let mode = job.mode.map_or("none", |mode| mode.as_str());
+                stats.feedback.by_mode.entry(mode.to_owned()).or_default().add(helpful);
+                if let Some(usage) = &job.usage {
+                    stats.feedback.by_model.entry(usage.model.clone()).or_default().add(helpful);
+                }
+            }
             newest.push(job);
         }
         stats.last_day.fallback_ratio =
             (stats.last_day.answers > 0).then(|| stats.last_day.fallback as f64 / stats.last_day.answers as f64);
         // Unfinished jobs first (they are happening now), then the most recently finished.
         newest.sort_by_key(|job| std::cmp::Reverse(job.finished_at.unwrap_or(i64::MAX)));
+        stats.feedback.unhelpful = newest
+            .iter()
+            .filter(|job| job.helpful == Some(false))
+            .take(RECENT_JOBS)
+            .map(|job| JobSummary::of(job))
+            .collect();
         stats.recent = newest.into_iter().take(RECENT_JOBS).map(JobSummary::of).collect();
         stats
     }
@@ -223,6 +278,12 @@ pub struct JobRecord {
     /// on the page is replaced), so every later attempt answers the same turn.
     #[serde(default)]
     pub turn: Option<TurnRecord>,
+    /// The sources the answer's context cited (at most [`MAX_JOB_SOURCES`]).
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// What the person said of the answer in the page's `Helpful` property.
+    #[serde(default)]
+    pub helpful: Option<bool>,
     /// Why the last attempt failed.
     #[serde(default)]
     pub error: Option<String>,
@@ -252,6 +313,8 @@ impl JobRecord {
             question: None,
             mode: None,
             turn: None,
+            sources: Vec::new(),
+            helpful: None,
             error: None,
             finished_at: None,
             usage: None,
@@ -268,6 +331,9 @@ pub struct TurnRecord {
     /// The generation whose answer (or failure callout) this one replaces.
     pub replaces: Option<u32>,
 }
+
+/// Sources a job keeps of its answer's context.
+pub const MAX_JOB_SOURCES: usize = 20;
 
 /// Longest question title a job keeps, in characters.
 pub const QUESTION_CHARS: usize = 200;
@@ -558,6 +624,36 @@ mod tests {
         let question = stats.recent[1].question.as_deref().unwrap();
         assert_eq!(question.chars().count(), QUESTION_CHARS + 1, "shortened, with an ellipsis");
         assert_eq!(JobStats::of(&[], now).last_day.fallback_ratio, None);
+    }
+
+    #[test]
+    fn feedback_is_counted_by_mode_and_model_and_the_unhelpful_are_listed() {
+        use crate::context::ContextMode;
+        let rated = |page: &str, mode: ContextMode, model: &str, helpful: Option<bool>, at: i64| {
+            let mut job = JobRecord::fresh(page, 1, "run", 0);
+            (job.status, job.mode, job.finished_at, job.helpful) = (JobStatus::Answered, Some(mode), Some(at), helpful);
+            job.usage = Some(Usage { model: model.into(), ..Usage::default() });
+            job.sources = vec![format!("{page}.md")];
+            job
+        };
+        let jobs = [
+            rated("a", ContextMode::Full, "m1", Some(true), 10),
+            rated("b", ContextMode::Full, "m1", Some(false), 20),
+            rated("c", ContextMode::Cached, "m2", Some(false), 30),
+            rated("d", ContextMode::Full, "m2", Some(true), 40),
+            rated("e", ContextMode::Full, "m2", None, 50),
+        ];
+        let feedback = JobStats::of(&jobs, 100).feedback;
+        assert_eq!(feedback.by_mode["full"], Votes { helpful: 2, unhelpful: 1, ratio: 2.0 / 3.0 });
+        assert_eq!(feedback.by_mode["cached"], Votes { helpful: 0, unhelpful: 1, ratio: 0.0 });
+        assert_eq!(feedback.by_model["m2"], Votes { helpful: 1, unhelpful: 1, ratio: 0.5 });
+        let unhelpful: Vec<(&str, &[String])> =
+            feedback.unhelpful.iter().map(|job| (job.page_id.as_str(), job.sources.as_slice())).collect();
+        assert_eq!(
+            unhelpful,
+            [("c", &["c.md".to_owned()][..]), ("b", &["b.md".to_owned()][..])],
+            "newest first, with their sources"
+        );
     }
 }
 

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,6 +29,8 @@ pub const UNKNOWN_TOPIC: &str = "quantum knitting";
 /// mentioning [`UNKNOWN_TOPIC`], for which nothing in its notes matches.
 pub struct FakeAgent {
     pub live: AtomicBool,
+    /// Searches asked of it.
+    pub searches: AtomicUsize,
 }
 
 #[async_trait]
@@ -38,6 +40,7 @@ impl AgentLink for FakeAgent {
     }
 
     async fn search(&self, request: &SearchRequest, _deadline: Duration) -> Result<SearchResponse, LinkError> {
+        self.searches.fetch_add(1, Ordering::SeqCst);
         if !self.is_live().await {
             return Err(LinkError::Offline);
         }
@@ -62,7 +65,14 @@ impl AgentLink for FakeAgent {
         Ok(SearchResponse {
             success: true,
             results: vec![hit],
-            context: format!("[1] Sleep notes (notes/sleep.md)\nAbout: {}", request.query),
+            context: if request.sources.is_empty() {
+                format!("[1] Sleep notes (notes/sleep.md)\nAbout: {}", request.query)
+            } else {
+                format!(
+                    "[1] Sleep notes (notes/sleep.md)\nAbout: {}\nSearched only: {:?}",
+                    request.query, request.sources
+                )
+            },
             processing_time: 0.001,
             fusion: None,
         })
@@ -105,7 +115,7 @@ impl World {
             clock: Arc::new(ManualClock::new()),
             database,
             source,
-            agent: Arc::new(FakeAgent { live: AtomicBool::new(true) }),
+            agent: Arc::new(FakeAgent { live: AtomicBool::new(true), searches: AtomicUsize::new(0) }),
             _dir: dir,
         }
     }

@@ -80,6 +80,24 @@ impl Snapshot {
         self.locations.get(&chunk_id).copied()
     }
 
+    /// Whether a document comes from one of `kinds` of source (every kind when empty).
+    pub fn is_from(&self, document: u32, kinds: &[protocol::SourceKind]) -> bool {
+        if kinds.is_empty() {
+            return true;
+        }
+        let root = self
+            .manifest
+            .documents
+            .get(document as usize)
+            .and_then(|entry| self.manifest.roots.get(entry.root as usize));
+        let kind = match root {
+            Some(crate::sources::SourceId::Folder(_)) => protocol::SourceKind::Notes,
+            Some(crate::sources::SourceId::Notion(_)) => protocol::SourceKind::Notion,
+            None => return false,
+        };
+        kinds.contains(&kind)
+    }
+
     /// Whether a document carries one of `tags` (already lower-cased).
     pub fn has_any_tag(&self, document: u32, tags: &[String]) -> bool {
         self.document_tags.get(document as usize).is_some_and(|own| own.iter().any(|tag| tags.contains(tag)))

@@ -221,12 +221,13 @@ impl Engine {
         let snapshot = self.current_snapshot()?;
         let tags = normalized_tags(&request.tags);
         let key = format!(
-            "search\u{0}{:?}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
+            "search\u{0}{:?}\u{0}{}\u{0}{}\u{0}{}\u{0}{}\u{0}{:?}",
             request.mode,
             request.query.trim(),
             tags.join("\u{1}"),
             request.max_results,
-            request.similarity_threshold
+            request.similarity_threshold,
+            request.sources
         );
         let cached = self.lock_cache().get(&key, snapshot.generation());
         let (results, context, fusion) = match cached {
@@ -236,6 +237,7 @@ impl Engine {
                     &snapshot,
                     request.query.trim(),
                     &tags,
+                    &request.sources,
                     request.mode,
                     request.max_results,
                     request.similarity_threshold,
@@ -269,7 +271,7 @@ impl Engine {
                 let wanted = (request.max_length / 200).clamp(3, protocol::limits::MAX_RESULTS);
                 let threshold = protocol::SearchRequest::new("").similarity_threshold;
                 let (hits, _) =
-                    self.retrieve(&snapshot, request.query.trim(), &tags, SearchMode::Hybrid, wanted, threshold)?;
+                    self.retrieve(&snapshot, request.query.trim(), &tags, &[], SearchMode::Hybrid, wanted, threshold)?;
                 let passages = self.passages(&snapshot, &hits)?;
                 let (context, sources) = build_context(&passages, request.max_length);
                 self.lock_cache().put(key, snapshot.generation(), Answer::Context(context.clone(), sources.clone()));
@@ -305,23 +307,26 @@ impl Engine {
         self.current_snapshot()
     }
 
-    /// The best `max_results` documents for `query`, and how its lists were fused. Tags
-    /// narrow, they never empty: documents carrying one of `tags` come first, and the best of
-    /// the others fill the places left.
+    /// The best `max_results` documents for `query` from the `kinds` of source asked for (all
+    /// when empty), and how its lists were fused. Tags narrow, they never empty: documents
+    /// carrying one of `tags` come first, and the best of the others fill the places left.
+    #[allow(clippy::too_many_arguments)]
     fn retrieve(
         &self,
         snapshot: &Snapshot,
         query: &str,
         tags: &[String],
+        kinds: &[protocol::SourceKind],
         mode: SearchMode,
         max_results: usize,
         threshold: f32,
     ) -> Result<(Vec<Hit>, Fusion)> {
         let query = QueryView::new(&self.embedder, &self.settings, query, mode)?;
-        let mut hits = rank(snapshot, &self.settings, &query, tags, mode, max_results, threshold)?;
+        let mut hits = rank(snapshot, &self.settings, &query, tags, kinds, mode, max_results, threshold)?;
         if !tags.is_empty() && hits.len() < max_results {
             let tagged: HashSet<u32> = hits.iter().map(|hit| hit.document).collect();
-            let others = rank(snapshot, &self.settings, &query, &[], mode, max_results + tagged.len(), threshold)?;
+            let wanted = max_results + tagged.len();
+            let others = rank(snapshot, &self.settings, &query, &[], kinds, mode, wanted, threshold)?;
             let room = max_results - hits.len();
             hits.extend(others.into_iter().filter(|hit| !tagged.contains(&hit.document)).take(room));
         }

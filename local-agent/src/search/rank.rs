@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use protocol::{Fusion, SearchMode, SourceType};
+use protocol::{Fusion, SearchMode, SourceKind, SourceType};
 
 use super::SearchSettings;
 use super::fusion::{RankedList, reciprocal_rank_fusion};
@@ -73,12 +73,15 @@ fn dense_trust(visibility: f32) -> f32 {
 }
 
 /// The best `max_results` documents for `query` among those carrying one of `tags` (all
-/// documents when `tags` is empty), best first, each above `threshold`.
+/// documents when `tags` is empty) from the `kinds` of source asked for (all when empty), best
+/// first, each above `threshold`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn rank(
     snapshot: &Snapshot,
     settings: &SearchSettings,
     query: &QueryView,
     tags: &[String],
+    kinds: &[SourceKind],
     mode: SearchMode,
     max_results: usize,
     threshold: f32,
@@ -86,18 +89,26 @@ pub(super) fn rank(
     let depth = settings.candidates.max(3 * max_results);
     let QueryView { terms, vector: query_vector, fusion } = query;
     let Fusion { visibility, keyword_weight, semantic_weight, .. } = *fusion;
+    let from_kinds = |chunk: u64| snapshot.locate(chunk).is_some_and(|l| snapshot.is_from(l.document, kinds));
 
     let keyword_chunks = if keyword_weight == 0.0 {
         Vec::new()
-    } else {
+    } else if kinds.is_empty() {
         snapshot.text.search(terms, tags, settings.title_boost, depth)?
+    } else {
+        // The keyword index has no field for the kind of source: read deeper, keep those.
+        let chunks = snapshot.text.search(terms, tags, settings.title_boost, 4 * depth)?;
+        chunks.into_iter().filter(|&(chunk, _)| from_kinds(chunk)).take(depth).collect()
     };
     let semantic_chunks = if semantic_weight == 0.0 {
         Vec::new()
-    } else if tags.is_empty() {
+    } else if tags.is_empty() && kinds.is_empty() {
         snapshot.vectors.search(query_vector, depth, None)?
     } else {
-        let accept = |chunk: u64| snapshot.locate(chunk).is_some_and(|l| snapshot.has_any_tag(l.document, tags));
+        let accept = |chunk: u64| {
+            from_kinds(chunk)
+                && (tags.is_empty() || snapshot.locate(chunk).is_some_and(|l| snapshot.has_any_tag(l.document, tags)))
+        };
         snapshot.vectors.search(query_vector, depth, Some(&accept))?
     };
 

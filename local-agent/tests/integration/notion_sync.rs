@@ -298,6 +298,27 @@ async fn a_rebuild_through_the_indexer_re_reads_notion_as_well_as_the_folders() 
         }
     };
     tokio::time::timeout(Duration::from_secs(60), notion_back).await.expect("the Notion pages did not come back");
+
+    // A search can ask for one kind of source only (a question page's `Sources`): a filter,
+    // not a preference, even when the best match is of the other kind.
+    let engine =
+        Engine::open(&knowledge.data(), embedder(), SearchSettings { cache_capacity: 0, ..SearchSettings::default() })
+            .unwrap();
+    let kinds_found = |sources: Vec<protocol::SourceKind>| {
+        let request = SearchRequest {
+            max_results: 10,
+            similarity_threshold: 0.0,
+            sources,
+            ..SearchRequest::new("descaling kettles")
+        };
+        let results = engine.search(&request).unwrap().results;
+        let notion = results.iter().filter(|hit| hit.source.starts_with("https://www.notion.so/")).count();
+        (results.len() - notion, notion)
+    };
+    assert_eq!(kinds_found(vec![]), (1, 3), "every kind");
+    assert_eq!(kinds_found(vec![protocol::SourceKind::Notion]), (0, 3), "Notion knowledge only");
+    assert_eq!(kinds_found(vec![protocol::SourceKind::Notes]), (1, 0), "notes only");
+
     assert!(indexer.submit(IndexJob::FoldersChanged));
     stop.cancel();
     indexing.await.unwrap();

@@ -52,6 +52,19 @@ function showStatus(status) {
     : "–");
   set("today-usage", status.usage ? usage(status.usage.today) : "–");
 
+  const feedback = status.feedback;
+  const votes = feedback ? Object.values(feedback.by_mode) : [];
+  const helpful = votes.reduce((sum, v) => sum + v.helpful, 0);
+  const marked = votes.reduce((sum, v) => sum + v.helpful + v.unhelpful, 0);
+  set("helpful-ratio", marked ? percent(helpful / marked) + " of " + marked : "no marks yet");
+  items("helpful-by", feedback ? [
+    ...Object.entries(feedback.by_mode).map(([mode, v]) => mode + ": " + percent(v.ratio) + " of " + (v.helpful + v.unhelpful)),
+    ...Object.entries(feedback.by_model).map(([model, v]) => model + ": " + percent(v.ratio) + " of " + (v.helpful + v.unhelpful)),
+  ] : []);
+  fill("unhelpful", (feedback ? feedback.unhelpful : []).map((job) => row([questionCell(job), job.mode || "–",
+    job.model || "–", job.sources.length ? job.sources.join(", ") : "none (nothing matched)"])), 4,
+  "none marked unhelpful (add a Helpful select or checkbox to the questions database)");
+
   set("last-error", status.last_error ? "Last failed run: " + status.last_error : "");
   set("running", status.running ? "a run is in progress" : "");
   fill("runs", status.runs.map((run) => row([ago(run.at), String(run.found), String(run.answered),

@@ -95,8 +95,14 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Search { query, tags, top_k, threshold, mode, json, no_context } => {
-            let request =
-                SearchRequest { query, tags, max_results: top_k, similarity_threshold: threshold, mode: mode.into() };
+            let request = SearchRequest {
+                query,
+                tags,
+                max_results: top_k,
+                similarity_threshold: threshold,
+                mode: mode.into(),
+                sources: Vec::new(),
+            };
             search(&config, &request, json, !no_context)
         }
         Command::Serve { listen, .. } => serve(config.clone(), listen.unwrap_or(config.listen)),
