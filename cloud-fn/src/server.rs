@@ -40,6 +40,7 @@ use self::bodies::{
 
 use crate::clock::Clock;
 use crate::config::{CloudConfig, Secret};
+use crate::pipeline::comments::CommentOutcome;
 use crate::pipeline::{Pipeline, PipelineError, RunReport};
 use crate::store::Store;
 use crate::telemetry::recent_runs::RecentRuns;
@@ -548,10 +549,12 @@ async fn notion_webhook(State(state): State<Arc<ServerState>>, headers: HeaderMa
         tracing::warn!(event = %event.id, "refused a Notion webhook delivery: {refused}");
         return error(StatusCode::UNAUTHORIZED, "bad_signature", refused.to_string());
     }
-    let Some(page) = event.question_page() else {
+    let comment = event.comment_created();
+    let page = event.question_page();
+    if page.is_none() && comment.is_none() {
         return Json(WebhookAccepted { success: true, ignored: Some(event.kind), ..Default::default() })
             .into_response();
-    };
+    }
     let now = state.clock.now();
     match store.remember_event(&event.id, now + webhook::DEDUPE_SECS, now).await {
         Ok(true) => {}
@@ -561,10 +564,23 @@ async fn notion_webhook(State(state): State<Arc<ServerState>>, headers: HeaderMa
         }
         Err(store_error) => return unavailable("could not record a webhook event", &store_error),
     }
-    match state.pipeline.process_pages(&[page.to_owned()]).await {
-        Ok(report) => {
-            Json(WebhookAccepted { success: true, report: Some(report), ..Default::default() }).into_response()
-        }
+    let answered = match (page, comment) {
+        (Some(page), _) => state
+            .pipeline
+            .process_pages(&[page.to_owned()])
+            .await
+            .map(|report| WebhookAccepted { success: true, report: Some(report), ..Default::default() })
+            .map_err(|failure| failure.to_string()),
+        (None, Some(comment)) => match state.pipeline.answer_comment(&comment).await {
+            // Another run is answering it: Notion's redelivery comes back once it is done.
+            Ok(CommentOutcome::Busy) => Err("another run is answering this comment".to_owned()),
+            Ok(outcome) => Ok(WebhookAccepted { success: true, comment: Some(outcome), ..Default::default() }),
+            Err(failure) => Err(failure.to_string()),
+        },
+        (None, None) => unreachable!("events with neither are answered above"),
+    };
+    match answered {
+        Ok(accepted) => Json(accepted).into_response(),
         Err(failure) => {
             // Let Notion's redelivery try again; the schedule is the safety net if it does not.
             if let Err(store_error) = store.forget_event(&event.id).await {

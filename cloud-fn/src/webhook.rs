@@ -49,6 +49,20 @@ pub struct Event {
     /// What the event is about.
     #[serde(default)]
     pub entity: Option<Entity>,
+    /// Event-specific details; a comment event's `page_id` and `parent`.
+    #[serde(default)]
+    pub data: Value,
+}
+
+/// A new comment: which, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommentCreated {
+    /// The comment's id.
+    pub comment_id: String,
+    /// The page it is on (or the page of the block it is on).
+    pub page_id: String,
+    /// The page or block it is attached to, where it is listed.
+    pub parent_id: String,
 }
 
 /// The object an event is about.
@@ -98,6 +112,18 @@ impl Event {
     pub fn question_page(&self) -> Option<&str> {
         let entity = self.entity.as_ref()?;
         (entity.kind == "page" && RELEVANT.contains(&self.kind.as_str())).then_some(entity.id.as_str())
+    }
+
+    /// The comment this event announces, for a `comment.created` event that says where it is.
+    pub fn comment_created(&self) -> Option<CommentCreated> {
+        let entity =
+            self.entity.as_ref().filter(|entity| entity.kind == "comment" && self.kind == "comment.created")?;
+        let id = |value: &Value| {
+            value.as_str().map(str::trim).filter(|id| !id.is_empty() && id.len() <= 64).map(str::to_owned)
+        };
+        let page_id = id(&self.data["page_id"])?;
+        let parent_id = id(&self.data["parent"]["id"]).unwrap_or_else(|| page_id.clone());
+        Some(CommentCreated { comment_id: id(&Value::String(entity.id.clone()))?, page_id, parent_id })
     }
 }
 
@@ -157,6 +183,12 @@ mod tests {
         let comment = r#"{"id":"e2","type":"comment.created","entity":{"id":"c1","type":"comment"}}"#;
         let Ok(Delivery::Event(comment)) = Delivery::parse(comment.as_bytes()) else { panic!("an event") };
         assert_eq!(comment.question_page(), None);
+        assert_eq!(comment.comment_created(), None, "no page: nothing to look at");
+        let comment = r#"{"id":"e3","type":"comment.created","entity":{"id":"c1","type":"comment"},
+            "data":{"page_id":"p1","parent":{"id":"b1","type":"block"}}}"#;
+        let Ok(Delivery::Event(comment)) = Delivery::parse(comment.as_bytes()) else { panic!("an event") };
+        let created = CommentCreated { comment_id: "c1".into(), page_id: "p1".into(), parent_id: "b1".into() };
+        assert_eq!(comment.comment_created(), Some(created));
         assert!(matches!(Delivery::parse(b"not json"), Err(WebhookError::Malformed(_))));
         assert!(matches!(Delivery::parse(br#"{"type":"page.created"}"#), Err(WebhookError::Malformed(_))));
         assert!(matches!(Delivery::parse(br#"{"verification_token":""}"#), Err(WebhookError::Malformed(_))));

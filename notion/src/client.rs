@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::append::{self, Later};
 use crate::block::Block;
+use crate::comment::Comment;
 use crate::error::{NotionError, Result};
 use crate::page::{Database, List, Page};
 
@@ -406,6 +407,34 @@ impl NotionClient {
         let list: List<Block> =
             self.call_fenced(Method::PATCH, &path, Some(&body), Repeat::OnlyIfRejected, fence).await?;
         Ok(list.results)
+    }
+
+    /// The open comments on a page or block (a page's own, or those on one block), oldest
+    /// first, every page of them.
+    pub async fn comments(&self, block_id: &str) -> Result<Vec<Comment>> {
+        let mut comments = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/comments?block_id={block_id}&page_size=100");
+            if let Some(cursor) = &cursor {
+                path.push_str("&start_cursor=");
+                path.push_str(cursor);
+            }
+            let list: List<Comment> = self.call(Method::GET, &path, None, Repeat::Safe).await?;
+            comments.extend(list.results);
+            match (list.has_more, list.next_cursor) {
+                (true, Some(next)) => cursor = Some(next),
+                _ => return Ok(comments),
+            }
+        }
+    }
+
+    /// Replies in discussion `discussion_id` with `rich_text` (at most 100 objects of 2000
+    /// characters). Like an append it is repeated only when Notion certainly refused it: after
+    /// a timeout the reply may exist, and the caller looks before replying again.
+    pub async fn reply_in_discussion(&self, discussion_id: &str, rich_text: Vec<Value>) -> Result<Comment> {
+        let body = json!({ "discussion_id": discussion_id, "rich_text": rich_text });
+        self.call(Method::POST, "/v1/comments", Some(&body), Repeat::OnlyIfRejected).await
     }
 
     /// `DELETE /v1/blocks/{id}` (moves the block to the trash).

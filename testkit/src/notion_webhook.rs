@@ -27,3 +27,18 @@ pub fn page_event(event_type: &str, event_id: &str, page: &str, database: &str) 
     })
     .to_string()
 }
+
+/// A `comment.created` event about `comment`, written on `parent` (the page, or a block of it)
+/// of `page`, as a JSON body.
+pub fn comment_event(event_id: &str, comment: &str, page: &str, parent: &str) -> String {
+    let parent_type = if parent == page { "page" } else { "block" };
+    serde_json::json!({
+        "id": event_id,
+        "timestamp": "2026-12-07T10:00:00.000Z",
+        "type": "comment.created",
+        "attempt_number": 1,
+        "entity": { "id": comment, "type": "comment" },
+        "data": { "page_id": page, "parent": { "id": parent, "type": parent_type } },
+    })
+    .to_string()
+}

@@ -291,6 +291,11 @@ impl CloudConfig {
                 concurrency: source.number("CONCURRENCY", defaults.concurrency)?,
                 max_pages_per_run: source.number("MAX_PAGES_PER_RUN", defaults.max_pages_per_run)?,
                 feedback_interval: source.seconds("FEEDBACK_INTERVAL", defaults.feedback_interval.as_secs_f64())?,
+                comment_trigger: match source.get("COMMENT_TRIGGER") {
+                    None => defaults.comment_trigger.clone(),
+                    Some(off) if off.trim().is_empty() || off.trim().eq_ignore_ascii_case("off") => None,
+                    Some(trigger) => Some(trigger.trim().to_owned()),
+                },
             },
             poll_interval: source.seconds("POLL_INTERVAL", 120.0)?,
             agent_tokens: source

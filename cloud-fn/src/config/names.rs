@@ -45,6 +45,7 @@ pub const SETTINGS: &[&str] = &[
     "CONCURRENCY",
     "MAX_PAGES_PER_RUN",
     "FEEDBACK_INTERVAL",
+    "COMMENT_TRIGGER",
     "WEBSOCKET_ENDPOINT",
     "TLS_CERT_FILE",
     "TLS_KEY_FILE",

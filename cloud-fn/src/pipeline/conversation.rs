@@ -249,7 +249,7 @@ fn is_wide(character: char) -> bool {
 }
 
 /// `text` cut to about `tokens` tokens, with an ellipsis where it was cut.
-fn cut_to_tokens(text: &str, tokens: usize) -> String {
+pub(super) fn cut_to_tokens(text: &str, tokens: usize) -> String {
     let text = text.trim();
     if estimate_tokens(text) <= tokens {
         return text.to_owned();

@@ -14,6 +14,7 @@
 //! `lease` (the fence every page write passes).
 
 pub mod choices;
+pub mod comments;
 mod conversation;
 pub mod feedback;
 mod lease;
@@ -551,7 +552,7 @@ impl Pipeline {
                 crash_point(Step::BuiltContext)?;
                 let (markdown, usage) = match &self.llm {
                     Some(llm) => {
-                        let asked = Asked { question: &question, details: &details, earlier: &earlier };
+                        let asked = Asked { question: &question, details: &details, earlier: &earlier, brief: false };
                         let prompt = info_span!("prompt").in_scope(|| build_prompt(template, &context, &asked));
                         let model = choices.model.as_deref();
                         let completion = llm.complete(&prompt, model).instrument(info_span!("llm")).await?;

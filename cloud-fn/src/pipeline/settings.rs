@@ -53,6 +53,8 @@ pub struct PipelineSettings {
     /// scheduled run reads the pages marked since the last sweep; webhook events record marks
     /// at once).
     pub feedback_interval: std::time::Duration,
+    /// What a comment starts with to be answered (`?`); `None`: comments are not answered.
+    pub comment_trigger: Option<String>,
 }
 
 impl Default for PipelineSettings {
@@ -65,6 +67,7 @@ impl Default for PipelineSettings {
             concurrency: 4,
             max_pages_per_run: 50,
             feedback_interval: std::time::Duration::from_secs(600),
+            comment_trigger: Some("?".into()),
         }
     }
 }

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use crate::agent::LinkStatus;
 use crate::pipeline::RunReport;
+use crate::pipeline::comments::CommentOutcome;
 use crate::store::{DayFigures, Feedback, JobSummary, UsageTotals};
 use crate::telemetry::recent_runs::RunSummary;
 
@@ -153,8 +154,8 @@ pub struct VerificationForgotten {
 }
 
 /// `POST /webhooks/notion` when it accepted a delivery: the handshake was received, the event
-/// was not about a question (`ignored`: its type), was seen before (`duplicate`: its id), or
-/// was answered (`report`).
+/// was not about a question (`ignored`: its type), was seen before (`duplicate`: its id), was
+/// answered (`report`), or announced a comment (`comment`: what became of it).
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct WebhookAccepted {
     /// Always `true`.
@@ -171,6 +172,9 @@ pub struct WebhookAccepted {
     /// The run that answered the event's question.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<RunReport>,
+    /// What became of the comment a `comment.created` event announced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<CommentOutcome>,
 }
 
 /// What Notion POSTs to `/webhooks/notion` (schema only; the handler reads the raw body, whose

@@ -8,6 +8,7 @@
 //! point the code under test at [`NotionSandbox::url`].
 
 mod blocks;
+mod comments;
 mod model;
 mod query;
 mod routes;
@@ -256,6 +257,38 @@ impl NotionSandbox {
     pub fn type_paragraph(&self, page_id: &str, text: &str) {
         let rich_text = model::read_rich_text(&json!([{ "type": "text", "text": { "content": text } }]));
         self.add_raw_block(page_id, "paragraph", json!({ "rich_text": rich_text, "color": "default" }));
+    }
+
+    /// A person comments on a page or block, starting a discussion (as in the Notion app);
+    /// returns `(comment_id, discussion_id)`.
+    pub fn add_comment(&self, parent: &str, text: &str) -> (String, String) {
+        let rich_text = json!([{ "type": "text", "text": { "content": text } }]);
+        let comment = comments::add(&mut self.workspace(), parent, None, "sandbox-user", &rich_text);
+        (comment.id, comment.discussion_id)
+    }
+
+    /// A person replies in a discussion; returns the comment's id.
+    pub fn reply_in(&self, discussion: &str, text: &str) -> String {
+        let mut workspace = self.workspace();
+        let parent = workspace
+            .comments
+            .iter()
+            .find(|comment| comment.discussion_id == discussion)
+            .map(|comment| comment.parent.clone())
+            .expect("the discussion exists");
+        let rich_text = json!([{ "type": "text", "text": { "content": text } }]);
+        comments::add(&mut workspace, &parent, Some(discussion.to_owned()), "sandbox-user", &rich_text).id
+    }
+
+    /// Every comment of a discussion, oldest first, in their read shape.
+    pub fn discussion(&self, discussion: &str) -> Vec<Value> {
+        let workspace = self.workspace();
+        workspace
+            .comments
+            .iter()
+            .filter(|comment| comment.discussion_id == discussion)
+            .map(|comment| comment.json())
+            .collect()
     }
 
     /// A page in its read shape (`GET /v1/pages/{id}`), trashed pages included.

@@ -149,6 +149,8 @@ pub(crate) struct Workspace {
     pub blocks: HashMap<String, BlockRecord>,
     /// Children (block ids, in order) of a page or block.
     pub children: HashMap<String, Vec<String>>,
+    /// Comments, oldest first.
+    pub comments: Vec<super::comments::CommentRecord>,
     pub clock_offset: ChronoDuration,
     seq: u64,
 }

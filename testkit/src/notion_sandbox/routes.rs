@@ -13,6 +13,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/pages/{id}", get(retrieve_page).patch(update_page))
         .route("/v1/blocks/{id}/children", get(list_children).patch(append_children))
         .route("/v1/blocks/{id}", get(retrieve_block).delete(delete_block))
+        .route("/v1/comments", get(list_comments).post(create_comment))
         .fallback(|| async { ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_url", "Invalid request URL.") })
         .layer(axum::middleware::from_fn_with_state(shared.clone(), gate))
         .layer(axum::extract::DefaultBodyLimit::max(4 * MAX_BODY_BYTES))
@@ -250,6 +251,29 @@ async fn delete_block(State(shared): State<Arc<Shared>>, Path(id): Path<String>)
         workspace.touch(&page);
     }
     Ok(axum::Json(workspace.block_json(&id).expect("the block exists")))
+}
+
+async fn create_comment(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axum::Json<Value>> {
+    let body = parse_body(&body)?;
+    let created = comments::create(&mut workspace(&shared), &body)?;
+    Ok(axum::Json(created))
+}
+
+#[derive(serde::Deserialize)]
+struct CommentQuery {
+    block_id: Option<String>,
+    page_size: Option<usize>,
+    start_cursor: Option<String>,
+}
+
+async fn list_comments(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<CommentQuery>,
+) -> Result<axum::Json<Value>> {
+    let block = query.block_id.ok_or_else(|| ApiError::validation("block_id should be defined"))?;
+    let listed =
+        comments::list(&workspace(&shared), &block, query.start_cursor.as_deref(), query.page_size.unwrap_or(100))?;
+    Ok(axum::Json(listed))
 }
 
 #[derive(serde::Deserialize)]

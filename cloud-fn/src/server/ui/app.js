@@ -16,8 +16,10 @@ const money = (cost) => (cost === null || cost === undefined ? "–" : "$" + cos
 const usage = (totals) => count(totals.answers, "answer") + ", " + count(totals.prompt_tokens + totals.completion_tokens, "token")
   + ", " + money(totals.cost);
 
-// The question, linked to its Notion page (a navigation: nothing is fetched from Notion).
+// The question, linked to its Notion page (a navigation: nothing is fetched from Notion); a
+// question asked in a comment has no page of its own.
 function questionCell(job) {
+  if (job.page_id.startsWith("comment:")) return job.question || "a comment";
   const link = document.createElement("a");
   link.href = "https://www.notion.so/" + job.page_id.replace(/-/g, "");
   link.target = "_blank";
