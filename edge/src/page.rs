@@ -1,9 +1,10 @@
 //! `GET /`: a server's status page, for a person rather than a program.
 //!
-//! A page is three files built into the binary — its HTML, its script and the shared stylesheet
-//! — plus [`COMMON_JS`], the part both servers' pages share: the API key prompt, calls to the
-//! server's own JSON endpoints with the key as a Bearer header, the refresh loop and the small
-//! formatting helpers. Nothing is fetched from elsewhere (no CDN: the agent is often used
+//! A page is its figures (an HTML fragment) and its script, built into the binary, inside the
+//! frame both servers' pages share ([`Page::html`]: the header with the health badge, the key
+//! form), with [`COMMON_JS`] — the API key prompt, calls to the server's own JSON endpoints with
+//! the key as a Bearer header, the refresh loop and the small formatting helpers — and the
+//! shared stylesheet. Nothing is fetched from elsewhere (no CDN: the agent is often used
 //! offline), and the Content-Security-Policy says so to the browser.
 //!
 //! The page holds no data, so it needs no key; its script asks for the key once when an
@@ -26,25 +27,76 @@ pub const STYLE_CSS: &str = include_str!("ui/page.css");
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
                       img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-/// One server's page: its HTML and its own script (served at `/ui/app.js`).
+/// One server's page.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
-    /// The document at `/`.
-    pub html: &'static str,
+    /// Its title (`notion-llm agent`).
+    pub title: &'static str,
+    /// What holds the key, as the page names it (HTML: `the agent's API key (<code>…</code>)`).
+    pub key_name: &'static str,
+    /// Its figures: HTML shown once the server's endpoints answer (ids its script fills).
+    pub figures: &'static str,
     /// The page's script, at `/ui/app.js`.
     pub script: &'static str,
 }
 
+impl Page {
+    /// The document at `/`: the frame around the figures.
+    pub fn html(&self) -> String {
+        let Self { title, key_name, figures, .. } = self;
+        format!(
+            r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<link rel="stylesheet" href="/ui/page.css">
+<script src="/ui/common.js" defer></script>
+<script src="/ui/app.js" defer></script>
+</head>
+<body>
+<header>
+  <h1>{title} <small id="version"></small></h1>
+  <span id="health" class="badge">loading…</span>
+  <span id="updated" class="quiet"></span>
+</header>
+<main>
+  <form id="key-form" hidden>
+    <p>This page needs {key_name}. It is kept in this browser tab only.</p>
+    <input id="key" type="password" autocomplete="off" placeholder="API key" aria-label="API key">
+    <button type="submit">Use key</button>
+    <p id="key-error" class="bad"></p>
+  </form>
+  <section id="figures" hidden>
+{figures}  </section>
+</main>
+</body>
+</html>
+"#
+        )
+    }
+}
+
 /// `GET /`, `/ui/app.js`, `/ui/common.js` and `/ui/page.css` for `page`.
 pub fn routes<S: Clone + Send + Sync + 'static>(page: Page) -> Router<S> {
+    // Rendered once; each request sends a copy (a few KB).
+    let html = axum::body::Bytes::from(page.html());
     Router::new()
-        .route("/", get(move || async move { asset("text/html; charset=utf-8", page.html) }))
+        .route(
+            "/",
+            get(move || {
+                let html = html.clone();
+                async move { asset("text/html; charset=utf-8", html) }
+            }),
+        )
         .route("/ui/app.js", get(move || async move { asset("text/javascript; charset=utf-8", page.script) }))
         .route("/ui/common.js", get(|| async { asset("text/javascript; charset=utf-8", COMMON_JS) }))
         .route("/ui/page.css", get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }))
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+fn asset(content_type: &'static str, body: impl Into<axum::body::Bytes>) -> Response {
+    let body: axum::body::Bytes = body.into();
     let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
@@ -60,7 +112,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_page_and_its_files_allow_nothing_from_elsewhere() {
-        let page = Page { html: "<!doctype html><p>hi</p>", script: "\"use strict\";" };
+        let page =
+            Page { title: "a page", key_name: "its key", figures: "<p id=\"x\">–</p>\n", script: "\"use strict\";" };
+        let html = page.html();
+        assert!(
+            html.contains("<title>a page</title>") && html.contains("<section id=\"figures\" hidden>\n<p id=\"x\">")
+        );
         let app: Router = routes(page);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

@@ -44,6 +44,11 @@ impl<'a> Segment<'a> {
             Self::Person(blocks) | Self::Written { blocks, .. } => blocks,
         }
     }
+
+    /// What a person wrote that says something (not only empty lines left by Enter).
+    fn says_something(&self) -> bool {
+        matches!(self, Self::Person(blocks) if !notion::render(blocks).text.trim().is_empty())
+    }
 }
 
 /// Splits `blocks` (a page's top level) into what people and notion-llm wrote.
@@ -143,15 +148,26 @@ pub(super) fn turn<'a>(
     let replaced = match decided {
         Some(Some(replaced)) => segments[..slot].iter().rposition(|segment| written_by(segment, replaced)),
         Some(None) => None,
-        // Nothing new below the last thing written: answer its question again, in its place.
-        None if own.is_none() => slot.checked_sub(1).filter(|&last| matches!(segments[last], Segment::Written { .. })),
+        // Nothing new below the last thing written (empty lines aside): answer its question
+        // again, in its place.
+        None if own.is_none() => {
+            let last = slot.checked_sub(1);
+            let last = last.filter(|&index| {
+                segments[index].says_something() || matches!(segments[index], Segment::Written { .. })
+            });
+            let last = match last {
+                Some(index) => Some(index),
+                None => slot.checked_sub(2),
+            };
+            last.filter(|&index| matches!(segments[index], Segment::Written { .. }))
+        }
         None => None,
     };
     // The answer goes where the replaced one was, else in its own slot.
     let place = replaced.unwrap_or(slot);
     let after = place.checked_sub(1).and_then(|before| segments[before].blocks().last()).map(|block| block.id.clone());
-    // The question is the person's stretch nearest above that place.
-    let asked = segments[..place].iter().rposition(|segment| matches!(segment, Segment::Person(_)));
+    // The question is the person's stretch nearest above that place that says something.
+    let asked = segments[..place].iter().rposition(Segment::says_something);
     let question = asked.map_or(&[][..], |index| segments[index].blocks());
     let earlier = exchanges(&segments[..asked.unwrap_or(0)], title);
     // Nothing answered above it: the page's own question (title and details).
@@ -172,6 +188,7 @@ fn exchanges(segments: &[Segment<'_>], title: &str) -> Vec<Exchange> {
     let mut asked: Option<String> = None;
     for segment in segments {
         match segment {
+            Segment::Person(_) if !segment.says_something() => {}
             Segment::Person(blocks) => {
                 let text = notion::render(blocks).text;
                 asked = Some(if exchanges.is_empty() && !title.is_empty() {
@@ -350,6 +367,17 @@ mod tests {
         done.extend(answer("a3", 3, "Third."));
         let retry = super::turn(&done, PAGE, 3, "What is X?", Some(Some(2)));
         assert_eq!((retry.existing, ids(retry.question)), (AnswerOnPage::Complete, vec!["f"]));
+    }
+
+    #[test]
+    fn empty_lines_below_the_last_answer_are_not_a_follow_up() {
+        let mut page = vec![person("d", "Details.")];
+        page.extend(answer("a1", 1, "First answer."));
+        page.push(person("blank", "  "));
+        let turn = turn(&page, PAGE, 2, "Q?", None);
+        assert_eq!(turn.replaces.as_ref().map(|(generation, _)| *generation), Some(1), "answered again");
+        assert!(turn.first);
+        assert_eq!((ids(turn.question), turn.after.as_deref()), (vec!["d"], Some("d")));
     }
 
     #[test]

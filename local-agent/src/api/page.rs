@@ -7,5 +7,10 @@ use axum::Router;
 
 /// The page and its script.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    edge::page::routes(edge::page::Page { html: include_str!("ui/index.html"), script: include_str!("ui/app.js") })
+    edge::page::routes(edge::page::Page {
+        title: "notion-llm agent",
+        key_name: "the agent's API key (<code>LOCAL_RAG_API_KEY</code>)",
+        figures: include_str!("ui/figures.html"),
+        script: include_str!("ui/app.js"),
+    })
 }

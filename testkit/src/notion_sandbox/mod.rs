@@ -203,20 +203,25 @@ impl NotionSandbox {
     /// `Status` (Pending, Processing, Answered, Answered (offline), Failed), multi-select `Tags`.
     /// Returns `(database_id, data_source_id)`.
     pub fn create_questions_database(&self) -> (String, String) {
-        self.create_database(
-            "Questions",
-            vec![
-                PropertySchema::new("Question", PropertyKind::Title),
-                PropertySchema::new("Status", PropertyKind::Status).with_options(&[
-                    "Pending",
-                    "Processing",
-                    "Answered",
-                    "Answered (offline)",
-                    "Failed",
-                ]),
-                PropertySchema::new("Tags", PropertyKind::MultiSelect),
-            ],
-        )
+        self.create_questions_database_with(Vec::new())
+    }
+
+    /// [`create_questions_database`](Self::create_questions_database) with `more` properties
+    /// (a page's optional choices, `Helpful`…).
+    pub fn create_questions_database_with(&self, more: Vec<PropertySchema>) -> (String, String) {
+        let mut schema = vec![
+            PropertySchema::new("Question", PropertyKind::Title),
+            PropertySchema::new("Status", PropertyKind::Status).with_options(&[
+                "Pending",
+                "Processing",
+                "Answered",
+                "Answered (offline)",
+                "Failed",
+            ]),
+            PropertySchema::new("Tags", PropertyKind::MultiSelect),
+        ];
+        schema.extend(more);
+        self.create_database("Questions", schema)
     }
 
     /// Adds a page to a data source, properties in Notion's write shape, optional content
