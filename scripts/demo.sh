@@ -71,6 +71,21 @@ ask() {
   echo; echo "-- question: $question  [$tag]"
   page=$(notion -X POST "$sandbox_url/v1/pages" -d "$(python3 -c 'import json,sys; print(json.dumps({"parent":{"data_source_id":sys.argv[1]},"properties":{"Question":{"title":[{"text":{"content":sys.argv[2]}}]},"Status":{"status":{"name":"Pending"}},"Tags":{"multi_select":[{"name":sys.argv[3]}]}}}))' "$source_id" "$question" "$tag")" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  show_answer
+}
+
+# What a person does to follow up: writes below the last answer, sets Status back to Pending.
+follow_up() {
+  local text=$1
+  echo; echo "-- follow-up on the same page: $text"
+  notion -X PATCH "$sandbox_url/v1/blocks/$page/children" \
+    -d "$(python3 -c 'import json,sys; print(json.dumps({"children":[{"paragraph":{"rich_text":[{"text":{"content":sys.argv[1]}}]}}]}))' "$text")" >/dev/null
+  notion -X PATCH "$sandbox_url/v1/pages/$page" -d '{"properties":{"Status":{"status":{"name":"Pending"}}}}' >/dev/null
+  show_answer
+}
+
+# Waits for $page's answer and prints the page.
+show_answer() {
   for _ in $(seq 300); do
     status=$(notion "$sandbox_url/v1/pages/$page" | python3 -c 'import json,sys; print(json.load(sys.stdin)["properties"]["Status"]["status"]["name"])')
     case $status in Pending|Processing) sleep 0.1 ;; *) break ;; esac
@@ -112,8 +127,9 @@ ask "How long should a break between focus sessions be?" "AI效率"
 echo; echo "== the agent is back, reconnected on its own"
 start_agent
 ask "Who owns a value in Rust?" "Rust"
+follow_up "And what does borrowing change about that?"
 
 echo
-echo "Next: '$agent serve' starts the HTTP API on 127.0.0.1:8001, e.g."
+echo "Next: '$agent serve' starts the HTTP API and its status page on 127.0.0.1:8001, e.g."
 echo "  curl -s localhost:8001/search -H 'content-type: application/json' -d '{\"query\":\"番茄工作法\"}'"
 echo "With CLOUD_URL and AGENT_TOKEN set it also connects to your cloud (see README)."
