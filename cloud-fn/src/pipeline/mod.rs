@@ -7,11 +7,14 @@
 //! marker; before appending, the page is checked for both, so a retry after a crash at any step
 //! neither loses the question nor answers it twice — an interrupted append is removed and
 //! written again. A person reopens a question by setting it back to Pending: the next run starts
-//! a new generation (confirmed with a direct read, because query results can lag behind writes).
+//! a new generation (confirmed with a direct read, because query results can lag behind writes),
+//! which answers a follow-up written below the last answer, or that answer's question again.
 //!
 //! The rooms: [`settings`] (the database's names, scheduling), [`report`] (steps, outcomes, the
-//! run's totals), `page` (the answer's blocks and markers on the page, the failure callout) and
-//! `lease` (the fence every page write passes).
+//! run's totals), `page` (the answer's blocks and markers on the page, the failure callout),
+//! `conversation` (the page as turns: what a generation answers, and where), [`choices`] (a
+//! page's `Model` and `Sources`), [`feedback`] (its `Helpful` mark), [`comments`] (questions
+//! asked in comments) and `lease` (the fence every page write passes).
 
 pub mod choices;
 pub mod comments;
