@@ -97,7 +97,7 @@ fn variant(text: &str, turn: usize) -> String {
 /// The texts of the chunks a note becomes, exactly as the indexer cuts them.
 fn chunk_texts(embedder: &Embedder, config: &AgentConfig, note_: &Note) -> Vec<String> {
     let document = Document::parse(&note_.file, FileKind::Markdown, &note(&note_.title, &note_.text));
-    chunk_document(&document, config.index.chunking, &|text| embedder.count_tokens(text))
+    chunk_document(&document, config.index.chunking_for(embedder), &|text| embedder.count_tokens(text))
         .iter()
         .map(|chunk| chunk.indexed_text(&document.title))
         .collect()

@@ -164,7 +164,7 @@ fn raw_throughput(embedder: &Embedder, config: &AgentConfig, eval: &Eval) -> Res
     let mut texts = Vec::new();
     for (id, title, text) in eval.corpus.iter().step_by(5) {
         let document = Document::parse(&format!("{id}.md"), FileKind::Markdown, &note(title, text));
-        for chunk in chunk_document(&document, config.index.chunking, &|t| embedder.count_tokens(t)) {
+        for chunk in chunk_document(&document, config.index.chunking_for(embedder), &|t| embedder.count_tokens(t)) {
             texts.push(chunk.indexed_text(&document.title));
         }
     }

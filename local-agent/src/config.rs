@@ -8,7 +8,7 @@
 //! dir = "/opt/models/bge-small-zh"  # MODEL_DIR; any model folder, instead of a name
 //! ort_dylib_path = "/opt/ort/libonnxruntime.so.1.31.1"   # ORT_DYLIB_PATH
 //! threads = 2
-//! [index.chunking]
+//! [index.chunking]                  # by default as long as the model reads (up to 512 tokens)
 //! max_tokens = 256
 //! overlap_tokens = 32
 //! [search]
@@ -356,7 +356,7 @@ impl AgentConfig {
             folders: file.folders.into_iter().map(resolve).collect(),
             embedder: EmbedderOptions { runtime_library, model_dir, threads },
             index: IndexSettings {
-                chunking: file.index.chunking.unwrap_or_default(),
+                chunking: file.index.chunking,
                 vectors: file.index.vectors.unwrap_or_default(),
                 batch_size: file.model.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
                 rebuild: false,
@@ -374,8 +374,9 @@ impl AgentConfig {
     fn validate(&self, path: Option<&Path>) -> Result<()> {
         let fail =
             |message: String| Err(Error::Config { path: path.unwrap_or(Path::new("config")).to_owned(), message });
-        let chunking = self.index.chunking;
-        if chunking.max_tokens < 32 || chunking.overlap_tokens >= chunking.max_tokens / 2 {
+        if let Some(chunking) = self.index.chunking
+            && (chunking.max_tokens < 32 || chunking.overlap_tokens >= chunking.max_tokens / 2)
+        {
             return fail(format!(
                 "index.chunking: max_tokens must be at least 32 and overlap_tokens under half of it (got {} and {})",
                 chunking.max_tokens, chunking.overlap_tokens
@@ -506,7 +507,7 @@ mod tests {
         let overrides = Overrides { data_dir: Some(dir.path().join("data")), config: Some(path.clone()) };
         let config = AgentConfig::load(&overrides).unwrap();
         assert_eq!(config.folders, [dir.path().join("notes")], "relative to the config file");
-        assert_eq!(config.index.chunking.max_tokens, 128);
+        assert_eq!(config.index.chunking.map(|c| c.max_tokens), Some(128));
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.data_dir, dir.path().join("data"));
 

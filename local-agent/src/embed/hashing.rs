@@ -44,6 +44,11 @@ impl Embed for HashingEmbedder {
         text.split_whitespace().count()
     }
 
+    /// As the default model's: chunks come out as they would with it.
+    fn max_tokens(&self) -> usize {
+        256
+    }
+
     fn embed_passages(
         &self,
         texts: &[&str],

@@ -366,6 +366,8 @@ pub trait Embed: Send + Sync {
     fn dimensions(&self) -> usize;
     /// Number of model tokens in `text`, without the special tokens.
     fn count_tokens(&self, text: &str) -> usize;
+    /// The longest input the model reads, special tokens included; the rest is cut off.
+    fn max_tokens(&self) -> usize;
     /// Embeds passages in batches of `batch_size`, in input order; `progress` hears how many
     /// are done after each batch.
     fn embed_passages(
@@ -387,6 +389,10 @@ impl Embed for Embedder {
 
     fn count_tokens(&self, text: &str) -> usize {
         Embedder::count_tokens(self, text)
+    }
+
+    fn max_tokens(&self) -> usize {
+        Embedder::max_tokens(self)
     }
 
     fn embed_passages(

@@ -33,8 +33,8 @@ use crate::sources::{FolderSource, Source, SourceId};
 /// How the index is built.
 #[derive(Debug, Clone, Default)]
 pub struct IndexSettings {
-    /// Chunk sizes.
-    pub chunking: ChunkSettings,
+    /// Chunk sizes; `None` fits them to the model ([`ChunkSettings::fitting`]).
+    pub chunking: Option<ChunkSettings>,
     /// HNSW parameters.
     pub vectors: VectorSettings,
     /// Texts per inference batch.
@@ -42,6 +42,13 @@ pub struct IndexSettings {
     /// Build the next generation from the sources alone, even if the live one is usable
     /// (`local-agent index --rebuild`, `POST /index/rebuild`).
     pub rebuild: bool,
+}
+
+impl IndexSettings {
+    /// The chunk sizes for `embedder`: those configured, or those that fit the model.
+    pub fn chunking_for(&self, embedder: &dyn Embed) -> ChunkSettings {
+        self.chunking.unwrap_or_else(|| ChunkSettings::fitting(embedder.max_tokens()))
+    }
 }
 
 /// Stages of a run, for progress display.

@@ -103,10 +103,11 @@ impl IndexRun {
             });
         }
 
+        let chunking = settings.chunking_for(embedder);
         let same_recipe = previous.as_ref().is_some_and(|m| {
             m.model_id == embedder.model_id()
                 && m.dimensions == embedder.dimensions()
-                && m.chunking == settings.chunking
+                && m.chunking == chunking
                 && m.recipe == RECIPE_VERSION
                 && m.vectors == settings.vectors
         });
@@ -189,7 +190,8 @@ impl IndexRun {
             roots,
             rebuild,
             tombstones,
-            settings: settings.clone(),
+            // The chunk sizes are settled here: the run writes them into the manifest it compared.
+            settings: IndexSettings { chunking: Some(chunking), ..settings.clone() },
             kept,
             deleted_chunks,
             pending,
@@ -276,7 +278,8 @@ impl IndexRun {
                 }
                 None => report.added += 1,
             }
-            let chunks = chunk_document(&document, settings.chunking, &|text| embedder.count_tokens(text));
+            let chunks =
+                chunk_document(&document, settings.chunking_for(embedder), &|text| embedder.count_tokens(text));
             let chunks = chunks
                 .into_iter()
                 .map(|chunk| {
@@ -348,7 +351,7 @@ impl IndexRun {
             generation: number,
             model_id: embedder.model_id().to_owned(),
             dimensions,
-            chunking: settings.chunking,
+            chunking: settings.chunking_for(embedder),
             recipe: RECIPE_VERSION,
             vectors: settings.vectors,
             next_chunk_id,

@@ -11,7 +11,7 @@ use super::fusion::{RankedList, reciprocal_rank_fusion};
 use crate::embed::Embedder;
 use crate::error::Result;
 use crate::index::snapshot::Snapshot;
-use crate::index::text::{StoredChunk, analyze, analyzer};
+use crate::index::text::{StoredChunk, analyzer, query_terms};
 
 /// A search result before it is shaped for the wire.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ pub(super) struct QueryView {
 impl QueryView {
     /// Analyzes `query`, embeds it unless `mode` is keyword-only, and weighs the two lists.
     pub(super) fn new(embedder: &Embedder, settings: &SearchSettings, query: &str, mode: SearchMode) -> Result<Self> {
-        let terms = analyze(&mut analyzer(), query);
+        let terms = query_terms(&mut analyzer(), query);
         let (vector, visibility) = if mode == SearchMode::Keyword {
             (Vec::new(), 0.0)
         } else {

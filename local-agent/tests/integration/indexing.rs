@@ -118,7 +118,7 @@ fn changing_how_chunks_are_cut_rebuilds_from_the_cache() {
     let workspace = Workspace::with_sample_notes();
     workspace.index();
     let settings = local_agent::index::IndexSettings {
-        chunking: local_agent::index::chunk::ChunkSettings { max_tokens: 64, overlap_tokens: 8 },
+        chunking: Some(local_agent::index::chunk::ChunkSettings { max_tokens: 64, overlap_tokens: 8 }),
         batch_size: 16,
         ..Default::default()
     };
