@@ -309,8 +309,8 @@ pub struct SearchResponse {
 }
 
 /// How a search combined its two ranked lists. Hybrid search weighs the dense list by how much
-/// of the query the model can read (`visibility`, squared): a question in a script the model
-/// does not know is answered from keywords alone, and `lists` says so.
+/// of the query the model can read (`visibility`): a question in a script the model does not
+/// know is answered from keywords alone, and `lists` says so.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Fusion {
     /// The lists that counted (weight above zero): `keyword`, `semantic`.

@@ -1,7 +1,8 @@
 //! Hybrid retrieval over the live index.
 //!
 //! A search runs BM25 and dense search, collapses each list to one entry per document (its
-//! best chunk), fuses the two document lists with reciprocal-rank fusion, and scores the
+//! best chunk), fuses the two document lists by their min-max normalised scores
+//! ([`fusion`]; reciprocal-rank fusion on request), and scores the
 //! survivors for the similarity threshold. The dense list's weight is scaled by how much of the
 //! query the model can read (its `visibility`, the share of non-`[UNK]` tokens: none below 60 %,
 //! full from 95 %, see `rank.rs`): an English model asked a Chinese question does not count,
@@ -33,6 +34,7 @@ use tokio::sync::watch;
 use self::admission::Admission;
 use self::cache::QueryCache;
 use self::context::{Passage, Piece, build_context};
+use self::fusion::FusionMethod;
 use self::rank::{Hit, QueryView, rank};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
@@ -44,7 +46,10 @@ use crate::index::text::{analyze, analyzer};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SearchSettings {
-    /// RRF constant.
+    /// How the keyword and dense lists are combined: `scores` (normalised scores, the default)
+    /// or `rrf` (ranks).
+    pub fusion: FusionMethod,
+    /// RRF constant (with `fusion = "rrf"`).
     pub rrf_k: f32,
     /// Weight of the BM25 list.
     pub keyword_weight: f32,
@@ -68,6 +73,7 @@ pub struct SearchSettings {
 impl Default for SearchSettings {
     fn default() -> Self {
         Self {
+            fusion: FusionMethod::default(),
             rrf_k: fusion::DEFAULT_K,
             keyword_weight: 1.0,
             semantic_weight: 1.0,

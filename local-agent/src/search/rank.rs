@@ -1,5 +1,5 @@
 //! Ranking one query over a snapshot: a BM25 list and a dense list, each collapsed to one entry
-//! per document (its best chunk), fused with weighted reciprocal-rank fusion, and scored for
+//! per document (its best chunk), fused by their normalised scores (or their ranks), and scored for
 //! the similarity threshold (see the module docs of [`crate::search`]).
 
 use std::collections::HashMap;
@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use protocol::{Fusion, SearchMode, SourceKind, SourceType};
 
 use super::SearchSettings;
-use super::fusion::{RankedList, reciprocal_rank_fusion};
+use super::fusion::{ScoredList, fuse};
 use crate::embed::Embedder;
 use crate::error::Result;
 use crate::index::snapshot::Snapshot;
@@ -114,19 +114,20 @@ pub(super) fn rank(
 
     let keyword = collapse(snapshot, &keyword_chunks);
     let semantic = collapse(snapshot, &semantic_chunks);
-    let keyword_documents: Vec<u32> = keyword.iter().map(|c| c.document).collect();
-    let semantic_documents: Vec<u32> = semantic.iter().map(|c| c.document).collect();
+    let keyword_documents: Vec<(u32, f32)> = keyword.iter().map(|c| (c.document, c.score)).collect();
+    let semantic_documents: Vec<(u32, f32)> = semantic.iter().map(|c| (c.document, c.score)).collect();
     tracing::debug!(?terms, visibility, keyword_weight, semantic_weight, "fusing");
-    let fused = reciprocal_rank_fusion(
+    let fused = fuse(
         &[
-            RankedList { weight: keyword_weight, items: &keyword_documents },
-            RankedList { weight: semantic_weight, items: &semantic_documents },
+            ScoredList { weight: keyword_weight, items: &keyword_documents },
+            ScoredList { weight: semantic_weight, items: &semantic_documents },
         ],
+        settings.fusion,
         settings.rrf_k,
     );
 
-    let keyword_rank: HashMap<u32, usize> = keyword_documents.iter().enumerate().map(|(r, &d)| (d, r)).collect();
-    let semantic_rank: HashMap<u32, usize> = semantic_documents.iter().enumerate().map(|(r, &d)| (d, r)).collect();
+    let keyword_rank: HashMap<u32, usize> = keyword_documents.iter().enumerate().map(|(r, &(d, _))| (d, r)).collect();
+    let semantic_rank: HashMap<u32, usize> = semantic_documents.iter().enumerate().map(|(r, &(d, _))| (d, r)).collect();
     let cosines: HashMap<u64, f32> = semantic_chunks.iter().copied().collect();
     // Other chunks of a document join its passage only when nearly as relevant as its best:
     // half its best BM25 score, or within 0.05 of its best cosine.
@@ -145,20 +146,19 @@ pub(super) fn rank(
         }
     }
     let idf = snapshot.text.idf(terms)?;
-    let rrf_k = settings.rrf_k;
 
     let mut hits = Vec::new();
-    for (document, _) in fused {
+    for fused in fused {
         if hits.len() == max_results {
             break;
         }
+        let document = fused.item;
         let in_keyword = keyword_rank.get(&document).copied();
         let in_semantic = semantic_rank.get(&document).copied();
-        // The representative chunk comes from the list that ranks the document higher.
+        // The representative chunk comes from the list that gave the document the most (the
+        // keyword list is the first fused).
         let best = match (in_keyword, in_semantic) {
-            (Some(k), Some(s)) if keyword_weight / (rrf_k + k as f32) >= semantic_weight / (rrf_k + s as f32) => {
-                &keyword[k]
-            }
+            (Some(k), Some(_)) if fused.strongest == 0 => &keyword[k],
             (Some(_), Some(s)) | (None, Some(s)) => &semantic[s],
             (Some(k), None) => &keyword[k],
             (None, None) => continue,
@@ -200,18 +200,21 @@ struct Candidate {
     document: u32,
     chunk: u64,
     ordinal: u32,
+    /// The best chunk's score in its list.
+    score: f32,
 }
 
 fn collapse(snapshot: &Snapshot, chunks: &[(u64, f32)]) -> Vec<Candidate> {
     let mut seen = std::collections::HashSet::new();
     chunks
         .iter()
-        .filter_map(|&(chunk, _)| {
+        .filter_map(|&(chunk, score)| {
             let location = snapshot.locate(chunk)?;
             seen.insert(location.document).then_some(Candidate {
                 document: location.document,
                 chunk,
                 ordinal: location.ordinal,
+                score,
             })
         })
         .collect()

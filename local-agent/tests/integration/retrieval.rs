@@ -111,6 +111,23 @@ fn tags_rank_tagged_notes_first_and_fill_the_rest_from_the_others() {
 }
 
 #[test]
+fn a_chinese_question_is_searched_by_its_topic_not_by_how_it_asks() {
+    // A rambling note full of 想, 要, 能, 用 must not outrank the one note about the topic just
+    // because the question asks with the same words.
+    let workspace = Workspace::empty();
+    workspace.write("备份.md", "# 定时备份\n\n每天半夜由 cron 运行备份脚本，把家目录同步到移动硬盘。\n");
+    workspace.write("随想.md", "# 随想\n\n想要的太多。要能放下，能用就用，想到就做，想要就要，能不能成都要试。\n");
+    workspace.index();
+    let engine = workspace.engine();
+    for mode in [SearchMode::Keyword, SearchMode::Hybrid] {
+        let request = SearchRequest { mode, ..query("我想要一个能每天用的备份，要怎么弄？") };
+        assert_eq!(sources(&engine, &request), ["备份.md"], "{mode:?}");
+    }
+    let request = SearchRequest { mode: SearchMode::Keyword, ..query("随想") };
+    assert_eq!(sources(&engine, &request), ["随想.md"], "the note itself is indexed with every word");
+}
+
+#[test]
 fn notes_without_front_matter_answer_tagged_questions() {
     // Most real notes carry no front matter, so no tags: a tagged question must still find them.
     let workspace = Workspace::empty();
