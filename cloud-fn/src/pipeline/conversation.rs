@@ -49,6 +49,11 @@ impl<'a> Segment<'a> {
     fn says_something(&self) -> bool {
         matches!(self, Self::Person(blocks) if !notion::render(blocks).text.trim().is_empty())
     }
+
+    /// Only empty lines a person left (Enter pressed below an answer).
+    fn is_blank(&self) -> bool {
+        matches!(self, Self::Person(_)) && !self.says_something()
+    }
 }
 
 /// Splits `blocks` (a page's top level) into what people and notion-llm wrote.
@@ -150,17 +155,10 @@ pub(super) fn turn<'a>(
         Some(None) => None,
         // Nothing new below the last thing written (empty lines aside): answer its question
         // again, in its place.
-        None if own.is_none() => {
-            let last = slot.checked_sub(1);
-            let last = last.filter(|&index| {
-                segments[index].says_something() || matches!(segments[index], Segment::Written { .. })
-            });
-            let last = match last {
-                Some(index) => Some(index),
-                None => slot.checked_sub(2),
-            };
-            last.filter(|&index| matches!(segments[index], Segment::Written { .. }))
-        }
+        None if own.is_none() => segments[..slot]
+            .iter()
+            .rposition(|segment| !segment.is_blank())
+            .filter(|&index| matches!(segments[index], Segment::Written { .. })),
         None => None,
     };
     // The answer goes where the replaced one was, else in its own slot.
@@ -188,7 +186,7 @@ fn exchanges(segments: &[Segment<'_>], title: &str) -> Vec<Exchange> {
     let mut asked: Option<String> = None;
     for segment in segments {
         match segment {
-            Segment::Person(_) if !segment.says_something() => {}
+            _ if segment.is_blank() => {}
             Segment::Person(blocks) => {
                 let text = notion::render(blocks).text;
                 asked = Some(if exchanges.is_empty() && !title.is_empty() {
