@@ -145,6 +145,11 @@ impl Embedder {
         let session = Session::builder(&environment)
             .and_then(|builder| Ok(builder.with_optimization_level(GraphOptimizationLevel::All)?))
             .and_then(|builder| Ok(builder.with_intra_threads(options.threads.max(1))?))
+            // Between the operators of one run the pool's threads spin, which keeps a short
+            // query fast; after the run they would spin on for a while, taking a core from
+            // what the search does next (BM25, HNSW, the reply) and doubling its p99 on two
+            // cores. So they stop spinning as soon as a run ends (BENCHMARKS.md).
+            .and_then(|builder| Ok(builder.with_config_entry("session.force_spinning_stop", "1")?))
             .and_then(|mut builder| builder.commit_from_file(&model_path))
             .map_err(|error| model_error(format!("cannot load model.onnx: {error}")))?;
         let input_names: Vec<&str> = session.inputs().iter().map(|input| input.name()).collect();
