@@ -1,7 +1,7 @@
 //! Search at scale: how latency and memory grow from 10k to 100k chunks of realistic note text.
 //!
 //! ```sh
-//! cargo bench -p local-agent --bench scale -- [SCIFACT_DIR] [--chunks 10000,100000] [--work DIR]
+//! cargo bench -p local-agent --bench scale -- [SCIFACT_DIR] [--chunks 10000,100000] [--work DIR] [--config FILE]
 //! ```
 //! The notes are SciFact's abstracts (`SCIFACT_DIR`, default `../shared/eval/scifact` beside the
 //! checkout) and, past its ~10k chunks, variants of them: the same sentences in another order
@@ -19,6 +19,7 @@
 //! 809 dev claims (hybrid, top 10) over HTTP; prints p50/p99, the server's RSS, and how much RSS
 //! each chunk adds between sizes.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -31,7 +32,7 @@ use local_agent::index::chunk::chunk_document;
 use local_agent::index::{self, Silent};
 use local_agent::sources::folder::{Document, FileKind};
 use serde_json::{Value, json};
-use support::{load_eval, note, percentile, rss_kb, rss_parts_kb, start_server};
+use support::{load_eval, note, percentile, rss_by_mapping_kb, rss_kb, rss_parts_kb, start_server};
 
 mod support;
 
@@ -44,6 +45,24 @@ struct Note {
     original: usize,
 }
 
+/// What one size measured.
+struct Row {
+    chunks: usize,
+    documents: usize,
+    embedded: usize,
+    indexing: std::time::Duration,
+    /// The server's resident memory in KiB: before queries, after them, at its peak, and the
+    /// anonymous part after them.
+    idle: u64,
+    rss: u64,
+    peak: u64,
+    anon: u64,
+    /// /search latencies in ms, sorted.
+    latencies: Vec<f64>,
+    /// Resident KiB after queries by what holds them ([`rss_by_mapping_kb`]).
+    holders: BTreeMap<String, u64>,
+}
+
 struct Args {
     /// SciFact's folder.
     data: PathBuf,
@@ -51,6 +70,8 @@ struct Args {
     sizes: Vec<usize>,
     /// Where notes, index and embedding cache are kept between runs.
     work: Option<PathBuf>,
+    /// An agent config file for the index run and the server (`[index.vectors]`, say).
+    config: Option<PathBuf>,
     /// Under `cargo test` (no `--bench`): a few notes, to prove the bench works.
     smoke: bool,
 }
@@ -59,6 +80,7 @@ fn parse_args() -> Result<Option<Args>> {
     let mut data = None;
     let mut sizes = vec![10_000, 100_000];
     let mut work = None;
+    let mut config = None;
     let mut smoke = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -69,6 +91,7 @@ fn parse_args() -> Result<Option<Args>> {
                 sizes = list.split(',').map(|size| size.trim().parse()).collect::<Result<_, _>>()?;
             }
             "--work" => work = Some(PathBuf::from(args.next().context("--work needs a folder")?)),
+            "--config" => config = Some(PathBuf::from(args.next().context("--config needs a file")?)),
             other if other.starts_with("--") => anyhow::bail!("unknown option {other}"),
             other => data = Some(PathBuf::from(other)),
         }
@@ -84,7 +107,7 @@ fn parse_args() -> Result<Option<Args>> {
         sizes = vec![80, 300];
     }
     sizes.sort_unstable();
-    Ok(Some(Args { data, sizes, work, smoke }))
+    Ok(Some(Args { data, sizes, work, config, smoke }))
 }
 
 /// The abstract's sentences rotated by `turn`: the same words, another note.
@@ -127,7 +150,7 @@ fn near(base: &[f32], seed: &ChunkHash) -> Vec<f32> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let Some(Args { data, sizes, work, smoke }) = parse_args()? else { return Ok(()) };
+    let Some(Args { data, sizes, work, config: config_file, smoke }) = parse_args()? else { return Ok(()) };
     let mut eval = load_eval(&data)?;
     if smoke {
         // Enough to go past the abstracts into variants, in seconds.
@@ -151,7 +174,7 @@ async fn main() -> Result<()> {
         }
     }
     std::fs::create_dir_all(&notes_dir)?;
-    let config = AgentConfig::load(&Overrides { data_dir: Some(data_dir.clone()), config: None })?;
+    let config = AgentConfig::load(&Overrides { data_dir: Some(data_dir.clone()), config: config_file.clone() })?;
     let embedder = Embedder::load(&config.embedder)?;
 
     // Notes in order: every abstract, then their variants, round after round.
@@ -234,7 +257,7 @@ async fn main() -> Result<()> {
             index::index_folders(&data_dir, std::slice::from_ref(&notes_dir), &embedder, &config.index, &Silent)?;
         let indexing = started.elapsed();
 
-        let server = start_server(&data_dir, None)?;
+        let server = start_server(&data_dir, config_file.as_deref())?;
         let client = reqwest::Client::new();
         let (idle, _) = rss_kb(server.child.id());
         let mut latencies = Vec::with_capacity(eval.queries.len());
@@ -254,9 +277,21 @@ async fn main() -> Result<()> {
         latencies.sort_by(f64::total_cmp);
         let (rss, peak) = rss_kb(server.child.id());
         let (anon, _) = rss_parts_kb(server.child.id());
+        let holders = rss_by_mapping_kb(server.child.id());
         drop(server);
         eprintln!("{} chunks: indexed in {:.1} s", report.chunks, indexing.as_secs_f64());
-        rows.push((report.chunks, report.documents, report.embedded, indexing, idle, rss, peak, anon, latencies));
+        rows.push(Row {
+            chunks: report.chunks,
+            documents: report.documents,
+            embedded: report.embedded,
+            indexing,
+            idle,
+            rss,
+            peak,
+            anon,
+            latencies,
+            holders,
+        });
     }
 
     let mut out = std::io::stdout().lock();
@@ -267,7 +302,7 @@ async fn main() -> Result<()> {
     )?;
     writeln!(out, "|---|---|---|---|---|---|---|---|")?;
     let megabytes = |kib: u64| kib as f64 / 1024.0;
-    for (chunks, documents, embedded, indexing, idle, rss, peak, anon, latencies) in &rows {
+    for Row { chunks, documents, embedded, indexing, idle, rss, peak, anon, latencies, .. } in &rows {
         writeln!(
             out,
             "| {chunks} | {documents} | {:.1} s ({embedded} embedded by the model) | {:.0} MB | {:.0} MB ({:.0} MB) | {:.0} MB | {:.1} ms | {:.1} ms |",
@@ -283,17 +318,35 @@ async fn main() -> Result<()> {
     for pair in rows.windows(2) {
         let (small, large) = (&pair[0], &pair[1]);
         let per_chunk = |before: u64, after: u64| {
-            (after as f64 - before as f64) * 1024.0 / (large.0 as f64 - small.0 as f64).max(1.0)
+            (after as f64 - before as f64) * 1024.0 / (large.chunks as f64 - small.chunks as f64).max(1.0)
         };
         writeln!(
             out,
             "\nFrom {} to {} chunks, RSS after queries grows {:.0} bytes per chunk, {:.0} of them anonymous (the rest \
              are index files mapped into memory, which the kernel can drop).",
-            small.0,
-            large.0,
-            per_chunk(small.5, large.5),
-            per_chunk(small.7, large.7)
+            small.chunks,
+            large.chunks,
+            per_chunk(small.rss, large.rss),
+            per_chunk(small.anon, large.anon)
         )?;
+        // Where that growth lives: anonymous memory, or which file mapped into memory.
+        writeln!(
+            out,
+            "\n| resident after queries | {} chunks | {} chunks | bytes per chunk added |",
+            small.chunks, large.chunks
+        )?;
+        writeln!(out, "|---|---|---|---|")?;
+        let holders: BTreeSet<&String> = small.holders.keys().chain(large.holders.keys()).collect();
+        for holder in holders {
+            let kib = |row: &Row| row.holders.get(holder).copied().unwrap_or(0);
+            writeln!(
+                out,
+                "| {holder} | {:.1} MB | {:.1} MB | {:.0} |",
+                megabytes(kib(small)),
+                megabytes(kib(large)),
+                per_chunk(kib(small), kib(large))
+            )?;
+        }
     }
     Ok(())
 }

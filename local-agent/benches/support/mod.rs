@@ -3,7 +3,7 @@
 // Each bench compiles this module on its own and uses part of it.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -115,4 +115,43 @@ pub fn rss_parts_kb(pid: u32) -> (u64, u64) {
 /// A corpus entry as a Markdown note.
 pub fn note(title: &str, text: &str) -> String {
     format!("# {title}\n\n{text}\n")
+}
+
+/// A process's resident memory by what holds it, in KiB, from `/proc/<pid>/smaps` (Linux;
+/// empty elsewhere): anonymous memory (heap: the model's tensors, the document table), the
+/// vector index file, the keyword index's files by kind, and other mapped files (libraries).
+pub fn rss_by_mapping_kb(pid: u32) -> BTreeMap<String, u64> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut parts = BTreeMap::new();
+    let mut holder = String::new();
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.first() {
+            // "7f3f43000000-7f3f43200000 r--s 00000000 fd:01 1234 /path/file" starts a mapping.
+            Some(range) if range.contains('-') && !range.ends_with(':') => {
+                holder = mapping_holder(&fields.get(5..).unwrap_or_default().join(" "));
+            }
+            Some(&"Rss:") => {
+                let kib: u64 = fields.get(1).and_then(|value| value.parse().ok()).unwrap_or(0);
+                *parts.entry(holder.clone()).or_default() += kib;
+            }
+            _ => {}
+        }
+    }
+    parts
+}
+
+/// What a mapping of `path` is, for [`rss_by_mapping_kb`].
+fn mapping_holder(path: &str) -> String {
+    let path = path.trim_end_matches(" (deleted)");
+    if path.is_empty() || path.starts_with('[') {
+        return "anonymous".into();
+    }
+    if path.ends_with(".usearch") {
+        return "vector index (mapped)".into();
+    }
+    match path.rsplit_once('.') {
+        Some((stem, extension)) if stem.contains("/index/") => format!("keyword index .{extension} (mapped)"),
+        _ => "libraries and other files".into(),
+    }
 }

@@ -204,9 +204,11 @@ impl IndexDir {
     pub fn read_manifest(&self, number: u64) -> Result<Manifest> {
         let dir = self.generation_dir(number);
         let path = dir.join(MANIFEST_FILE);
-        let bytes =
-            fs::read(&path).map_err(|error| Error::CorruptIndex { dir: dir.clone(), message: error.to_string() })?;
-        let mut manifest: Manifest = serde_json::from_slice(&bytes)
+        let file =
+            File::open(&path).map_err(|error| Error::CorruptIndex { dir: dir.clone(), message: error.to_string() })?;
+        // Parsed as it is read: a whole 100k-chunk manifest (~20 MB) held at once is freed
+        // right after, and the allocator keeps that much of the heap for good (BENCHMARKS.md).
+        let mut manifest: Manifest = serde_json::from_reader(std::io::BufReader::with_capacity(1 << 16, file))
             .map_err(|error| Error::CorruptIndex { dir: dir.clone(), message: format!("manifest: {error}") })?;
         if !(OLDEST_READABLE_FORMAT..=FORMAT_VERSION).contains(&manifest.format) || manifest.generation != number {
             return Err(Error::CorruptIndex {

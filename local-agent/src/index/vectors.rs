@@ -16,7 +16,8 @@ pub enum Quantization {
     F32,
     /// 16-bit floats: 2 bytes a dimension; cosines within about 1e-3 of f32.
     F16,
-    /// 8-bit integers: 1 byte a dimension; the smallest, with a small loss of recall.
+    /// 8-bit integers: 1 byte a dimension, each vector scaled by its largest component
+    /// ([`to_i8`]); the smallest, with a small loss of recall.
     I8,
 }
 
@@ -53,6 +54,7 @@ impl Default for VectorSettings {
 /// An HNSW index of unit vectors keyed by chunk id.
 pub struct VectorIndex {
     index: Index,
+    quantization: Quantization,
 }
 
 impl VectorIndex {
@@ -68,7 +70,7 @@ impl VectorIndex {
             multi: false,
         };
         let index = Index::new(&options).map_err(vector_error)?;
-        Ok(Self { index })
+        Ok(Self { index, quantization: settings.quantization })
     }
 
     /// Loads a saved index into memory, for changing it.
@@ -129,7 +131,11 @@ impl VectorIndex {
             let capacity = (self.index.capacity() * 2).max(1024);
             self.index.reserve(capacity).map_err(vector_error)?;
         }
-        self.index.add(key, vector).map_err(vector_error)
+        match self.quantization {
+            Quantization::I8 => self.index.add(key, &to_i8(vector)),
+            Quantization::F32 | Quantization::F16 => self.index.add(key, vector),
+        }
+        .map_err(vector_error)
     }
 
     /// Makes room for `additional` more vectors at once.
@@ -152,9 +158,11 @@ impl VectorIndex {
         if count == 0 || self.is_empty() {
             return Ok(Vec::new());
         }
-        let matches = match filter {
-            None => self.index.search(query, count),
-            Some(filter) => self.index.filtered_search(query, count, filter),
+        let matches = match (filter, self.quantization) {
+            (None, Quantization::I8) => self.index.search(&to_i8(query), count),
+            (None, _) => self.index.search(query, count),
+            (Some(filter), Quantization::I8) => self.index.filtered_search(&to_i8(query), count, filter),
+            (Some(filter), _) => self.index.filtered_search(query, count, filter),
         }
         .map_err(vector_error)?;
         Ok(matches.keys.into_iter().zip(matches.distances).map(|(key, distance)| (key, 1.0 - distance)).collect())
@@ -162,16 +170,45 @@ impl VectorIndex {
 
     /// Exact (brute-force) nearest neighbours, to measure the graph's recall.
     pub fn exact_search(&self, query: &[f32], count: usize) -> Result<Vec<(u64, f32)>> {
-        let matches = self.index.exact_search(query, count).map_err(vector_error)?;
+        let matches = match self.quantization {
+            Quantization::I8 => self.index.exact_search(&to_i8(query), count),
+            Quantization::F32 | Quantization::F16 => self.index.exact_search(query, count),
+        }
+        .map_err(vector_error)?;
         Ok(matches.keys.into_iter().zip(matches.distances).map(|(key, distance)| (key, 1.0 - distance)).collect())
     }
 
-    /// The stored (possibly quantized) vector of a chunk.
+    /// The stored (possibly quantized) vector of a chunk, at unit length.
     pub fn get(&self, key: u64) -> Result<Option<Vec<f32>>> {
-        let mut vector = vec![0.0f32; self.index.dimensions()];
-        let found = self.index.get(key, &mut vector).map_err(vector_error)?;
+        let dimensions = self.index.dimensions();
+        let (found, vector) = match self.quantization {
+            Quantization::I8 => {
+                let mut stored = vec![0i8; dimensions];
+                let found = self.index.get(key, &mut stored).map_err(vector_error)?;
+                let mut vector: Vec<f32> = stored.into_iter().map(f32::from).collect();
+                crate::embed::normalize(&mut vector);
+                (found, vector)
+            }
+            Quantization::F32 | Quantization::F16 => {
+                let mut vector = vec![0.0f32; dimensions];
+                (self.index.get(key, &mut vector).map_err(vector_error)?, vector)
+            }
+        };
         Ok((found > 0).then_some(vector))
     }
+}
+
+/// A vector as 8-bit integers, scaled so that its largest component is ±127. usearch's own
+/// cast scales a unit vector by 127 as it is, so the components of a 384-dimension embedding
+/// (about ±0.05) would keep only 3 or 4 bits; cosine does not change when a vector is scaled,
+/// so scaling each by its own largest component keeps all 8.
+fn to_i8(vector: &[f32]) -> Vec<i8> {
+    let largest = vector.iter().fold(0.0f32, |largest, value| largest.max(value.abs()));
+    if largest == 0.0 || vector.iter().any(|value| !value.is_finite()) {
+        return vec![0; vector.len()];
+    }
+    let scale = 127.0 / largest;
+    vector.iter().map(|value| (value * scale).round().clamp(-127.0, 127.0) as i8).collect()
 }
 
 fn path_str(path: &Path) -> Result<&str> {
@@ -218,5 +255,47 @@ mod tests {
         assert!(viewed.get(1).unwrap().is_none());
         assert!(VectorIndex::view(&path, 4, &settings).is_err(), "dimension mismatch is caught");
         assert!(VectorIndex::view(&dir.path().join("missing"), 3, &settings).is_err());
+    }
+
+    /// Deterministic unit vectors shaped like an embedding's: many small components.
+    fn random_units(count: usize, dimensions: usize, mut state: u64) -> Vec<Vec<f32>> {
+        (0..count)
+            .map(|_| {
+                let values: Vec<f32> = (0..dimensions)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+                    })
+                    .collect();
+                unit(&values)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn i8_vectors_keep_their_cosines() {
+        assert_eq!(to_i8(&[0.05, -0.1, 0.0]), [64, -127, 0], "the largest component becomes ±127");
+        assert_eq!(to_i8(&[0.0; 3]), [0; 3]);
+        assert_eq!(to_i8(&[f32::NAN, 1.0]), [0; 2], "a broken vector is stored as zeros, not as noise");
+
+        let settings = VectorSettings { quantization: Quantization::I8, ..VectorSettings::default() };
+        let vectors = random_units(300, 384, 0x9e37_79b9_7f4a_7c15);
+        let index = VectorIndex::create(384, &settings).unwrap();
+        for (key, vector) in vectors.iter().enumerate() {
+            index.add(key as u64, vector).unwrap();
+        }
+        for query in random_units(20, 384, 0x1234_5678_9abc_def1) {
+            for (key, similarity) in index.exact_search(&query, 10).unwrap() {
+                let truth: f32 = vectors[key as usize].iter().zip(&query).map(|(a, b)| a * b).sum();
+                // Scaled by 127 as they are, 384-dimension unit vectors keep 3 or 4 bits and
+                // their cosines move by several hundredths.
+                assert!((similarity - truth).abs() < 0.01, "key {key}: {similarity} against {truth}");
+            }
+        }
+        let stored = index.get(7).unwrap().unwrap();
+        let cosine: f32 = stored.iter().zip(&vectors[7]).map(|(a, b)| a * b).sum();
+        assert!(cosine > 0.999, "the stored vector reads back at unit length: {cosine}");
     }
 }
