@@ -178,19 +178,8 @@ fn raw_throughput(embedder: &Embedder, config: &AgentConfig, eval: &Eval) -> Res
 fn graph_recall(engine: &Engine, data_dir: &Path, eval: &Eval) -> Result<f64> {
     let snapshot = engine.snapshot()?;
     let cache = EmbeddingCache::open(&data_dir.join("embedding-cache.redb"))?;
-    let chunks: Vec<(u64, [u8; 16])> = snapshot
-        .manifest
-        .documents
-        .iter()
-        .flat_map(|d| &d.chunks)
-        .map(|c| {
-            let mut hash = [0u8; 16];
-            for (i, byte) in hash.iter_mut().enumerate() {
-                *byte = u8::from_str_radix(&c.hash[2 * i..2 * i + 2], 16).unwrap_or(0);
-            }
-            (c.id, hash)
-        })
-        .collect();
+    let chunks: Vec<(u64, [u8; 16])> =
+        snapshot.manifest.documents.iter().flat_map(|d| &d.chunks).map(|c| (c.id, c.hash)).collect();
     let hashes: Vec<[u8; 16]> = chunks.iter().map(|(_, h)| *h).collect();
     let vectors: Vec<Vec<f32>> = cache.get_many(&hashes)?.into_iter().map(Option::unwrap_or_default).collect();
     let mut total = 0.0;

@@ -82,7 +82,7 @@ mod tests {
             stamp: Stamp::File { size: 1, modified_ns },
             content_hash: "h".into(),
             url: None,
-            chunks: chunks.iter().map(|&id| ChunkEntry { id, hash: String::new() }).collect(),
+            chunks: chunks.iter().map(|&id| ChunkEntry { id, hash: [0; 16] }).collect(),
         }
     }
 

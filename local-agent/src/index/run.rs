@@ -19,7 +19,7 @@ use super::generations::{ChunkEntry, DocumentEntry, FORMAT_VERSION, IndexDir, Ma
 use super::plan::{Plan, plan};
 use super::snapshot::Snapshot;
 use super::text::StoredChunk;
-use super::write::{FreshChunk, FreshDocument, Written, embed_missing, hex, parse_hex, write_indexes};
+use super::write::{FreshChunk, FreshDocument, Written, embed_missing, write_indexes};
 use super::{
     IndexReport, IndexSettings, MAX_TOMBSTONE_SHARE, Phase, Progress, RECIPE_VERSION, Unreadable, crash_point,
 };
@@ -343,7 +343,7 @@ impl IndexRun {
             stamp: fresh.file.stamp,
             content_hash: fresh.content_hash.clone(),
             url: fresh.url.clone(),
-            chunks: fresh.chunks.iter().map(|c| ChunkEntry { id: c.id, hash: hex(&c.hash) }).collect(),
+            chunks: fresh.chunks.iter().map(|c| ChunkEntry { id: c.id, hash: c.hash }).collect(),
         }));
         documents.sort_by(|a, b| (a.root, &a.id).cmp(&(b.root, &b.id)));
         let manifest = Manifest {
@@ -366,8 +366,7 @@ impl IndexRun {
         progress.finish();
         crash_point("published");
 
-        let live: HashSet<ChunkHash> =
-            manifest.documents.iter().flat_map(|d| &d.chunks).filter_map(|c| parse_hex(&c.hash)).collect();
+        let live: HashSet<ChunkHash> = manifest.documents.iter().flat_map(|d| &d.chunks).map(|c| c.hash).collect();
         if let Err(error) = cache.prune(&live) {
             tracing::warn!(%error, "could not prune the embedding cache");
         }
