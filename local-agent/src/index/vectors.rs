@@ -258,20 +258,9 @@ mod tests {
     }
 
     /// Deterministic unit vectors shaped like an embedding's: many small components.
-    fn random_units(count: usize, dimensions: usize, mut state: u64) -> Vec<Vec<f32>> {
-        (0..count)
-            .map(|_| {
-                let values: Vec<f32> = (0..dimensions)
-                    .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-                    })
-                    .collect();
-                unit(&values)
-            })
-            .collect()
+    fn random_units(count: usize, dimensions: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut random = fastrand::Rng::with_seed(seed);
+        (0..count).map(|_| unit(&(0..dimensions).map(|_| random.f32() * 2.0 - 1.0).collect::<Vec<_>>())).collect()
     }
 
     #[test]
